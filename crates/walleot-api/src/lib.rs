@@ -1,0 +1,27 @@
+//! The wire contract of the Walleot payment API.
+//!
+//! Everything a client and the service must agree on byte for byte lives here: request
+//! and answer bodies, the session status values, the error body and the currency table.
+//! The field names follow the public API reference (`sessionId`, `url`, `status`) and
+//! stay stable; new fields may be added to answers, never renamed.
+
+mod currency;
+mod error;
+mod session;
+
+pub use currency::{Currency, UnknownCurrency};
+pub use error::{ErrorBody, ErrorDetail, ErrorType};
+pub use session::{
+    CreateSessionRequest, CreateSessionResponse, Session, SessionList, SessionStatus, UnknownStatus,
+};
+
+/// Header names of the API that both sides use.
+pub mod headers {
+    pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+    pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+    pub const RATE_LIMIT_LIMIT: &str = "x-ratelimit-limit";
+    pub const RATE_LIMIT_REMAINING: &str = "x-ratelimit-remaining";
+    pub const RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
+    pub const RATE_LIMIT: &str = "ratelimit";
+    pub const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
+}

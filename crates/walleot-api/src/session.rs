@@ -1,0 +1,149 @@
+use crate::Currency;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The state of a payment session. A session starts `pending` and moves once to one of
+/// the four final states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Pending,
+    Paid,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl SessionStatus {
+    pub const ALL: [SessionStatus; 5] = [
+        SessionStatus::Pending,
+        SessionStatus::Paid,
+        SessionStatus::Failed,
+        SessionStatus::Expired,
+        SessionStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Pending => "pending",
+            SessionStatus::Paid => "paid",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Expired => "expired",
+            SessionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the session can still change.
+    pub fn is_final(self) -> bool {
+        self != SessionStatus::Pending
+    }
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStatus(pub String);
+
+impl fmt::Display for UnknownStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown status `{}`; expected one of pending, paid, failed, expired, cancelled",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownStatus {}
+
+impl FromStr for SessionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SessionStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// `POST /v1/sessions`. Unknown fields are refused so that a typo never goes unnoticed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateSessionRequest {
+    /// Amount in the currency's minor unit (cents for USD, whole yen for JPY).
+    pub amount: i64,
+    /// ISO 4217 code, any case; stored and answered lower case.
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Seconds until the session expires, within the service's bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
+}
+
+/// The answer to `POST /v1/sessions`. The reference names `sessionId` and `url`; the
+/// rest of the session follows.
+pub type CreateSessionResponse = Session;
+
+/// A payment session as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub session_id: String,
+    pub url: String,
+    pub status: SessionStatus,
+    pub amount: i64,
+    pub currency: Currency,
+    pub description: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC. A pending session reads `expired` from this instant on.
+    pub expires_at: String,
+    pub livemode: bool,
+}
+
+/// A page of `GET /v1/sessions`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionList {
+    pub data: Vec<Session>,
+    pub has_more: bool,
+    /// Pass as `cursor` to fetch the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in SessionStatus::ALL {
+            assert_eq!(status.as_str().parse::<SessionStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{}\"", status.as_str())
+            );
+        }
+        assert!("PAID".parse::<SessionStatus>().is_err());
+    }
+
+    #[test]
+    fn the_reference_request_parses_and_typos_do_not() {
+        let ok: CreateSessionRequest = serde_json::from_str(
+            r#"{"amount":200,"currency":"usd","description":"Pro feature unlock"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.amount, 200);
+        assert!(serde_json::from_str::<CreateSessionRequest>(
+            r#"{"amount":200,"currency":"usd","descripton":"x"}"#
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! The `walleot` command line: `serve` runs the service; `keys` and `merchants` are the
+//! operator's tools, working on the same database directly.
+
+use crate::domain::clock::rfc3339;
+use crate::domain::{Clock, Mode, SystemClock};
+use crate::ratelimit::Limits;
+use crate::startup::{self, Application, Config, Services};
+use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "walleot",
+    version,
+    about = "Walleot: per-call payments for AI-agent tools",
+    long_about = "Walleot lets the author of an MCP server charge per tool call and lets the \
+                  person behind the agent pay from a prepaid wallet.\n\n\
+                  Start with `walleot serve`: on an empty database it creates a demo merchant \
+                  and prints a test API key."
+)]
+pub struct Cli {
+    /// Database to use: `sqlite://PATH` or a plain file path.
+    #[arg(long, global = true, env = "WALLEOT_DATABASE_URL", default_value_t = startup::default_database_url())]
+    pub database_url: String,
+
+    /// Secret under which API keys are hashed. When unset, one is generated and kept in
+    /// the database. Once keys exist it must not change, or they stop working.
+    #[arg(
+        long,
+        global = true,
+        env = "WALLEOT_KEY_SECRET",
+        hide_env_values = true
+    )]
+    pub key_secret: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the payment service (REST API under /v1).
+    Serve(ServeArgs),
+    /// Create, list and revoke secret API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create and list merchants, the owners of keys and sessions.
+    #[command(subcommand)]
+    Merchants(MerchantsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WALLEOT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Base URL of the checkout links handed to payers (default: http://LISTEN).
+    #[arg(long, env = "WALLEOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Session creations (and other POSTs) allowed per key per minute.
+    #[arg(long, env = "WALLEOT_RATE_LIMIT_SESSIONS", default_value_t = Limits::default().sessions_per_window)]
+    pub rate_limit_sessions: u32,
+    /// Status checks (and other GETs) allowed per key per minute.
+    #[arg(long, env = "WALLEOT_RATE_LIMIT_STATUS", default_value_t = Limits::default().status_per_window)]
+    pub rate_limit_status: u32,
+    /// Largest session amount, in minor units.
+    #[arg(long, env = "WALLEOT_MAX_AMOUNT", default_value_t = 99_999_999)]
+    pub max_amount: i64,
+    /// Seconds a session stays payable when the request names no `expiresIn`.
+    #[arg(long, env = "WALLEOT_SESSION_TTL", default_value_t = 24 * 3600)]
+    pub session_ttl: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (only the key, on stdout). It is shown only this once.
+    Create {
+        /// test keys see test data only; live keys live data only.
+        #[arg(long)]
+        mode: Mode,
+        /// Merchant name or id (default: the only merchant, or the demo merchant).
+        #[arg(long)]
+        merchant: Option<String>,
+    },
+    /// List keys: id, merchant, mode, prefix, created, revoked.
+    List,
+    /// Revoke a key by its id (key_…); it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantsCommand {
+    /// Create a merchant and print its id.
+    Create { name: String },
+    /// List merchants.
+    List,
+}
+
+/// `sqlite://PATH` stays as is; a bare path becomes one.
+pub fn normalize_database_url(raw: &str) -> String {
+    if raw.contains("://") || raw.starts_with("sqlite:") {
+        raw.to_string()
+    } else {
+        format!("sqlite://{raw}")
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = normalize_database_url(&cli.database_url);
+    let services = Services::open(&url, cli.key_secret.as_deref()).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now_ms();
+    match cli.command {
+        Command::Serve(args) => serve(args, url, cli.key_secret, services, clock).await,
+        Command::Keys(KeysCommand::Create { mode, merchant }) => {
+            let merchant = match merchant {
+                Some(name) => services.merchants.find(&name).await?,
+                None => services.merchants.default_merchant(now).await?,
+            };
+            let (_, key) = services.keys.create(&merchant.id, mode, now).await?;
+            println!("{}", key.expose_secret());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List) => {
+            println!(
+                "{:<28} {:<20} {:<5} {:<14} {:<21} REVOKED",
+                "ID", "MERCHANT", "MODE", "PREFIX", "CREATED"
+            );
+            for k in services.keys.list().await? {
+                println!(
+                    "{:<28} {:<20} {:<5} {:<14} {:<21} {}",
+                    k.id,
+                    k.merchant_name,
+                    k.mode,
+                    format!("{}…", k.prefix),
+                    rfc3339(k.created_at),
+                    k.revoked_at.map(rfc3339).unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { id }) => {
+            services.keys.revoke(&id, now).await?;
+            eprintln!("revoked {id}");
+            Ok(())
+        }
+        Command::Merchants(MerchantsCommand::Create { name }) => {
+            let merchant = services.merchants.create(&name, now).await?;
+            println!("{}", merchant.id);
+            Ok(())
+        }
+        Command::Merchants(MerchantsCommand::List) => {
+            println!("{:<28} {:<21} NAME", "ID", "CREATED");
+            for m in services.merchants.list().await? {
+                println!("{:<28} {:<21} {}", m.id, rfc3339(m.created_at), m.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(
+    args: ServeArgs,
+    database_url: String,
+    key_secret: Option<String>,
+    services: Services,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let mut config = Config {
+        listen: args.listen,
+        database_url,
+        public_url: args.public_url,
+        key_secret,
+        sweep_every: Duration::from_secs(5),
+        ..Config::default()
+    };
+    config.limits.sessions_per_window = args.rate_limit_sessions;
+    config.limits.status_per_window = args.rate_limit_status;
+    config.sessions.max_amount = args.max_amount;
+    config.sessions.default_ttl_secs = args.session_ttl;
+    let first_key = services.bootstrap(clock.now_ms()).await?;
+    let app = Application::build(config.clone(), services, clock).await?;
+    let base = format!("http://{}", app.local_addr());
+    println!(
+        "walleot listening on {base} (database {})",
+        config.database_url
+    );
+    match first_key {
+        Some(key) => {
+            let secret = key.expose_secret();
+            println!();
+            println!("Created the demo merchant and a test API key. It is shown only this once:");
+            println!();
+            println!("    {secret}");
+            println!();
+            println!("Try it:");
+            println!();
+            println!(
+                "    curl -s {base}/v1/sessions -H 'Authorization: Bearer {secret}' \
+                 -H 'Content-Type: application/json' \
+                 -d '{{\"amount\":200,\"currency\":\"usd\",\"description\":\"Pro feature unlock\"}}'"
+            );
+            println!();
+        }
+        None => println!("More keys: walleot keys create --mode test"),
+    }
+    app.run_until(startup::shutdown_signal()).await
+}

@@ -1,0 +1,41 @@
+//! The payment domain, free of HTTP and SQL: merchants and their API keys, payment
+//! sessions and the rules of their lifecycle. Handlers and the CLI call into the
+//! services here; the services reach the database only through [`crate::store::Store`].
+
+pub mod clock;
+pub mod ids;
+pub mod keys;
+pub mod merchants;
+pub mod sessions;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use keys::{ApiKey, KeyHasher, Mode, Principal};
+
+/// Why a domain operation refused its input or could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// The caller sent a value that breaks a rule; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource exists but its state forbids the request.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}

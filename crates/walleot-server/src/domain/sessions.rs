@@ -1,0 +1,372 @@
+//! Payment sessions: creation from a merchant's request, reading, listing, and the
+//! lifecycle `pending` → `paid` | `failed` | `expired` | `cancelled`.
+//!
+//! Each transition happens once: the store applies it only to a pending session and
+//! records its event in the same transaction, so two racing requests (a cancel and a
+//! payment, two cancels) leave exactly one outcome. A pending session whose expiry has
+//! passed reads `expired` whether or not the sweeper has written that yet.
+
+use super::{ids, Clock, DomainError, Mode, Principal};
+use crate::store::{IdempotencyCompletion, SessionPage, Store, Transition};
+use std::sync::Arc;
+use walleot_api::{CreateSessionRequest, Currency, SessionStatus};
+
+/// Limits on what a merchant may ask for.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// Largest amount in minor units.
+    pub max_amount: i64,
+    pub default_ttl_secs: i64,
+    pub min_ttl_secs: i64,
+    pub max_ttl_secs: i64,
+    pub max_description_chars: usize,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            max_amount: 99_999_999,
+            default_ttl_secs: 24 * 3600,
+            min_ttl_secs: 60,
+            max_ttl_secs: 7 * 24 * 3600,
+            max_description_chars: 1000,
+        }
+    }
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub merchant_id: String,
+    pub livemode: bool,
+    pub amount: i64,
+    pub currency: Currency,
+    pub description: Option<String>,
+    pub status: SessionStatus,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub updated_at: i64,
+}
+
+impl SessionRecord {
+    /// The status as of `now_ms`: a pending session past its expiry is expired.
+    pub fn status_at(&self, now_ms: i64) -> SessionStatus {
+        if self.status == SessionStatus::Pending && now_ms >= self.expires_at {
+            SessionStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+/// An entry of the append-only record of session changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub id: String,
+    pub session_id: String,
+    /// `session.created`, `session.paid`, `session.failed`, `session.expired`,
+    /// `session.cancelled`.
+    pub kind: String,
+    pub from_status: Option<SessionStatus>,
+    pub to_status: SessionStatus,
+    pub created_at: i64,
+}
+
+impl SessionEvent {
+    pub fn new(session_id: &str, from: Option<SessionStatus>, to: SessionStatus, at: i64) -> Self {
+        let kind = match from {
+            None => "session.created".to_string(),
+            Some(_) => format!("session.{to}"),
+        };
+        SessionEvent {
+            id: ids::new_id("evt"),
+            session_id: session_id.to_string(),
+            kind,
+            from_status: from,
+            to_status: to,
+            created_at: at,
+        }
+    }
+}
+
+/// Filters and position of a list request.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub status: Option<SessionStatus>,
+}
+
+pub const DEFAULT_PAGE: i64 = 10;
+pub const MAX_PAGE: i64 = 100;
+
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    policy: SessionPolicy,
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy) -> Self {
+        Sessions {
+            store,
+            clock,
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &SessionPolicy {
+        &self.policy
+    }
+
+    /// Checks a request against the policy and turns it into a new pending session.
+    pub fn prepare(
+        &self,
+        owner: &Principal,
+        request: CreateSessionRequest,
+    ) -> Result<SessionRecord, DomainError> {
+        let policy = &self.policy;
+        if request.amount <= 0 {
+            return Err(DomainError::invalid(
+                "amount",
+                "must be a positive integer of minor units (200 is 2.00 USD)",
+            ));
+        }
+        if request.amount > policy.max_amount {
+            return Err(DomainError::invalid(
+                "amount",
+                format!("must be at most {}", policy.max_amount),
+            ));
+        }
+        let currency: Currency =
+            request
+                .currency
+                .parse()
+                .map_err(|e: walleot_api::UnknownCurrency| {
+                    DomainError::invalid("currency", e.to_string())
+                })?;
+        if let Some(description) = &request.description {
+            let chars = description.chars().count();
+            if chars > policy.max_description_chars {
+                return Err(DomainError::invalid(
+                    "description",
+                    format!(
+                        "has {chars} characters; at most {} are allowed",
+                        policy.max_description_chars
+                    ),
+                ));
+            }
+            if description.chars().any(|c| c.is_control() && c != '\n') {
+                return Err(DomainError::invalid(
+                    "description",
+                    "must not contain control characters",
+                ));
+            }
+        }
+        let ttl = request.expires_in.unwrap_or(policy.default_ttl_secs);
+        if ttl < policy.min_ttl_secs || ttl > policy.max_ttl_secs {
+            return Err(DomainError::invalid(
+                "expiresIn",
+                format!(
+                    "must be between {} and {} seconds",
+                    policy.min_ttl_secs, policy.max_ttl_secs
+                ),
+            ));
+        }
+        let now = self.clock.now_ms();
+        Ok(SessionRecord {
+            id: ids::new_id("sess"),
+            merchant_id: owner.merchant_id.clone(),
+            livemode: owner.mode.livemode(),
+            amount: request.amount,
+            currency,
+            description: request.description,
+            status: SessionStatus::Pending,
+            created_at: now,
+            expires_at: now + ttl * 1000,
+            updated_at: now,
+        })
+    }
+
+    /// Stores a prepared session with its `session.created` event and, when the request
+    /// carried an idempotency key, the answer to replay, all in one transaction.
+    pub async fn insert(
+        &self,
+        session: &SessionRecord,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), DomainError> {
+        let event = SessionEvent::new(
+            &session.id,
+            None,
+            SessionStatus::Pending,
+            session.created_at,
+        );
+        self.store
+            .insert_session(session, &event, completion)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
+        let session = self.find(owner, id).await?;
+        let now = self.clock.now_ms();
+        if session.status == SessionStatus::Pending
+            && session.status_at(now) == SessionStatus::Expired
+        {
+            return self.record_expiry(owner, session, now).await;
+        }
+        Ok(session)
+    }
+
+    pub async fn list(
+        &self,
+        owner: &Principal,
+        query: ListQuery,
+    ) -> Result<SessionPage, DomainError> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(DomainError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        let after = match &query.cursor {
+            None => None,
+            Some(cursor) => Some(
+                self.store
+                    .session_seq(&owner.merchant_id, owner.mode.livemode(), cursor)
+                    .await?
+                    .ok_or_else(|| {
+                        DomainError::invalid("cursor", "is not a session of this key's account")
+                    })?,
+            ),
+        };
+        let now = self.clock.now_ms();
+        let mut page = self
+            .store
+            .list_sessions(
+                &owner.merchant_id,
+                owner.mode.livemode(),
+                query.status,
+                after,
+                now,
+                limit,
+            )
+            .await?;
+        for session in &mut page.sessions {
+            session.status = session.status_at(now);
+        }
+        Ok(page)
+    }
+
+    pub async fn cancel(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
+        self.transition(owner, id, SessionStatus::Cancelled, "cancelled")
+            .await
+    }
+
+    /// Test-mode helpers that act as a payer or as time would.
+    pub async fn simulate(
+        &self,
+        owner: &Principal,
+        id: &str,
+        to: SessionStatus,
+    ) -> Result<SessionRecord, DomainError> {
+        if owner.mode != Mode::Test {
+            return Err(DomainError::Forbidden(
+                "test helpers accept only test keys (sk_test_…)".into(),
+            ));
+        }
+        let verb = match to {
+            SessionStatus::Paid => "paid",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Expired => "expired",
+            _ => "changed",
+        };
+        self.transition(owner, id, to, verb).await
+    }
+
+    /// Moves pending sessions past their expiry to `expired`; returns how many.
+    pub async fn expire_due(&self, batch: i64) -> Result<usize, DomainError> {
+        Ok(self.store.expire_due(self.clock.now_ms(), batch).await?)
+    }
+
+    async fn find(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
+        let not_found = || DomainError::NotFound(format!("no session `{id}`"));
+        if !ids::has_shape(id, "sess") {
+            return Err(not_found());
+        }
+        self.store
+            .get_session(&owner.merchant_id, owner.mode.livemode(), id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    async fn record_expiry(
+        &self,
+        owner: &Principal,
+        session: SessionRecord,
+        now: i64,
+    ) -> Result<SessionRecord, DomainError> {
+        match self
+            .store
+            .transition(
+                &owner.merchant_id,
+                owner.mode.livemode(),
+                &session.id,
+                SessionStatus::Expired,
+                now,
+            )
+            .await?
+        {
+            Transition::Applied(updated) | Transition::Refused(updated) => Ok(SessionRecord {
+                status: updated.status_at(now),
+                ..updated
+            }),
+            Transition::NotFound => Err(DomainError::NotFound(format!(
+                "no session `{}`",
+                session.id
+            ))),
+        }
+    }
+
+    async fn transition(
+        &self,
+        owner: &Principal,
+        id: &str,
+        to: SessionStatus,
+        verb: &str,
+    ) -> Result<SessionRecord, DomainError> {
+        let session = self.find(owner, id).await?;
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .transition(
+                &owner.merchant_id,
+                owner.mode.livemode(),
+                &session.id,
+                to,
+                now,
+            )
+            .await?
+        {
+            Transition::Applied(updated) => Ok(updated),
+            Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
+            Transition::Refused(current) => {
+                let status = current.status_at(now);
+                if status == to {
+                    // Asking again for the state the session is in changes nothing.
+                    return Ok(SessionRecord { status, ..current });
+                }
+                if current.status == SessionStatus::Pending {
+                    // Pending on disk, expired by the clock: write the expiry down.
+                    self.record_expiry(owner, current, now).await?;
+                }
+                Err(DomainError::Conflict(format!(
+                    "the session is {status}; only a pending session can be {verb}"
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The one place where errors become HTTP answers: every failure on `/v1` leaves as
+//! `{"error": {"type": "...", "message": "..."}}` with its status code.
+
+use crate::domain::keys::{AuthError, AuthenticateError};
+use crate::domain::DomainError;
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use walleot_api::{ErrorBody, ErrorType};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: ErrorType,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: ErrorType, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorType::InvalidRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorType::NotFound, message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::ServerError,
+            "the service failed to answer; the request may be retried",
+        )
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::Invalid { .. } => ApiError::invalid(err.to_string()),
+            DomainError::NotFound(m) => ApiError::not_found(m),
+            DomainError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, m),
+            DomainError::Forbidden(m) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorType::Forbidden, m)
+            }
+            DomainError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "storage failed");
+        ApiError::internal()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::Unauthorized,
+            err.to_string(),
+        )
+    }
+}
+
+impl From<AuthenticateError> for ApiError {
+    fn from(err: AuthenticateError) -> Self {
+        match err {
+            AuthenticateError::Refused(e) => e.into(),
+            AuthenticateError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody::new(self.kind, self.message);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (self.status, bytes).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"walleot\""),
+            );
+        }
+        response
+    }
+}

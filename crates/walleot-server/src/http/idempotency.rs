@@ -1,0 +1,228 @@
+//! `Idempotency-Key` on POST, after the IETF Idempotency-Key draft.
+//!
+//! A key is scoped to the merchant and mode of the API key that sent it. The first
+//! request with a key runs; its answer is kept (for at least 24 hours) and replayed to
+//! any later request with the same key and the same method, path and body, with the
+//! header `Idempotent-Replayed: true`. The same key with another request answers 422;
+//! a duplicate that arrives while the first still runs answers 409. Server errors are
+//! not kept, so the request can be retried. Handlers that create something record the
+//! answer in the same transaction as the thing they create (see [`Recorded`]), so a
+//! crash between the two cannot let a retry create it twice.
+
+use super::error::ApiError;
+use super::extract::body_rejection;
+use super::AppState;
+use crate::domain::Principal;
+use crate::store::{IdempotencyClaim, IdempotencyCompletion};
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use walleot_api::{headers as h, ErrorType};
+
+/// Keys are at most this long, printable ASCII.
+const MAX_KEY_LEN: usize = 255;
+/// Bodies of requests and kept answers are at most this large.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The claimed key of the running request, for handlers that record their answer.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub scope: String,
+    pub key: String,
+}
+
+impl Claimed {
+    pub fn completion(&self, status: StatusCode, body: Vec<u8>) -> IdempotencyCompletion {
+        IdempotencyCompletion {
+            scope: self.scope.clone(),
+            key: self.key.clone(),
+            status: status.as_u16(),
+            body,
+        }
+    }
+}
+
+/// Set on an answer whose handler already recorded it with its own transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded;
+
+/// How long answers are kept and when a running claim counts as abandoned.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyPolicy {
+    pub retain_ms: i64,
+    pub stale_ms: i64,
+}
+
+impl Default for IdempotencyPolicy {
+    fn default() -> Self {
+        IdempotencyPolicy {
+            retain_ms: 24 * 3600 * 1000,
+            stale_ms: 60 * 1000,
+        }
+    }
+}
+
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(raw_key) = req.headers().get(h::IDEMPOTENCY_KEY) else {
+        return next.run(req).await;
+    };
+    let key = match raw_key.to_str() {
+        Ok(k)
+            if !k.is_empty()
+                && k.len() <= MAX_KEY_LEN
+                && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+        {
+            k.to_string()
+        }
+        _ => {
+            return ApiError::invalid(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"
+            ))
+            .into_response()
+        }
+    };
+    let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+        return next.run(req).await;
+    };
+    let scope = format!("{}:{}", principal.merchant_id, principal.mode);
+
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return body_rejection(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
+    };
+    let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    let now = state.clock.now_ms();
+    let policy = state.idempotency;
+    let claim = state
+        .store
+        .claim_idempotency_key(
+            &scope,
+            &key,
+            &fingerprint,
+            now,
+            policy.stale_ms,
+            policy.retain_ms,
+        )
+        .await;
+    match claim {
+        Err(e) => return ApiError::from(e).into_response(),
+        Ok(IdempotencyClaim::Mismatch) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorType::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request; use a new key",
+            )
+            .into_response()
+        }
+        Ok(IdempotencyClaim::InProgress) => {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorType::Conflict,
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+            .into_response()
+        }
+        Ok(IdempotencyClaim::Replay { status, body }) => return replay(status, body),
+        Ok(IdempotencyClaim::Acquired) => {}
+    }
+
+    let claimed = Claimed { scope, key };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(claimed.clone());
+    let response = next.run(req).await;
+
+    let status = response.status();
+    if status.is_server_error() {
+        if let Err(e) = state
+            .store
+            .release_idempotency_key(&claimed.scope, &claimed.key)
+            .await
+        {
+            tracing::error!(error = %e, "could not release an idempotency key");
+        }
+        return response;
+    }
+    if response.extensions().get::<Recorded>().is_some() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::internal().into_response(),
+    };
+    let done = claimed.completion(status, bytes.to_vec());
+    if let Err(e) = state.store.complete_idempotency_key(&done).await {
+        tracing::error!(error = %e, "could not record an idempotent answer");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Same method, path and JSON value give the same fingerprint, however the JSON is
+/// spaced or its keys ordered.
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_vec(&v).ok())
+        .unwrap_or_else(|| body.to_vec());
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update([0]);
+    hash.update(path.as_bytes());
+    hash.update([0]);
+    hash.update(&canonical);
+    hex::encode(hash.finalize())
+}
+
+fn replay(status: u16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        axum::http::HeaderName::from_static(h::IDEMPOTENT_REPLAYED),
+        HeaderValue::from_static("true"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_ignore_json_spacing_and_key_order_but_not_values() {
+        let a = fingerprint(
+            &Method::POST,
+            "/v1/sessions",
+            br#"{"amount":1,"currency":"usd"}"#,
+        );
+        let b = fingerprint(
+            &Method::POST,
+            "/v1/sessions",
+            b"{ \"currency\": \"usd\", \"amount\": 1 }",
+        );
+        let c = fingerprint(
+            &Method::POST,
+            "/v1/sessions",
+            br#"{"amount":2,"currency":"usd"}"#,
+        );
+        let d = fingerprint(
+            &Method::POST,
+            "/v1/sessions/x/cancel",
+            br#"{"amount":1,"currency":"usd"}"#,
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+}

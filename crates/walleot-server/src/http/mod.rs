@@ -1,0 +1,95 @@
+//! The HTTP face of the service: the `/v1` API and the health check. Each resource owns
+//! its routes in a file of its own; this file assembles them with the gate (keys and
+//! rate limits), idempotency, body limits and panic safety.
+
+pub mod error;
+pub mod extract;
+pub mod gate;
+pub mod idempotency;
+pub mod openapi;
+pub mod sessions;
+pub mod test_helpers;
+
+use crate::domain::keys::Keys;
+use crate::domain::sessions::Sessions;
+use crate::domain::Clock;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use idempotency::IdempotencyPolicy;
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use walleot_api::ErrorType;
+
+/// Everything a handler may use, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub keys: Keys,
+    pub sessions: Sessions,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub limiter: Arc<RateLimiter>,
+    pub idempotency: IdempotencyPolicy,
+    /// Base of the links handed to payers, without a trailing slash.
+    pub public_url: Arc<str>,
+}
+
+impl AppState {
+    pub fn checkout_url(&self, session_id: &str) -> String {
+        format!("{}/checkout/{session_id}", self.public_url)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .merge(sessions::routes())
+        .merge(test_helpers::routes())
+        .route("/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn_with_state(state.clone(), gate::gate));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /v1/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorType::MethodNotAllowed,
+        "this route does not accept that method; see /v1/openapi.json",
+    )
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}

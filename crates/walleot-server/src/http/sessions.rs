@@ -1,0 +1,125 @@
+//! `/v1/sessions`: create, read, list and cancel payment sessions.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::idempotency::{Claimed, Recorded};
+use super::AppState;
+use crate::domain::clock::rfc3339;
+use crate::domain::sessions::{ListQuery, SessionRecord};
+use crate::domain::Principal;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use walleot_api::{CreateSessionRequest, Session, SessionList, SessionStatus};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", post(create).get(list))
+        .route("/sessions/{id}", get(read))
+        .route("/sessions/{id}/cancel", post(cancel))
+}
+
+/// The wire form of a stored session.
+pub fn to_wire(state: &AppState, record: SessionRecord) -> Session {
+    Session {
+        url: state.checkout_url(&record.id),
+        session_id: record.id,
+        status: record.status,
+        amount: record.amount,
+        currency: record.currency,
+        description: record.description,
+        created_at: rfc3339(record.created_at),
+        expires_at: rfc3339(record.expires_at),
+        livemode: record.livemode,
+    }
+}
+
+#[tracing::instrument(skip_all, fields(merchant = %principal.merchant_id))]
+async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    claimed: Option<Extension<Claimed>>,
+    ApiJson(request): ApiJson<CreateSessionRequest>,
+) -> Result<Response, ApiError> {
+    let record = state.sessions.prepare(&principal, request)?;
+    let body =
+        serde_json::to_vec(&to_wire(&state, record.clone())).map_err(|_| ApiError::internal())?;
+    let completion = claimed.map(|Extension(c)| c.completion(StatusCode::OK, body.clone()));
+    state.sessions.insert(&record, completion.as_ref()).await?;
+    tracing::info!(session = %record.id, amount = record.amount, "session created");
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if completion.is_some() {
+        response.extensions_mut().insert(Recorded);
+    }
+    Ok(response)
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Session>, ApiError> {
+    let record = state.sessions.get(&principal, &id).await?;
+    Ok(Json(to_wire(&state, record)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    status: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<SessionList>, ApiError> {
+    let status = params
+        .status
+        .map(|s| s.parse::<SessionStatus>())
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("status: {e}")))?;
+    let page = state
+        .sessions
+        .list(
+            &principal,
+            ListQuery {
+                limit: params.limit,
+                cursor: params.cursor,
+                status,
+            },
+        )
+        .await?;
+    let next_cursor = if page.has_more {
+        page.sessions.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(SessionList {
+        data: page
+            .sessions
+            .into_iter()
+            .map(|s| to_wire(&state, s))
+            .collect(),
+        has_more: page.has_more,
+        next_cursor,
+    }))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Session>, ApiError> {
+    let record = state.sessions.cancel(&principal, &id).await?;
+    Ok(Json(to_wire(&state, record)))
+}

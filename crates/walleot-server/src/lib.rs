@@ -1,0 +1,13 @@
+//! The Walleot payment service: the merchant REST API under `/v1`, its storage, and the
+//! operator commands of the `walleot` binary.
+//!
+//! [`startup::Application`] builds the whole service from a [`startup::Config`]; the
+//! binary and the integration tests start the very same thing.
+
+pub mod cli;
+pub mod domain;
+pub mod http;
+pub mod ratelimit;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

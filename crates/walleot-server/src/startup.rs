@@ -1,0 +1,205 @@
+//! Builds the service from its configuration, bound to its port, with its background
+//! work (the expiry sweeper). The binary and the tests both start it through here.
+
+use crate::domain::keys::Keys;
+use crate::domain::merchants::Merchants;
+use crate::domain::sessions::{SessionPolicy, Sessions};
+use crate::domain::{ApiKey, Clock, KeyHasher, Mode};
+use crate::http::idempotency::IdempotencyPolicy;
+use crate::http::{router, AppState};
+use crate::ratelimit::{Limits, RateLimiter};
+use crate::store::{self, Store};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: String,
+    /// Base of checkout links; derived from the bound address when absent.
+    pub public_url: Option<String>,
+    pub limits: Limits,
+    pub sessions: SessionPolicy,
+    pub idempotency: IdempotencyPolicy,
+    /// How often overdue sessions are marked expired.
+    pub sweep_every: Duration,
+    /// Secret for hashing API keys; kept in the database when absent.
+    pub key_secret: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database_url: default_database_url(),
+            public_url: None,
+            limits: Limits::default(),
+            sessions: SessionPolicy::default(),
+            idempotency: IdempotencyPolicy::default(),
+            sweep_every: Duration::from_secs(5),
+            key_secret: None,
+        }
+    }
+}
+
+pub fn default_database_url() -> String {
+    "sqlite://walleot.db".into()
+}
+
+/// The domain services over one store.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub keys: Keys,
+    pub merchants: Merchants,
+}
+
+impl Services {
+    pub async fn open(database_url: &str, key_secret: Option<&str>) -> anyhow::Result<Self> {
+        let store = store::open(database_url)
+            .await
+            .with_context(|| format!("opening the database {database_url}"))?;
+        let secret = match key_secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => {
+                let fresh = crate::domain::ids::random_base62(43).into_bytes();
+                store.secret("api_key_hash_secret", fresh).await?
+            }
+        };
+        Ok(Services {
+            keys: Keys::new(store.clone(), KeyHasher::new(secret)),
+            merchants: Merchants::new(store.clone()),
+            store,
+        })
+    }
+
+    /// On an empty database: creates the demo merchant and a test key, returned in
+    /// clear so that it can be shown once.
+    pub async fn bootstrap(&self, now_ms: i64) -> anyhow::Result<Option<ApiKey>> {
+        if !self.merchants.list().await?.is_empty() {
+            return Ok(None);
+        }
+        let merchant = self.merchants.default_merchant(now_ms).await?;
+        let (_, key) = self.keys.create(&merchant.id, Mode::Test, now_ms).await?;
+        Ok(Some(key))
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    sweep_every: Duration,
+}
+
+impl Application {
+    pub async fn build(
+        config: Config,
+        services: Services,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let state = AppState {
+            sessions: Sessions::new(
+                services.store.clone(),
+                clock.clone(),
+                config.sessions.clone(),
+            ),
+            keys: services.keys,
+            store: services.store,
+            clock,
+            limiter: Arc::new(RateLimiter::new(config.limits)),
+            idempotency: config.idempotency,
+            public_url: public_url.into(),
+        };
+        Ok(Application {
+            listener,
+            state,
+            sweep_every: config.sweep_every,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let sweeper = tokio::spawn(sweep(self.state.clone(), self.sweep_every));
+        let app = router(self.state);
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        // Each sweep is one transaction: stopping between two loses nothing.
+        sweeper.abort();
+        served.context("serving HTTP")
+    }
+}
+
+/// Marks overdue sessions expired (recording their events) and forgets idempotency
+/// answers past their retention.
+async fn sweep(state: AppState, every: Duration) {
+    const BATCH: i64 = 500;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            match state.sessions.expire_due(BATCH).await {
+                Ok(n) if n as i64 == BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                    break;
+                }
+            }
+        }
+        let cutoff = state.clock.now_ms() - state.idempotency.retain_ms;
+        if let Err(e) = state.store.purge_idempotency_keys(cutoff).await {
+            tracing::warn!(error = %e, "purging idempotency keys failed");
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
