@@ -1,1 +1,417 @@
+//! A typed async client of the Walleot payment API (`/v1`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), walleot_client::Error> {
+//! use walleot_client::{Client, CreateSessionRequest};
+//! let client = Client::new("http://127.0.0.1:8080", "sk_test_…")?;
+//! let session = client
+//!     .create_session(&CreateSessionRequest {
+//!         amount: 200,
+//!         currency: "usd".into(),
+//!         description: Some("Pro feature unlock".into()),
+//!         expires_in: None,
+//!     })
+//!     .await?;
+//! println!("send the payer to {}", session.url);
+//! let now = client.get_session(&session.session_id).await?;
+//! println!("status: {}", now.status);
+//! # Ok(()) }
+//! ```
+//!
+//! Every call has a timeout. POSTs carry an `Idempotency-Key` that the client generates
+//! (or that the caller gives), so that a retry after a lost answer never creates a
+//! second session; network failures and 5xx answers are retried with backoff.
 
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use url::Url;
+pub use walleot_api::{
+    CreateSessionRequest, Currency, ErrorBody, ErrorType, Session, SessionList, SessionStatus,
+};
+
+/// What can go wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The service answered with an error of the API's shape.
+    #[error("{status} {kind}: {message}")]
+    Api {
+        status: u16,
+        kind: ErrorType,
+        message: String,
+        /// Seconds to wait, on a 429.
+        retry_after: Option<u64>,
+    },
+    /// The service could not be reached, or did not answer in time.
+    #[error("could not reach the Walleot API: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from the Walleot API ({status}): {detail}")]
+    Protocol { status: u16, detail: String },
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// The API error type, when the service answered with one.
+    pub fn kind(&self) -> Option<ErrorType> {
+        match self {
+            Error::Api { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the service answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } | Error::Protocol { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Filters and position of [`Client::list_sessions`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListSessions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<SessionStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    base_url: String,
+    api_key: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_retries: u32,
+    initial_backoff: Duration,
+}
+
+impl ClientBuilder {
+    /// Whole-request timeout (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connection timeout (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Retries after a network failure or a 5xx answer (default 2).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// First wait before a retry; doubles each time (default 200 ms).
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    pub fn build(self) -> Result<Client, Error> {
+        let mut base = Url::parse(self.base_url.trim_end_matches('/'))
+            .map_err(|e| Error::Config(format!("base URL `{}`: {e}", self.base_url)))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "base URL `{}` is not http(s)",
+                self.base_url
+            )));
+        }
+        if !base.path().ends_with("/v1") {
+            let path = format!("{}/v1", base.path().trim_end_matches('/'));
+            base.set_path(&path);
+        }
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+        if self.api_key.is_empty() {
+            return Err(Error::Config("the API key is empty".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!("walleot-client-rust/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Client {
+            http,
+            base,
+            api_key: self.api_key,
+            max_retries: self.max_retries,
+            initial_backoff: self.initial_backoff,
+        })
+    }
+}
+
+/// A client bound to one service and one secret key. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    api_key: String,
+    max_retries: u32,
+    initial_backoff: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// `base_url` is the service's address, with or without the trailing `/v1`.
+    pub fn new(base_url: &str, api_key: &str) -> Result<Self, Error> {
+        Self::builder(base_url, api_key).build()
+    }
+
+    pub fn builder(base_url: &str, api_key: &str) -> ClientBuilder {
+        ClientBuilder {
+            base_url: base_url.to_string(),
+            api_key: api_key.to_string(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(200),
+        }
+    }
+
+    /// Creates a payment session under a fresh idempotency key.
+    pub async fn create_session(&self, request: &CreateSessionRequest) -> Result<Session, Error> {
+        let key = new_idempotency_key();
+        self.create_session_idempotent(request, &key).await
+    }
+
+    /// Creates a payment session under the caller's idempotency key: the same key and
+    /// request give the same session, however often they are sent.
+    pub async fn create_session_idempotent(
+        &self,
+        request: &CreateSessionRequest,
+        idempotency_key: &str,
+    ) -> Result<Session, Error> {
+        self.call(
+            Method::POST,
+            "sessions",
+            Some(request),
+            Some(idempotency_key),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Session, Error> {
+        self.call(
+            Method::GET,
+            &format!("sessions/{}", segment(id)),
+            None::<&()>,
+            None,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// One page of sessions, newest first.
+    pub async fn list_sessions(&self, query: &ListSessions) -> Result<SessionList, Error> {
+        self.call(Method::GET, "sessions", None::<&()>, None, Some(query))
+            .await
+    }
+
+    /// Cancels a pending session; cancelling a cancelled one changes nothing.
+    pub async fn cancel_session(&self, id: &str) -> Result<Session, Error> {
+        self.post_empty(&format!("sessions/{}/cancel", segment(id)))
+            .await
+    }
+
+    /// Test-mode helpers: act as the payer (or as time) on a test session.
+    pub fn test_helpers(&self) -> TestHelpers<'_> {
+        TestHelpers { client: self }
+    }
+
+    async fn post_empty(&self, path: &str) -> Result<Session, Error> {
+        let key = new_idempotency_key();
+        self.call(Method::POST, path, None::<&()>, Some(&key), None::<&()>)
+            .await
+    }
+
+    async fn call<B: Serialize + ?Sized, Q: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        idempotency_key: Option<&str>,
+        query: Option<&Q>,
+    ) -> Result<T, Error> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| Error::Config(format!("path `{path}`: {e}")))?;
+        let mut attempt = 0;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(&self.api_key);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            if let Some(key) = idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            if let Some(query) = query {
+                request = request.query(query);
+            }
+            let outcome = match request.send().await {
+                Ok(response) => read(response).await,
+                Err(e) => Err(Error::Transport(e)),
+            };
+            // Without an idempotency key a POST is not safe to repeat.
+            let repeatable = method == Method::GET || idempotency_key.is_some();
+            match outcome {
+                Err(e) if repeatable && attempt < self.max_retries && retryable(&e) => {
+                    tokio::time::sleep(self.initial_backoff * 2u32.pow(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+pub struct TestHelpers<'a> {
+    client: &'a Client,
+}
+
+impl TestHelpers<'_> {
+    /// Pays the session as a sandbox payer would.
+    pub async fn pay(&self, id: &str) -> Result<Session, Error> {
+        self.client
+            .post_empty(&format!("test_helpers/sessions/{}/pay", segment(id)))
+            .await
+    }
+
+    /// Makes the payment fail.
+    pub async fn fail(&self, id: &str) -> Result<Session, Error> {
+        self.client
+            .post_empty(&format!("test_helpers/sessions/{}/fail", segment(id)))
+            .await
+    }
+
+    /// Expires the session now.
+    pub async fn expire(&self, id: &str) -> Result<Session, Error> {
+        self.client
+            .post_empty(&format!("test_helpers/sessions/{}/expire", segment(id)))
+            .await
+    }
+}
+
+fn new_idempotency_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Escapes an id for use as one path segment.
+fn segment(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::Transport(_) => true,
+        Error::Api { status, .. } | Error::Protocol { status, .. } => {
+            matches!(*status, 500 | 502 | 503 | 504)
+        }
+        Error::Config(_) => false,
+    }
+}
+
+async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let bytes = response.bytes().await.map_err(Error::Transport)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| Error::Protocol {
+            status: status.as_u16(),
+            detail: format!("body does not parse: {e}"),
+        });
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => Err(Error::Api {
+            status: status.as_u16(),
+            kind: body.error.kind,
+            message: body.error.message,
+            retry_after,
+        }),
+        Err(_) => Err(Error::Protocol {
+            status: status.as_u16(),
+            detail: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_gain_v1_once() {
+        for raw in [
+            "http://h:1",
+            "http://h:1/",
+            "http://h:1/v1",
+            "http://h:1/v1/",
+        ] {
+            let c = Client::new(raw, "sk_test_x").unwrap();
+            assert_eq!(c.base.as_str(), "http://h:1/v1/", "{raw}");
+        }
+        let c = Client::new("https://h/pay/", "k").unwrap();
+        assert_eq!(
+            c.base.join("sessions").unwrap().as_str(),
+            "https://h/pay/v1/sessions"
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_refused() {
+        assert!(matches!(Client::new("ftp://h", "k"), Err(Error::Config(_))));
+        assert!(matches!(
+            Client::new("not a url", "k"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(Client::new("http://h", ""), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn ids_cannot_escape_their_path_segment() {
+        assert_eq!(segment("sess_abc"), "sess_abc");
+        assert_eq!(segment("../x y"), "..%2Fx%20y");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let api = |status| Error::Api {
+            status,
+            kind: ErrorType::Unknown,
+            message: String::new(),
+            retry_after: None,
+        };
+        assert!(retryable(&api(503)));
+        assert!(!retryable(&api(400)));
+        assert!(!retryable(&api(409)));
+        assert!(!retryable(&api(429)));
+    }
+}

@@ -11,3 +11,5 @@ pub mod ratelimit;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;

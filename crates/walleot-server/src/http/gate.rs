@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::keys::AuthenticateError;
 use crate::ratelimit::{Bucket, Decision};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,13 @@ use walleot_api::{headers as h, ErrorType};
 
 /// Routes under `/v1` that need no key.
 const PUBLIC: &[&str] = &["/v1/openapi.json"];
+
+fn full_path(req: &Request) -> &str {
+    req.extensions()
+        .get::<OriginalUri>()
+        .map(|uri| uri.0.path())
+        .unwrap_or_else(|| req.uri().path())
+}
 
 pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let now = state.clock.now_ms();
@@ -27,7 +34,7 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
         .unwrap_or_else(|| "unknown".into());
     let anonymous = |state: &AppState| state.limiter.check(Bucket::Anonymous, &client, now);
 
-    if PUBLIC.contains(&req.uri().path()) {
+    if PUBLIC.contains(&full_path(&req)) {
         let decision = anonymous(&state);
         return finish(decision, || next.run(req)).await;
     }

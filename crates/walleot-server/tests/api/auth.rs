@@ -1,0 +1,176 @@
+use crate::helpers::{assert_error, spawn_app};
+use reqwest::Method;
+use serde_json::json;
+use walleot_server::domain::{ApiKey, Mode};
+
+#[tokio::test]
+async fn requests_without_a_valid_key_answer_401() {
+    let app = spawn_app().await;
+    let unknown = ApiKey::generate(Mode::Test);
+    let mut typo = app.key().to_string();
+    typo.pop();
+    typo.push(if app.key().ends_with('A') { 'B' } else { 'A' });
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("empty", Some(String::new())),
+        ("basic", Some(format!("Basic {}", app.key()))),
+        ("bearer only", Some("Bearer".into())),
+        ("bearer space", Some("Bearer ".into())),
+        ("publishable", Some("Bearer pk_test_123".into())),
+        ("typo", Some(format!("Bearer {typo}"))),
+        (
+            "unknown",
+            Some(format!("Bearer {}", unknown.expose_secret())),
+        ),
+        ("long", Some(format!("Bearer sk_test_{}", "a".repeat(5000)))),
+    ];
+    for (name, header) in cases {
+        for (method, path) in [
+            (Method::GET, "/v1/sessions"),
+            (Method::POST, "/v1/sessions"),
+            (Method::GET, "/v1/nope"),
+        ] {
+            let mut req = app.http.request(method.clone(), app.url(path));
+            if let Some(h) = &header {
+                req = req.header("authorization", h);
+            }
+            let response = req.send().await.unwrap();
+            assert!(
+                response.headers().contains_key("x-ratelimit-limit"),
+                "{name}"
+            );
+            let message = assert_error(response, 401, "unauthorized").await;
+            assert!(
+                !message.contains(app.key()),
+                "{name}: the message echoes a key"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_working_at_once() {
+    let app = spawn_app().await;
+    let services = &app.server.services;
+    let merchant = services
+        .merchants
+        .find(&app.server.merchant_id)
+        .await
+        .unwrap();
+    let (record, key) = services
+        .keys
+        .create(&merchant.id, Mode::Test, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/v1/sessions", key.expose_secret()).await.status(),
+        200
+    );
+    services.keys.revoke(&record.id, 1).await.unwrap();
+    let message = assert_error(
+        app.get("/v1/sessions", key.expose_secret()).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert!(message.contains("revoked"), "{message}");
+    assert!(
+        services.keys.revoke(&record.id, 2).await.is_err(),
+        "revoking twice is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_merchant_never_sees_another_merchants_sessions() {
+    let app = spawn_app().await;
+    let other = app
+        .server
+        .other_merchant_key("Other shop", Mode::Test)
+        .await;
+    let mine = app.create_session().await;
+    assert_error(
+        app.get(&format!("/v1/sessions/{mine}"), &other).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.post(&format!("/v1/sessions/{mine}/cancel"), &other)
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.post(&format!("/v1/test_helpers/sessions/{mine}/pay"), &other)
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let list: serde_json::Value = app.get("/v1/sessions", &other).await.json().await.unwrap();
+    assert!(list["data"].as_array().unwrap().is_empty());
+    assert_eq!(app.status_of(&mine).await, "pending");
+}
+
+#[tokio::test]
+async fn test_and_live_keys_see_only_their_own_mode() {
+    let app = spawn_app().await;
+    let test_session = app.create_session().await;
+    let live_session = app
+        .create_session_with(
+            &app.server.live_key,
+            json!({"amount": 200, "currency": "usd"}),
+        )
+        .await;
+    assert_eq!(live_session["livemode"], true);
+    let live_id = live_session["sessionId"].as_str().unwrap();
+    assert_error(
+        app.get(
+            &format!("/v1/sessions/{test_session}"),
+            &app.server.live_key,
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.get(&format!("/v1/sessions/{live_id}"), app.key()).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let live_list: serde_json::Value = app
+        .get("/v1/sessions", &app.server.live_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<_> = live_list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sessionId"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(live_id)]);
+}
+
+#[tokio::test]
+async fn keys_are_stored_only_as_hashes() {
+    let app = spawn_app().await;
+    app.create_session().await;
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", app.server.database_path.display());
+        stored.extend(std::fs::read(&path).unwrap_or_default());
+    }
+    assert!(stored.len() > 1000, "the database files were read");
+    for key in [app.key(), &app.server.live_key] {
+        let secret_part = &key.as_bytes()[12..];
+        assert!(
+            !stored.windows(secret_part.len()).any(|w| w == secret_part),
+            "a key is stored in clear"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the `/v1` API: the real service on a random port over a fresh
+//! SQLite file, spoken to over real HTTP.
+
+mod auth;
+mod create;
+mod helpers;
+mod idempotency;
+mod lifecycle;
+mod list;
+mod openapi;
+mod rate_limits;
