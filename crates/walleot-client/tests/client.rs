@@ -1,0 +1,179 @@
+//! The client against the real service on a random port.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use walleot_client::{Client, CreateSessionRequest, Error, ErrorType, ListSessions, SessionStatus};
+use walleot_server::testing::TestServer;
+
+fn request(amount: i64) -> CreateSessionRequest {
+    CreateSessionRequest {
+        amount,
+        currency: "USD".into(),
+        description: Some("client test".into()),
+        expires_in: None,
+    }
+}
+
+#[tokio::test]
+async fn a_session_goes_from_creation_to_payment() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    let session = client.create_session(&request(250)).await.unwrap();
+    assert_eq!(session.status, SessionStatus::Pending);
+    assert_eq!(session.amount, 250);
+    assert_eq!(session.currency.code(), "usd");
+    assert_eq!(session.url, format!("{}/checkout/{}", server.base_url, session.session_id));
+    let paid = client.test_helpers().pay(&session.session_id).await.unwrap();
+    assert_eq!(paid.status, SessionStatus::Paid);
+    assert_eq!(client.get_session(&session.session_id).await.unwrap().status, SessionStatus::Paid);
+}
+
+#[tokio::test]
+async fn cancel_fail_expire_and_list() {
+    let server = TestServer::start().await;
+    let client = Client::new(&format!("{}/v1/", server.base_url), &server.test_key).unwrap();
+    let a = client.create_session(&request(1)).await.unwrap();
+    let b = client.create_session(&request(2)).await.unwrap();
+    let c = client.create_session(&request(3)).await.unwrap();
+    assert_eq!(client.cancel_session(&a.session_id).await.unwrap().status, SessionStatus::Cancelled);
+    assert_eq!(client.test_helpers().fail(&b.session_id).await.unwrap().status, SessionStatus::Failed);
+    assert_eq!(client.test_helpers().expire(&c.session_id).await.unwrap().status, SessionStatus::Expired);
+
+    let first = client.list_sessions(&ListSessions { limit: Some(2), ..Default::default() }).await.unwrap();
+    assert_eq!(first.data.len(), 2);
+    assert!(first.has_more);
+    let rest = client
+        .list_sessions(&ListSessions { limit: Some(2), cursor: first.next_cursor.clone(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(rest.data.len(), 1);
+    assert_eq!(rest.data[0].session_id, a.session_id);
+    let failed = client
+        .list_sessions(&ListSessions { status: Some(SessionStatus::Failed), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(failed.data.len(), 1);
+    assert_eq!(failed.data[0].session_id, b.session_id);
+}
+
+#[tokio::test]
+async fn api_errors_are_typed() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    let missing = client.get_session("sess_000000000000000000000000").await.unwrap_err();
+    assert_eq!(missing.kind(), Some(ErrorType::NotFound));
+    assert_eq!(missing.status(), Some(404));
+    let invalid = client.create_session(&request(0)).await.unwrap_err();
+    assert_eq!(invalid.kind(), Some(ErrorType::InvalidRequest));
+    assert!(invalid.to_string().contains("amount"), "{invalid}");
+    let live = Client::new(&server.base_url, &server.live_key).unwrap();
+    let session = live.create_session(&request(5)).await.unwrap();
+    let forbidden = live.test_helpers().pay(&session.session_id).await.unwrap_err();
+    assert_eq!(forbidden.kind(), Some(ErrorType::Forbidden));
+    let stranger = Client::new(&server.base_url, "sk_test_nope").unwrap();
+    assert_eq!(stranger.get_session(&session.session_id).await.unwrap_err().kind(), Some(ErrorType::Unauthorized));
+}
+
+#[tokio::test]
+async fn a_rate_limited_call_reports_when_to_retry() {
+    let server = TestServer::start_with(|c| c.limits.sessions_per_window = 1).await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    client.create_session(&request(1)).await.unwrap();
+    match client.create_session(&request(1)).await.unwrap_err() {
+        Error::Api { kind: ErrorType::RateLimited, retry_after: Some(secs), .. } => assert!(secs >= 1 && secs <= 60),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_gives_the_same_session() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    let a = client.create_session_idempotent(&request(9), "order-77").await.unwrap();
+    let b = client.create_session_idempotent(&request(9), "order-77").await.unwrap();
+    assert_eq!(a.session_id, b.session_id);
+    let reused = client.create_session_idempotent(&request(10), "order-77").await.unwrap_err();
+    assert_eq!(reused.kind(), Some(ErrorType::IdempotencyKeyReused));
+}
+
+/// A proxy that forwards the first connection's request to the service but drops the
+/// connection before the answer reaches the client, as a failing network would; later
+/// connections pass through.
+async fn lossy_proxy(target: String) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else { return };
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut outbound = TcpStream::connect(&target).await.unwrap();
+                if n == 0 {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let read = inbound.read(&mut buf).await.unwrap();
+                    outbound.write_all(&buf[..read]).await.unwrap();
+                    // Wait for the service's answer, then lose it.
+                    let _ = outbound.read(&mut buf).await;
+                    drop(inbound);
+                } else {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), connections)
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_retried_without_creating_a_second_session() {
+    let server = TestServer::start().await;
+    let target = server.base_url.trim_start_matches("http://").to_string();
+    let (proxy, connections) = lossy_proxy(target).await;
+    let client = Client::builder(&proxy, &server.test_key)
+        .initial_backoff(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let session = client.create_session(&request(123)).await.unwrap();
+    assert!(connections.load(Ordering::SeqCst) >= 2, "the first answer was lost and retried");
+    let direct = Client::new(&server.base_url, &server.test_key).unwrap();
+    let all = direct.list_sessions(&ListSessions::default()).await.unwrap();
+    assert_eq!(all.data.len(), 1, "one session despite the retry");
+    assert_eq!(all.data[0].session_id, session.session_id);
+}
+
+#[tokio::test]
+async fn a_silent_service_times_out_and_a_missing_one_fails_fast() {
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let client = Client::builder(&format!("http://{silent_addr}"), "sk_test_x")
+        .timeout(Duration::from_millis(300))
+        .max_retries(1)
+        .initial_backoff(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client.get_session("sess_x").await.unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let client = Client::builder(&format!("http://{closed}"), "sk_test_x")
+        .max_retries(0)
+        .build()
+        .unwrap();
+    assert!(matches!(client.get_session("sess_x").await.unwrap_err(), Error::Transport(_)));
+}

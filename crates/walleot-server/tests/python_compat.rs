@@ -1,0 +1,85 @@
+//! The official Python package `walleot` (with its dependency `paymcp`) talks to this
+//! service unchanged but for its base URL. The test installs the package into a
+//! virtual environment of its own, under the target directory, once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use walleot_server::testing::TestServer;
+
+const PACKAGES: &[&str] = &["walleot==0.4.3", "paymcp==0.9.1"];
+
+/// Creates the provider exactly as the package does, pointed at our service.
+const SCRIPT: &str = r#"
+import json, sys
+import paymcp.providers.walleot as walleot_provider
+from walleot import Walleot  # the package's public entry point imports cleanly
+
+walleot_provider.BASE_URL = sys.argv[1]
+provider = walleot_provider.WalleotProvider(api_key=sys.argv[2])
+if sys.argv[3] == "create":
+    session_id, url = provider.create_payment(amount=2.0, currency="USD", description="Premium feature unlock")
+    print(json.dumps({"id": session_id, "url": url, "status": provider.get_payment_status(session_id)}))
+else:
+    print(json.dumps({"status": provider.get_payment_status(sys.argv[4])}))
+"#;
+
+fn venv() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-walleot-venv");
+    let python = dir.join("bin").join("python");
+    let marker = dir.join(format!("installed-{}", PACKAGES.join("-")));
+    if !marker.exists() {
+        let made = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("python3 runs");
+        assert!(made.success(), "python3 -m venv failed");
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(PACKAGES)
+            .status()
+            .expect("pip runs");
+        assert!(pip.success(), "pip install {PACKAGES:?} failed");
+        std::fs::write(&marker, b"").unwrap();
+    }
+    python
+}
+
+fn run(python: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python).arg("-c").arg(SCRIPT).args(args).output().unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_provider_creates_and_checks_payments() {
+    let python = tokio::task::spawn_blocking(venv).await.unwrap();
+    let server = TestServer::start().await;
+    let base = format!("{}/v1", server.base_url);
+    let key = server.test_key.clone();
+
+    let created = {
+        let (python, base, key) = (python.clone(), base.clone(), key.clone());
+        tokio::task::spawn_blocking(move || run(&python, &[&base, &key, "create"])).await.unwrap()
+    };
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sess_"));
+    assert_eq!(created["url"], format!("{}/checkout/{id}", server.base_url));
+    assert_eq!(created["status"], "pending");
+
+    let stored = server
+        .services
+        .store
+        .get_session(&server.merchant_id, false, &id)
+        .await
+        .unwrap()
+        .expect("the session is stored");
+    assert_eq!((stored.amount, stored.currency.code()), (200, "usd"));
+    assert_eq!(stored.description.as_deref(), Some("Premium feature unlock"));
+
+    let paid = reqwest::Client::new()
+        .post(format!("{base}/test_helpers/sessions/{id}/pay"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    let status = tokio::task::spawn_blocking(move || run(&python, &[&base, &key, "status", &id])).await.unwrap();
+    assert_eq!(status["status"], "paid");
+}
