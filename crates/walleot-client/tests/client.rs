@@ -25,10 +25,24 @@ async fn a_session_goes_from_creation_to_payment() {
     assert_eq!(session.status, SessionStatus::Pending);
     assert_eq!(session.amount, 250);
     assert_eq!(session.currency.code(), "usd");
-    assert_eq!(session.url, format!("{}/checkout/{}", server.base_url, session.session_id));
-    let paid = client.test_helpers().pay(&session.session_id).await.unwrap();
+    assert_eq!(
+        session.url,
+        format!("{}/checkout/{}", server.base_url, session.session_id)
+    );
+    let paid = client
+        .test_helpers()
+        .pay(&session.session_id)
+        .await
+        .unwrap();
     assert_eq!(paid.status, SessionStatus::Paid);
-    assert_eq!(client.get_session(&session.session_id).await.unwrap().status, SessionStatus::Paid);
+    assert_eq!(
+        client
+            .get_session(&session.session_id)
+            .await
+            .unwrap()
+            .status,
+        SessionStatus::Paid
+    );
 }
 
 #[tokio::test]
@@ -38,21 +52,53 @@ async fn cancel_fail_expire_and_list() {
     let a = client.create_session(&request(1)).await.unwrap();
     let b = client.create_session(&request(2)).await.unwrap();
     let c = client.create_session(&request(3)).await.unwrap();
-    assert_eq!(client.cancel_session(&a.session_id).await.unwrap().status, SessionStatus::Cancelled);
-    assert_eq!(client.test_helpers().fail(&b.session_id).await.unwrap().status, SessionStatus::Failed);
-    assert_eq!(client.test_helpers().expire(&c.session_id).await.unwrap().status, SessionStatus::Expired);
+    assert_eq!(
+        client.cancel_session(&a.session_id).await.unwrap().status,
+        SessionStatus::Cancelled
+    );
+    assert_eq!(
+        client
+            .test_helpers()
+            .fail(&b.session_id)
+            .await
+            .unwrap()
+            .status,
+        SessionStatus::Failed
+    );
+    assert_eq!(
+        client
+            .test_helpers()
+            .expire(&c.session_id)
+            .await
+            .unwrap()
+            .status,
+        SessionStatus::Expired
+    );
 
-    let first = client.list_sessions(&ListSessions { limit: Some(2), ..Default::default() }).await.unwrap();
+    let first = client
+        .list_sessions(&ListSessions {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(first.data.len(), 2);
     assert!(first.has_more);
     let rest = client
-        .list_sessions(&ListSessions { limit: Some(2), cursor: first.next_cursor.clone(), ..Default::default() })
+        .list_sessions(&ListSessions {
+            limit: Some(2),
+            cursor: first.next_cursor.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(rest.data.len(), 1);
     assert_eq!(rest.data[0].session_id, a.session_id);
     let failed = client
-        .list_sessions(&ListSessions { status: Some(SessionStatus::Failed), ..Default::default() })
+        .list_sessions(&ListSessions {
+            status: Some(SessionStatus::Failed),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(failed.data.len(), 1);
@@ -63,7 +109,10 @@ async fn cancel_fail_expire_and_list() {
 async fn api_errors_are_typed() {
     let server = TestServer::start().await;
     let client = Client::new(&server.base_url, &server.test_key).unwrap();
-    let missing = client.get_session("sess_000000000000000000000000").await.unwrap_err();
+    let missing = client
+        .get_session("sess_000000000000000000000000")
+        .await
+        .unwrap_err();
     assert_eq!(missing.kind(), Some(ErrorType::NotFound));
     assert_eq!(missing.status(), Some(404));
     let invalid = client.create_session(&request(0)).await.unwrap_err();
@@ -71,10 +120,21 @@ async fn api_errors_are_typed() {
     assert!(invalid.to_string().contains("amount"), "{invalid}");
     let live = Client::new(&server.base_url, &server.live_key).unwrap();
     let session = live.create_session(&request(5)).await.unwrap();
-    let forbidden = live.test_helpers().pay(&session.session_id).await.unwrap_err();
+    let forbidden = live
+        .test_helpers()
+        .pay(&session.session_id)
+        .await
+        .unwrap_err();
     assert_eq!(forbidden.kind(), Some(ErrorType::Forbidden));
     let stranger = Client::new(&server.base_url, "sk_test_nope").unwrap();
-    assert_eq!(stranger.get_session(&session.session_id).await.unwrap_err().kind(), Some(ErrorType::Unauthorized));
+    assert_eq!(
+        stranger
+            .get_session(&session.session_id)
+            .await
+            .unwrap_err()
+            .kind(),
+        Some(ErrorType::Unauthorized)
+    );
 }
 
 #[tokio::test]
@@ -83,7 +143,11 @@ async fn a_rate_limited_call_reports_when_to_retry() {
     let client = Client::new(&server.base_url, &server.test_key).unwrap();
     client.create_session(&request(1)).await.unwrap();
     match client.create_session(&request(1)).await.unwrap_err() {
-        Error::Api { kind: ErrorType::RateLimited, retry_after: Some(secs), .. } => assert!(secs >= 1 && secs <= 60),
+        Error::Api {
+            kind: ErrorType::RateLimited,
+            retry_after: Some(secs),
+            ..
+        } => assert!((1..=60).contains(&secs)),
         other => panic!("{other:?}"),
     }
 }
@@ -92,10 +156,19 @@ async fn a_rate_limited_call_reports_when_to_retry() {
 async fn the_same_idempotency_key_gives_the_same_session() {
     let server = TestServer::start().await;
     let client = Client::new(&server.base_url, &server.test_key).unwrap();
-    let a = client.create_session_idempotent(&request(9), "order-77").await.unwrap();
-    let b = client.create_session_idempotent(&request(9), "order-77").await.unwrap();
+    let a = client
+        .create_session_idempotent(&request(9), "order-77")
+        .await
+        .unwrap();
+    let b = client
+        .create_session_idempotent(&request(9), "order-77")
+        .await
+        .unwrap();
     assert_eq!(a.session_id, b.session_id);
-    let reused = client.create_session_idempotent(&request(10), "order-77").await.unwrap_err();
+    let reused = client
+        .create_session_idempotent(&request(10), "order-77")
+        .await
+        .unwrap_err();
     assert_eq!(reused.kind(), Some(ErrorType::IdempotencyKeyReused));
 }
 
@@ -109,7 +182,9 @@ async fn lossy_proxy(target: String) -> (String, Arc<AtomicUsize>) {
     let seen = connections.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut inbound, _)) = listener.accept().await else { return };
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
             let n = seen.fetch_add(1, Ordering::SeqCst);
             let target = target.clone();
             tokio::spawn(async move {
@@ -140,9 +215,15 @@ async fn a_lost_answer_is_retried_without_creating_a_second_session() {
         .build()
         .unwrap();
     let session = client.create_session(&request(123)).await.unwrap();
-    assert!(connections.load(Ordering::SeqCst) >= 2, "the first answer was lost and retried");
+    assert!(
+        connections.load(Ordering::SeqCst) >= 2,
+        "the first answer was lost and retried"
+    );
     let direct = Client::new(&server.base_url, &server.test_key).unwrap();
-    let all = direct.list_sessions(&ListSessions::default()).await.unwrap();
+    let all = direct
+        .list_sessions(&ListSessions::default())
+        .await
+        .unwrap();
     assert_eq!(all.data.len(), 1, "one session despite the retry");
     assert_eq!(all.data[0].session_id, session.session_id);
 }
@@ -170,10 +251,17 @@ async fn a_silent_service_times_out_and_a_missing_one_fails_fast() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // A port nobody listens on.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let client = Client::builder(&format!("http://{closed}"), "sk_test_x")
         .max_retries(0)
         .build()
         .unwrap();
-    assert!(matches!(client.get_session("sess_x").await.unwrap_err(), Error::Transport(_)));
+    assert!(matches!(
+        client.get_session("sess_x").await.unwrap_err(),
+        Error::Transport(_)
+    ));
 }

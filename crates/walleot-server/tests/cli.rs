@@ -40,7 +40,11 @@ impl Workdir {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -127,7 +131,11 @@ fn keys_create_prints_only_the_key_even_on_a_fresh_database() {
     assert_eq!(list.lines().count(), 3, "a header and two keys: {list}");
     assert!(list.contains("Demo merchant"));
     let merchants = work.ok(&["merchants", "list"]);
-    assert_eq!(merchants.lines().count(), 2, "one merchant was created: {merchants}");
+    assert_eq!(
+        merchants.lines().count(),
+        2,
+        "one merchant was created: {merchants}"
+    );
 }
 
 #[test]
@@ -136,7 +144,10 @@ fn the_key_list_never_shows_a_secret() {
     let key = work.ok(&["keys", "create", "--mode", "test"]);
     let list = work.ok(&["keys", "list"]);
     assert!(!list.contains(key.trim()));
-    assert!(list.contains(&key[..12]), "the display prefix helps recognise it: {list}");
+    assert!(
+        list.contains(&key[..12]),
+        "the display prefix helps recognise it: {list}"
+    );
 }
 
 #[test]
@@ -144,14 +155,32 @@ fn merchants_are_created_by_name_and_keys_created_for_them() {
     let work = Workdir::new();
     let id = work.ok(&["merchants", "create", "Acme Tools"]);
     assert!(id.trim().starts_with("mer_"), "{id}");
-    assert!(is_key(work.ok(&["keys", "create", "--mode", "live", "--merchant", "Acme Tools"]).trim(), "live"));
-    assert!(is_key(work.ok(&["keys", "create", "--mode", "test", "--merchant", id.trim()]).trim(), "test"));
+    assert!(is_key(
+        work.ok(&[
+            "keys",
+            "create",
+            "--mode",
+            "live",
+            "--merchant",
+            "Acme Tools"
+        ])
+        .trim(),
+        "live"
+    ));
+    assert!(is_key(
+        work.ok(&["keys", "create", "--mode", "test", "--merchant", id.trim()])
+            .trim(),
+        "test"
+    ));
     let duplicate = work.run(&["merchants", "create", "Acme Tools"]);
     assert!(!duplicate.status.success());
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
     work.ok(&["merchants", "create", "Second"]);
     let ambiguous = work.run(&["keys", "create", "--mode", "test"]);
-    assert!(!ambiguous.status.success(), "with several merchants one must be named");
+    assert!(
+        !ambiguous.status.success(),
+        "with several merchants one must be named"
+    );
 }
 
 #[test]
@@ -186,11 +215,31 @@ fn help_explains_every_command() {
     for word in ["serve", "keys", "merchants", "--database-url"] {
         assert!(top.contains(word), "--help lacks {word}");
     }
-    let serve = String::from_utf8(work.command().args(["serve", "--help"]).output().unwrap().stdout).unwrap();
-    for word in ["--listen", "--public-url", "WALLEOT_LISTEN", "--rate-limit-sessions", "--session-ttl"] {
+    let serve = String::from_utf8(
+        work.command()
+            .args(["serve", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for word in [
+        "--listen",
+        "--public-url",
+        "WALLEOT_LISTEN",
+        "--rate-limit-sessions",
+        "--session-ttl",
+    ] {
         assert!(serve.contains(word), "serve --help lacks {word}");
     }
-    let keys = String::from_utf8(work.command().args(["keys", "create", "--help"]).output().unwrap().stdout).unwrap();
+    let keys = String::from_utf8(
+        work.command()
+            .args(["keys", "create", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert!(keys.contains("--mode") && keys.contains("--merchant"));
 }
 
@@ -211,8 +260,16 @@ async fn first_start_prints_a_working_test_key_and_later_starts_do_not() {
     drop(served);
 
     let again = serve(&work, &["--database-url", &work.database_url()]);
-    assert!(!again.stdout.iter().any(|l| l.contains("sk_test_")), "{:?}", again.stdout);
-    assert_eq!(status_with(&again.base, &key).await, 200, "the key survives a restart");
+    assert!(
+        !again.stdout.iter().any(|l| l.contains("sk_test_")),
+        "{:?}",
+        again.stdout
+    );
+    assert_eq!(
+        status_with(&again.base, &key).await,
+        200,
+        "the key survives a restart"
+    );
 }
 
 #[tokio::test]
@@ -226,15 +283,30 @@ async fn serve_defaults_to_walleot_db_in_the_working_directory_and_keys_can_be_r
         .output()
         .unwrap();
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert_eq!(status_with(&served.base, &key).await, 200, "a key created beside a running service works");
-    let list = String::from_utf8(work.command().args(["keys", "list"]).output().unwrap().stdout).unwrap();
+    assert_eq!(
+        status_with(&served.base, &key).await,
+        200,
+        "a key created beside a running service works"
+    );
+    let list = String::from_utf8(
+        work.command()
+            .args(["keys", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let id = list
         .lines()
         .find(|l| l.contains(&key[..12]))
         .and_then(|l| l.split_whitespace().next())
         .expect("the new key is listed")
         .to_string();
-    let revoked = work.command().args(["keys", "revoke", &id]).output().unwrap();
+    let revoked = work
+        .command()
+        .args(["keys", "revoke", &id])
+        .output()
+        .unwrap();
     assert!(revoked.status.success());
     assert_eq!(status_with(&served.base, &key).await, 401);
 }
@@ -242,10 +314,18 @@ async fn serve_defaults_to_walleot_db_in_the_working_directory_and_keys_can_be_r
 #[tokio::test]
 async fn public_url_sets_the_base_of_checkout_links() {
     let work = Workdir::new();
-    let key = work.ok(&["keys", "create", "--mode", "test"]).trim().to_string();
+    let key = work
+        .ok(&["keys", "create", "--mode", "test"])
+        .trim()
+        .to_string();
     let served = serve(
         &work,
-        &["--database-url", &work.database_url(), "--public-url", "https://pay.example.test/"],
+        &[
+            "--database-url",
+            &work.database_url(),
+            "--public-url",
+            "https://pay.example.test/",
+        ],
     );
     let session: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/v1/sessions", served.base))
@@ -258,5 +338,8 @@ async fn public_url_sets_the_base_of_checkout_links() {
         .await
         .unwrap();
     let id = session["sessionId"].as_str().unwrap();
-    assert_eq!(session["url"], format!("https://pay.example.test/checkout/{id}"));
+    assert_eq!(
+        session["url"],
+        format!("https://pay.example.test/checkout/{id}")
+    );
 }

@@ -28,10 +28,20 @@ fn venv() -> PathBuf {
     let python = dir.join("bin").join("python");
     let marker = dir.join(format!("installed-{}", PACKAGES.join("-")));
     if !marker.exists() {
-        let made = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("python3 runs");
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 runs");
         assert!(made.success(), "python3 -m venv failed");
         let pip = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(PACKAGES)
             .status()
             .expect("pip runs");
@@ -42,8 +52,17 @@ fn venv() -> PathBuf {
 }
 
 fn run(python: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python).arg("-c").arg(SCRIPT).args(args).output().unwrap();
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("the script prints JSON")
 }
 
@@ -56,7 +75,9 @@ async fn the_official_python_provider_creates_and_checks_payments() {
 
     let created = {
         let (python, base, key) = (python.clone(), base.clone(), key.clone());
-        tokio::task::spawn_blocking(move || run(&python, &[&base, &key, "create"])).await.unwrap()
+        tokio::task::spawn_blocking(move || run(&python, &[&base, &key, "create"]))
+            .await
+            .unwrap()
     };
     let id = created["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("sess_"));
@@ -71,7 +92,10 @@ async fn the_official_python_provider_creates_and_checks_payments() {
         .unwrap()
         .expect("the session is stored");
     assert_eq!((stored.amount, stored.currency.code()), (200, "usd"));
-    assert_eq!(stored.description.as_deref(), Some("Premium feature unlock"));
+    assert_eq!(
+        stored.description.as_deref(),
+        Some("Premium feature unlock")
+    );
 
     let paid = reqwest::Client::new()
         .post(format!("{base}/test_helpers/sessions/{id}/pay"))
@@ -80,6 +104,8 @@ async fn the_official_python_provider_creates_and_checks_payments() {
         .await
         .unwrap();
     assert_eq!(paid.status(), 200);
-    let status = tokio::task::spawn_blocking(move || run(&python, &[&base, &key, "status", &id])).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || run(&python, &[&base, &key, "status", &id]))
+        .await
+        .unwrap();
     assert_eq!(status["status"], "paid");
 }
