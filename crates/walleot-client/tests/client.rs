@@ -27,7 +27,7 @@ async fn a_session_goes_from_creation_to_payment() {
     assert_eq!(session.currency.code(), "usd");
     assert_eq!(
         session.url,
-        format!("{}/checkout/{}", server.base_url, session.session_id)
+        format!("{}/checkout/{}", server.public_url, session.session_id)
     );
     let paid = client
         .test_helpers()

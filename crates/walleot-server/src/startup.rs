@@ -4,6 +4,7 @@
 use crate::domain::keys::Keys;
 use crate::domain::merchants::Merchants;
 use crate::domain::sessions::{SessionPolicy, Sessions};
+use crate::domain::wallets::{WalletPolicy, Wallets};
 use crate::domain::{ApiKey, Clock, KeyHasher, Mode};
 use crate::http::idempotency::IdempotencyPolicy;
 use crate::http::{router, AppState};
@@ -23,6 +24,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub limits: Limits,
     pub sessions: SessionPolicy,
+    pub wallets: WalletPolicy,
     pub idempotency: IdempotencyPolicy,
     /// How often overdue sessions are marked expired.
     pub sweep_every: Duration,
@@ -38,6 +40,7 @@ impl Default for Config {
             public_url: None,
             limits: Limits::default(),
             sessions: SessionPolicy::default(),
+            wallets: WalletPolicy::default(),
             idempotency: IdempotencyPolicy::default(),
             sweep_every: Duration::from_secs(5),
             key_secret: None,
@@ -47,6 +50,16 @@ impl Default for Config {
 
 pub fn default_database_url() -> String {
     "sqlite://walleot.db".into()
+}
+
+/// `http://localhost:PORT` for a loopback address (passkeys need a host name, not an
+/// IP address), else `http://ADDRESS`.
+pub fn default_public_url(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 /// The domain services over one store.
@@ -107,15 +120,18 @@ impl Application {
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
+            .unwrap_or_else(|| default_public_url(addr))
             .trim_end_matches('/')
             .to_string();
+        let wallets = Wallets::new(services.store.clone(), clock.clone(), config.wallets.clone());
         let state = AppState {
             sessions: Sessions::new(
                 services.store.clone(),
                 clock.clone(),
                 config.sessions.clone(),
+                wallets.clone(),
             ),
+            wallets,
             keys: services.keys,
             store: services.store,
             clock,

@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`, without `/v1`.
     pub base_url: String,
+    /// The base of checkout links: `http://localhost:PORT`.
+    pub public_url: String,
     pub services: Services,
     pub clock: Arc<ManualClock>,
     /// A test key and a live key of the demo merchant.
@@ -62,9 +64,11 @@ impl TestServer {
             .await
             .expect("build the application");
         let base_url = format!("http://{}", app.local_addr());
+        let public_url = app.state().public_url.to_string();
         tokio::spawn(app.run_until(std::future::pending()));
         TestServer {
             base_url,
+            public_url,
             services,
             clock,
             test_key: test_key.expose_secret().to_string(),

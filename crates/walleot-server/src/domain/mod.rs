@@ -5,8 +5,11 @@
 pub mod clock;
 pub mod ids;
 pub mod keys;
+pub mod ledger;
 pub mod merchants;
+pub mod payers;
 pub mod sessions;
+pub mod wallets;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use keys::{ApiKey, KeyHasher, Mode, Principal};

@@ -6,6 +6,7 @@
 //! payment, two cancels) leave exactly one outcome. A pending session whose expiry has
 //! passed reads `expired` whether or not the sweeper has written that yet.
 
+use super::wallets::{PayError, Wallets};
 use super::{ids, Clock, DomainError, Mode, Principal};
 use crate::store::{IdempotencyCompletion, SessionPage, Store, Transition};
 use std::sync::Arc;
@@ -106,14 +107,21 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policy: SessionPolicy,
+    wallets: Wallets,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: SessionPolicy) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        policy: SessionPolicy,
+        wallets: Wallets,
+    ) -> Self {
         Sessions {
             store,
             clock,
             policy,
+            wallets,
         }
     }
 
@@ -278,13 +286,41 @@ impl Sessions {
                 "test helpers accept only test keys (sk_test_…)".into(),
             ));
         }
+        if to == SessionStatus::Paid {
+            return self.pay_as_sandbox_payer(owner, id).await;
+        }
         let verb = match to {
-            SessionStatus::Paid => "paid",
             SessionStatus::Failed => "failed",
             SessionStatus::Expired => "expired",
             _ => "changed",
         };
         self.transition(owner, id, to, verb).await
+    }
+
+    /// Pays through the ledger, from the merchant's sandbox payer.
+    async fn pay_as_sandbox_payer(
+        &self,
+        owner: &Principal,
+        id: &str,
+    ) -> Result<SessionRecord, DomainError> {
+        let session = self.find(owner, id).await?;
+        match self.wallets.pay_as_sandbox_payer(&session).await {
+            Ok(paid) => Ok(paid),
+            Err(PayError::Closed(SessionStatus::Paid)) => self.find(owner, id).await,
+            Err(PayError::Closed(status)) => {
+                if session.status == SessionStatus::Pending && status == SessionStatus::Expired {
+                    self.record_expiry(owner, session, self.clock.now_ms()).await?;
+                }
+                Err(DomainError::Conflict(format!(
+                    "the session is {status}; only a pending session can be paid"
+                )))
+            }
+            Err(PayError::NotFound) => Err(DomainError::NotFound(format!("no session `{id}`"))),
+            Err(PayError::InsufficientFunds { .. }) => Err(DomainError::Conflict(
+                "the sandbox payer could not be funded".into(),
+            )),
+            Err(PayError::Store(e)) => Err(e.into()),
+        }
     }
 
     /// Moves pending sessions past their expiry to `expired`; returns how many.

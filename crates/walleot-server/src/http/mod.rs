@@ -12,6 +12,7 @@ pub mod test_helpers;
 
 use crate::domain::keys::Keys;
 use crate::domain::sessions::Sessions;
+use crate::domain::wallets::Wallets;
 use crate::domain::Clock;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -33,6 +34,7 @@ use walleot_api::ErrorType;
 pub struct AppState {
     pub keys: Keys,
     pub sessions: Sessions,
+    pub wallets: Wallets,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<RateLimiter>,

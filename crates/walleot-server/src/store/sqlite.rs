@@ -5,8 +5,11 @@
 //! reads use a separate pool and, thanks to WAL, never wait for a writer. Commits use
 //! `synchronous = FULL`: an answer is sent only once its change is on disk.
 
+mod ledger;
+mod payers;
+
 use super::{
-    ApiKeyRecord, IdempotencyClaim, IdempotencyCompletion, Merchant, SessionPage, Store,
+    ApiKeyRecord, IdempotencyClaim, IdempotencyCompletion, Merchant, SessionPage, SessionStore,
     StoreError, Transition,
 };
 use crate::domain::sessions::{SessionEvent, SessionRecord};
@@ -140,7 +143,7 @@ async fn complete_in(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SessionStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -365,6 +368,10 @@ impl Store for SqliteStore {
         to: SessionStatus,
         now_ms: i64,
     ) -> Result<Transition, StoreError> {
+        if matches!(to, SessionStatus::Pending | SessionStatus::Paid) {
+            // A session is paid only through the ledger (`pay_session`).
+            return Err(StoreError::Corrupt(format!("no transition to {to} outside the ledger")));
+        }
         let mut tx = self.write().await?;
         let updated = sqlx::query(&format!(
             "UPDATE sessions SET status = ?1, updated_at = ?2, \
@@ -427,6 +434,28 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(ids.len())
+    }
+
+    async fn session_for_checkout(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, String)>, StoreError> {
+        let columns = SESSION_COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = sqlx::query(&format!(
+            "SELECT {columns}, m.name AS merchant_name FROM sessions s \
+             JOIN merchants m ON m.id = s.merchant_id WHERE s.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        match row {
+            Some(row) => Ok(Some((session_from_row(&row)?, row.try_get("merchant_name")?))),
+            None => Ok(None),
+        }
     }
 
     async fn session_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {

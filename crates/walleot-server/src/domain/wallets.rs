@@ -1,0 +1,377 @@
+//! Wallets: payers' balances and top-ups, what a checkout may do for a payer, and the
+//! payment of sessions through the ledger.
+
+use super::ids;
+use super::ledger::{verify, Account, AccountKind, AccountRef, LedgerError, Mismatch, TransferKind, TransferSpec};
+use super::payers::{ApprovalMethod, Payer, Voucher};
+use super::sessions::SessionRecord;
+use super::{Clock, DomainError};
+use crate::store::{HistoryEntry, PayOutcome, RedeemOutcome, SessionPayment, Store, StoreError};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use walleot_api::{Currency, SessionStatus};
+
+#[derive(Debug, Clone)]
+pub struct WalletPolicy {
+    /// Sandbox credits a new test wallet starts with, and each "add test credits" adds,
+    /// in major units (10 = 10.00 USD, 10 JPY).
+    pub sandbox_credit_major: i64,
+    /// Second-factor failures in a row before approvals lock.
+    pub max_failed_attempts: i64,
+    pub lock_ms: i64,
+}
+
+impl Default for WalletPolicy {
+    fn default() -> Self {
+        WalletPolicy {
+            sandbox_credit_major: 10,
+            max_failed_attempts: 5,
+            lock_ms: 15 * 60 * 1000,
+        }
+    }
+}
+
+/// The auto-approve threshold when the payer has set none: 0.20 in the currency
+/// (20 cents, 0 yen, 200 fils).
+pub fn default_threshold(currency: Currency) -> i64 {
+    currency.minor_per_major() / 5
+}
+
+/// What a checkout page can do for a signed-in payer and a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutStep {
+    /// At or under the threshold, funds available: pay at once.
+    AutoApprove,
+    /// Above the threshold: one tap on a second factor.
+    NeedsApproval,
+    /// Approvals are locked after failed attempts, until this instant.
+    Locked { until: i64 },
+    InsufficientFunds { available: i64 },
+    /// The session is not pending.
+    Closed(SessionStatus),
+}
+
+/// Why a payment did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("insufficient funds: {available} available")]
+    InsufficientFunds { available: i64 },
+    #[error("the session is {0}")]
+    Closed(SessionStatus),
+    #[error("no such session")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for PayError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Ledger(LedgerError::InsufficientFunds { available, .. }) => {
+                PayError::InsufficientFunds { available }
+            }
+            other => PayError::Store(other),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Wallets {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    policy: WalletPolicy,
+}
+
+impl Wallets {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: WalletPolicy) -> Self {
+        Wallets { store, clock, policy }
+    }
+
+    pub fn policy(&self) -> &WalletPolicy {
+        &self.policy
+    }
+
+    /// A new payer, whose test wallet starts with sandbox credits.
+    pub async fn register(&self) -> Result<Payer, DomainError> {
+        let now = self.clock.now_ms();
+        let payer = Payer {
+            id: ids::new_id("payer"),
+            created_at: now,
+            failed_attempts: 0,
+            locked_until: 0,
+        };
+        self.store.insert_payer(&payer).await?;
+        self.add_test_credits(&payer.id, Currency::USD).await?;
+        Ok(payer)
+    }
+
+    pub async fn payer(&self, id: &str) -> Result<Option<Payer>, DomainError> {
+        Ok(self.store.get_payer(id).await?)
+    }
+
+    /// Sandbox credits into the payer's test wallet.
+    pub async fn add_test_credits(&self, payer_id: &str, currency: Currency) -> Result<i64, DomainError> {
+        let amount = self.policy.sandbox_credit_major * currency.minor_per_major();
+        self.store
+            .transfer(
+                &TransferSpec {
+                    debit: AccountRef::sandbox(currency),
+                    credit: AccountRef::wallet(payer_id, currency, false),
+                    amount,
+                    kind: TransferKind::SandboxCredit,
+                    session_id: None,
+                    memo: Some("sandbox credits".into()),
+                    hold_until: None,
+                },
+                self.clock.now_ms(),
+            )
+            .await?;
+        Ok(amount)
+    }
+
+    pub async fn balances(&self, payer_id: &str) -> Result<Vec<Account>, DomainError> {
+        Ok(self.store.accounts_of(AccountKind::Wallet, payer_id).await?)
+    }
+
+    pub async fn history(&self, payer_id: &str) -> Result<Vec<HistoryEntry>, DomainError> {
+        Ok(self.store.wallet_history(payer_id, 50).await?)
+    }
+
+    pub async fn threshold(&self, payer_id: &str, currency: Currency) -> Result<i64, DomainError> {
+        let set = self.store.thresholds(payer_id).await?;
+        Ok(set
+            .into_iter()
+            .find(|(c, _)| *c == currency)
+            .map(|(_, amount)| amount)
+            .unwrap_or_else(|| default_threshold(currency)))
+    }
+
+    /// Sets the auto-approve threshold, in minor units, between 0 and 1,000 major units.
+    pub async fn set_threshold(&self, payer_id: &str, currency: Currency, amount: i64) -> Result<(), DomainError> {
+        let max = 1000 * currency.minor_per_major();
+        if !(0..=max).contains(&amount) {
+            return Err(DomainError::invalid(
+                "threshold",
+                format!("must be between 0 and {}", currency.format_amount(max)),
+            ));
+        }
+        Ok(self.store.set_threshold(payer_id, currency, amount).await?)
+    }
+
+    /// What the checkout may do for this payer and session.
+    pub async fn step(&self, payer: &Payer, session: &SessionRecord) -> Result<CheckoutStep, DomainError> {
+        let now = self.clock.now_ms();
+        let status = session.status_at(now);
+        if status != SessionStatus::Pending {
+            return Ok(CheckoutStep::Closed(status));
+        }
+        let available = self
+            .balances(&payer.id)
+            .await?
+            .iter()
+            .find(|a| a.currency == session.currency && a.livemode == session.livemode)
+            .map(Account::available)
+            .unwrap_or(0);
+        if available < session.amount {
+            return Ok(CheckoutStep::InsufficientFunds { available });
+        }
+        if session.amount <= self.threshold(&payer.id, session.currency).await? {
+            return Ok(CheckoutStep::AutoApprove);
+        }
+        if payer.locked_until > now {
+            return Ok(CheckoutStep::Locked { until: payer.locked_until });
+        }
+        Ok(CheckoutStep::NeedsApproval)
+    }
+
+    /// Charges the payer's wallet for the session, recording how it was approved.
+    pub async fn pay(
+        &self,
+        session_id: &str,
+        payer_id: &str,
+        method: ApprovalMethod,
+        evidence: Option<String>,
+    ) -> Result<SessionRecord, PayError> {
+        let payment = SessionPayment {
+            session_id: session_id.to_string(),
+            payer_id: payer_id.to_string(),
+            method,
+            evidence,
+        };
+        let now = self.clock.now_ms();
+        match self.store.pay_session(&payment, now).await? {
+            PayOutcome::Paid(session) => Ok(session),
+            PayOutcome::Refused(session) => Err(PayError::Closed(session.status_at(now))),
+            PayOutcome::NotFound => Err(PayError::NotFound),
+        }
+    }
+
+    /// Pays a test session from the merchant's sandbox payer, topped up from sandbox
+    /// funds as needed: the path of a real payment, without a browser.
+    pub async fn pay_as_sandbox_payer(&self, session: &SessionRecord) -> Result<SessionRecord, PayError> {
+        let payer_id = format!("payer_sandbox_{}", session.merchant_id);
+        if self.store.get_payer(&payer_id).await?.is_none() {
+            let payer = Payer {
+                id: payer_id.clone(),
+                created_at: self.clock.now_ms(),
+                failed_attempts: 0,
+                locked_until: 0,
+            };
+            // Two racing first payments may both try; one insert suffices.
+            if let Err(e) = self.store.insert_payer(&payer).await {
+                if self.store.get_payer(&payer_id).await?.is_none() {
+                    return Err(e.into());
+                }
+            }
+        }
+        let available = self
+            .store
+            .accounts_of(AccountKind::Wallet, &payer_id)
+            .await?
+            .iter()
+            .find(|a| a.currency == session.currency && !a.livemode)
+            .map(Account::available)
+            .unwrap_or(0);
+        if available < session.amount {
+            self.store
+                .transfer(
+                    &TransferSpec {
+                        debit: AccountRef::sandbox(session.currency),
+                        credit: AccountRef::wallet(&payer_id, session.currency, false),
+                        amount: session.amount - available,
+                        kind: TransferKind::SandboxCredit,
+                        session_id: None,
+                        memo: Some("sandbox payer top-up".into()),
+                        hold_until: None,
+                    },
+                    self.clock.now_ms(),
+                )
+                .await?;
+        }
+        self.pay(&session.id, &payer_id, ApprovalMethod::TestHelper, None).await
+    }
+
+    /// Counts a failed second factor; returns the payer as it now stands.
+    pub async fn note_failed_attempt(&self, payer_id: &str) -> Result<Payer, DomainError> {
+        Ok(self
+            .store
+            .note_failed_attempt(payer_id, self.clock.now_ms(), self.policy.max_failed_attempts, self.policy.lock_ms)
+            .await?)
+    }
+
+    pub async fn clear_failed_attempts(&self, payer_id: &str) -> Result<(), DomainError> {
+        Ok(self.store.clear_failed_attempts(payer_id).await?)
+    }
+
+    /// Creates `count` vouchers and returns each with its code, shown only now.
+    pub async fn create_vouchers(
+        &self,
+        amount: i64,
+        currency: Currency,
+        livemode: bool,
+        count: usize,
+    ) -> Result<Vec<(Voucher, String)>, DomainError> {
+        if amount <= 0 {
+            return Err(DomainError::invalid("amount", "must be a positive integer of minor units"));
+        }
+        if !(1..=10_000).contains(&count) {
+            return Err(DomainError::invalid("count", "must be between 1 and 10000"));
+        }
+        let now = self.clock.now_ms();
+        let made: Vec<_> = (0..count)
+            .map(|_| {
+                let code = voucher_code();
+                let voucher = Voucher {
+                    id: ids::new_id("vch"),
+                    code_hash: voucher_hash(&code),
+                    amount,
+                    currency,
+                    livemode,
+                    created_at: now,
+                    redeemed_by: None,
+                    redeemed_at: None,
+                };
+                (voucher, code)
+            })
+            .collect();
+        let vouchers: Vec<_> = made.iter().map(|(v, _)| v.clone()).collect();
+        self.store.insert_vouchers(&vouchers).await?;
+        Ok(made)
+    }
+
+    /// Credits a voucher to the payer's wallet, once.
+    pub async fn redeem(&self, payer_id: &str, code: &str) -> Result<Voucher, DomainError> {
+        let normalized: String = code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        match self
+            .store
+            .redeem_voucher(&voucher_hash(&normalized), payer_id, self.clock.now_ms())
+            .await?
+        {
+            RedeemOutcome::Redeemed(v) => Ok(v),
+            RedeemOutcome::Unknown => Err(DomainError::invalid("code", "this voucher code is not valid")),
+            RedeemOutcome::AlreadyRedeemed => {
+                Err(DomainError::Conflict("this voucher has already been redeemed".into()))
+            }
+        }
+    }
+
+    /// The merchant's accounts of one mode.
+    pub async fn merchant_accounts(&self, merchant_id: &str, livemode: bool) -> Result<Vec<Account>, DomainError> {
+        let mut accounts = self.store.accounts_of(AccountKind::Merchant, merchant_id).await?;
+        accounts.retain(|a| a.livemode == livemode);
+        Ok(accounts)
+    }
+
+    /// Recomputes every balance from the transfers; empty when all is well.
+    pub async fn verify_ledger(&self) -> Result<Vec<Mismatch>, DomainError> {
+        let (accounts, transfers) = self.store.ledger_snapshot().await?;
+        Ok(verify(&accounts, &transfers))
+    }
+}
+
+/// Sixteen characters from an alphabet without look-alikes, grouped by four.
+fn voucher_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    (0..16)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn voucher_hash(normalized_code: &str) -> String {
+    hex::encode(Sha256::digest(normalized_code.as_bytes()))
+}
+
+/// `ABCD-EFGH-JKLM-NPQR`, as codes are shown.
+pub fn format_voucher_code(code: &str) -> String {
+    code.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_thresholds_are_twenty_cents_in_each_currency() {
+        assert_eq!(default_threshold(Currency::USD), 20);
+        assert_eq!(default_threshold("jpy".parse().unwrap()), 0);
+        assert_eq!(default_threshold("kwd".parse().unwrap()), 200);
+    }
+
+    #[test]
+    fn voucher_codes_are_long_and_grouped() {
+        let code = voucher_code();
+        assert_eq!(code.len(), 16);
+        assert_ne!(code, voucher_code());
+        assert_eq!(format_voucher_code("ABCDEFGHJKLMNPQR"), "ABCD-EFGH-JKLM-NPQR");
+    }
+}
