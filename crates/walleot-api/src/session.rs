@@ -147,3 +147,21 @@ mod tests {
         .is_err());
     }
 }
+
+/// An amount of minor units in a currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: Currency,
+}
+
+/// `GET /v1/balance`: what the merchant has earned, per currency, in the key's mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Balance {
+    /// Paid to the merchant.
+    pub available: Vec<Money>,
+    /// Held for the merchant, not yet captured.
+    pub pending: Vec<Money>,
+    pub livemode: bool,
+}

@@ -2,12 +2,14 @@
 //! operator's tools, working on the same database directly.
 
 use crate::domain::clock::rfc3339;
+use crate::domain::wallets::{format_voucher_code, WalletPolicy, Wallets};
 use crate::domain::{Clock, Mode, SystemClock};
 use crate::ratelimit::Limits;
 use crate::startup::{self, Application, Config, Services};
 use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 use std::time::Duration;
+use walleot_api::Currency;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +50,38 @@ pub enum Command {
     /// Create and list merchants, the owners of keys and sessions.
     #[command(subcommand)]
     Merchants(MerchantsCommand),
+    /// Check the ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Create voucher codes that payers redeem on their wallet page.
+    #[command(subcommand)]
+    Vouchers(VouchersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute every balance from the transfers; exit 1 on any mismatch, an overdrawn
+    /// wallet, or balances that do not sum to zero.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VouchersCommand {
+    /// Create vouchers and print their codes, one a line. They are shown only this once.
+    Create {
+        /// Amount of each voucher in minor units (500 = 5.00 USD).
+        #[arg(long)]
+        amount: i64,
+        /// ISO 4217 currency code.
+        #[arg(long)]
+        currency: String,
+        /// How many vouchers.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// live vouchers credit live wallets; test vouchers credit test wallets.
+        #[arg(long, default_value = "live")]
+        mode: Mode,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +182,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merchants(MerchantsCommand::Create { name }) => {
             let merchant = services.merchants.create(&name, now).await?;
             println!("{}", merchant.id);
+            Ok(())
+        }
+        Command::Ledger(LedgerCommand::Verify) => {
+            let wallets = Wallets::new(services.store.clone(), clock, WalletPolicy::default());
+            let problems = wallets.verify_ledger().await?;
+            let (accounts, transfers) = services.store.ledger_snapshot().await?;
+            if problems.is_empty() {
+                println!(
+                    "ledger consistent: {} accounts, {} transfers",
+                    accounts.len(),
+                    transfers.len()
+                );
+                Ok(())
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                anyhow::bail!("the ledger has {} problem(s)", problems.len())
+            }
+        }
+        Command::Vouchers(VouchersCommand::Create {
+            amount,
+            currency,
+            count,
+            mode,
+        }) => {
+            let currency: Currency = currency
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
+            let wallets = Wallets::new(services.store.clone(), clock, WalletPolicy::default());
+            for (_, code) in wallets
+                .create_vouchers(amount, currency, mode.livemode(), count)
+                .await?
+            {
+                println!("{}", format_voucher_code(&code));
+            }
             Ok(())
         }
         Command::Merchants(MerchantsCommand::List) => {

@@ -123,7 +123,11 @@ impl Application {
             .unwrap_or_else(|| default_public_url(addr))
             .trim_end_matches('/')
             .to_string();
-        let wallets = Wallets::new(services.store.clone(), clock.clone(), config.wallets.clone());
+        let wallets = Wallets::new(
+            services.store.clone(),
+            clock.clone(),
+            config.wallets.clone(),
+        );
         let state = AppState {
             sessions: Sessions::new(
                 services.store.clone(),
@@ -175,11 +179,11 @@ impl Application {
     }
 }
 
-/// Marks overdue sessions expired (recording their events) and forgets idempotency
-/// answers past their retention.
+/// Marks overdue sessions expired (recording their events), releases holds past their
+/// deadline, and forgets idempotency answers past their retention.
 async fn sweep(state: AppState, every: Duration) {
     const BATCH: i64 = 500;
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -192,6 +196,9 @@ async fn sweep(state: AppState, every: Duration) {
                     break;
                 }
             }
+        }
+        if let Err(e) = state.store.lapse_due(state.clock.now_ms(), BATCH).await {
+            tracing::warn!(error = %e, "lapsing holds failed");
         }
         let cutoff = state.clock.now_ms() - state.idempotency.retain_ms;
         if let Err(e) = state.store.purge_idempotency_keys(cutoff).await {

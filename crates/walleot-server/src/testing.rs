@@ -2,6 +2,7 @@
 //! fresh SQLite file, with a clock the test can move. Enabled by the `test-support`
 //! feature; used by the integration tests of the service, the client and the SDKs.
 
+use crate::domain::wallets::{WalletPolicy, Wallets};
 use crate::domain::{ManualClock, Mode};
 use crate::startup::{Application, Config, Services};
 use std::sync::Arc;
@@ -77,6 +78,15 @@ impl TestServer {
             database_path,
             _dir: dir,
         }
+    }
+
+    /// The wallet service over this server's store and clock.
+    pub fn wallets(&self) -> Wallets {
+        Wallets::new(
+            self.services.store.clone(),
+            self.clock.clone(),
+            WalletPolicy::default(),
+        )
     }
 
     /// A key of a new merchant, to test isolation between merchants.

@@ -343,3 +343,89 @@ async fn public_url_sets_the_base_of_checkout_links() {
         format!("https://pay.example.test/checkout/{id}")
     );
 }
+
+#[test]
+fn vouchers_create_prints_one_code_a_line() {
+    let work = Workdir::new();
+    let out = work.ok(&[
+        "vouchers",
+        "create",
+        "--amount",
+        "500",
+        "--currency",
+        "USD",
+        "--count",
+        "3",
+    ]);
+    let codes: Vec<_> = out.lines().collect();
+    assert_eq!(codes.len(), 3, "{out}");
+    for code in &codes {
+        assert_eq!(code.len(), 19, "{code}");
+        assert_eq!(code.matches('-').count(), 3, "{code}");
+    }
+    assert_ne!(codes[0], codes[1]);
+    for bad in [
+        &["vouchers", "create", "--amount", "0", "--currency", "usd"][..],
+        &["vouchers", "create", "--amount", "5", "--currency", "zzz"],
+        &[
+            "vouchers",
+            "create",
+            "--amount",
+            "5",
+            "--currency",
+            "usd",
+            "--count",
+            "0",
+        ],
+    ] {
+        let out = work.run(bad);
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn ledger_verify_passes_on_a_sound_ledger_and_fails_on_a_tampered_one() {
+    let work = Workdir::new();
+    let key = work
+        .ok(&["keys", "create", "--mode", "test"])
+        .trim()
+        .to_string();
+    let served = serve(&work, &["--database-url", &work.database_url()]);
+    let http = reqwest::Client::new();
+    for amount in [100, 250] {
+        let session: serde_json::Value = http
+            .post(format!("{}/v1/sessions", served.base))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"amount": amount, "currency": "usd"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = session["sessionId"].as_str().unwrap();
+        let paid = http
+            .post(format!("{}/v1/test_helpers/sessions/{id}/pay", served.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), 200);
+    }
+    let sound = work.ok(&["ledger", "verify"]);
+    assert!(sound.contains("consistent"), "{sound}");
+
+    let pool = sqlx::SqlitePool::connect(&work.database_url())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE accounts SET credits_posted = credits_posted + 1 WHERE kind = 'merchant'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let tampered = work.run(&["ledger", "verify"]);
+    assert!(!tampered.status.success());
+    let report = String::from_utf8_lossy(&tampered.stdout);
+    assert!(report.contains("transfers give"), "{report}");
+    assert!(report.contains("sum to 1"), "{report}");
+}

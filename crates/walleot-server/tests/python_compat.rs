@@ -81,7 +81,10 @@ async fn the_official_python_provider_creates_and_checks_payments() {
     };
     let id = created["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("sess_"));
-    assert_eq!(created["url"], format!("{}/checkout/{id}", server.public_url));
+    assert_eq!(
+        created["url"],
+        format!("{}/checkout/{id}", server.public_url)
+    );
     assert_eq!(created["status"], "pending");
 
     let stored = server

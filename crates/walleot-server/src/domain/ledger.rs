@@ -295,7 +295,12 @@ pub fn verify(accounts: &[Account], transfers: &[Transfer]) -> Vec<Mismatch> {
     }
     let mut sums: HashMap<(Currency, bool), i64> = HashMap::new();
     for a in accounts {
-        let stored = [a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending];
+        let stored = [
+            a.debits_posted,
+            a.credits_posted,
+            a.debits_pending,
+            a.credits_pending,
+        ];
         let computed = computed[a.id.as_str()];
         if stored != computed {
             problems.push(Mismatch::Totals {
@@ -391,13 +396,18 @@ mod tests {
             transfer("t3", "wallet", "ghost", 5, TransferState::Posted),
         ];
         let problems = verify(&accounts, &transfers);
-        assert!(problems.contains(&Mismatch::BadTransfer { transfer: "t3".into() }));
+        assert!(problems.contains(&Mismatch::BadTransfer {
+            transfer: "t3".into()
+        }));
         assert!(problems.contains(&Mismatch::Totals {
             account: "wallet".into(),
             stored: [150, 100, 0, 0],
             computed: [100, 100, 0, 0],
         }));
-        assert!(problems.contains(&Mismatch::Overdrawn { account: "wallet".into(), available: -50 }));
+        assert!(problems.contains(&Mismatch::Overdrawn {
+            account: "wallet".into(),
+            available: -50
+        }));
         assert!(problems.contains(&Mismatch::Unbalanced {
             currency: Currency::USD,
             livemode: false,
@@ -419,10 +429,18 @@ mod tests {
             hold_until: None,
         };
         let w = AccountRef::wallet("p", usd, false);
-        assert!(spec(w.clone(), AccountRef::merchant("m", usd, false), 1).check().is_ok());
-        assert!(spec(w.clone(), AccountRef::merchant("m", usd, false), 0).check().is_err());
-        assert!(spec(w.clone(), AccountRef::merchant("m", eur, false), 1).check().is_err());
-        assert!(spec(w.clone(), AccountRef::merchant("m", usd, true), 1).check().is_err());
+        assert!(spec(w.clone(), AccountRef::merchant("m", usd, false), 1)
+            .check()
+            .is_ok());
+        assert!(spec(w.clone(), AccountRef::merchant("m", usd, false), 0)
+            .check()
+            .is_err());
+        assert!(spec(w.clone(), AccountRef::merchant("m", eur, false), 1)
+            .check()
+            .is_err());
+        assert!(spec(w.clone(), AccountRef::merchant("m", usd, true), 1)
+            .check()
+            .is_err());
         assert!(spec(w.clone(), w, 1).check().is_err());
     }
 }

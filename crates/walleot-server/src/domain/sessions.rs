@@ -309,7 +309,8 @@ impl Sessions {
             Err(PayError::Closed(SessionStatus::Paid)) => self.find(owner, id).await,
             Err(PayError::Closed(status)) => {
                 if session.status == SessionStatus::Pending && status == SessionStatus::Expired {
-                    self.record_expiry(owner, session, self.clock.now_ms()).await?;
+                    self.record_expiry(owner, session, self.clock.now_ms())
+                        .await?;
                 }
                 Err(DomainError::Conflict(format!(
                     "the session is {status}; only a pending session can be paid"

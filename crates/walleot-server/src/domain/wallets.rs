@@ -2,7 +2,9 @@
 //! payment of sessions through the ledger.
 
 use super::ids;
-use super::ledger::{verify, Account, AccountKind, AccountRef, LedgerError, Mismatch, TransferKind, TransferSpec};
+use super::ledger::{
+    verify, Account, AccountKind, AccountRef, LedgerError, Mismatch, TransferKind, TransferSpec,
+};
 use super::payers::{ApprovalMethod, Payer, Voucher};
 use super::sessions::SessionRecord;
 use super::{Clock, DomainError};
@@ -45,8 +47,12 @@ pub enum CheckoutStep {
     /// Above the threshold: one tap on a second factor.
     NeedsApproval,
     /// Approvals are locked after failed attempts, until this instant.
-    Locked { until: i64 },
-    InsufficientFunds { available: i64 },
+    Locked {
+        until: i64,
+    },
+    InsufficientFunds {
+        available: i64,
+    },
     /// The session is not pending.
     Closed(SessionStatus),
 }
@@ -84,7 +90,11 @@ pub struct Wallets {
 
 impl Wallets {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: WalletPolicy) -> Self {
-        Wallets { store, clock, policy }
+        Wallets {
+            store,
+            clock,
+            policy,
+        }
     }
 
     pub fn policy(&self) -> &WalletPolicy {
@@ -110,7 +120,11 @@ impl Wallets {
     }
 
     /// Sandbox credits into the payer's test wallet.
-    pub async fn add_test_credits(&self, payer_id: &str, currency: Currency) -> Result<i64, DomainError> {
+    pub async fn add_test_credits(
+        &self,
+        payer_id: &str,
+        currency: Currency,
+    ) -> Result<i64, DomainError> {
         let amount = self.policy.sandbox_credit_major * currency.minor_per_major();
         self.store
             .transfer(
@@ -130,7 +144,10 @@ impl Wallets {
     }
 
     pub async fn balances(&self, payer_id: &str) -> Result<Vec<Account>, DomainError> {
-        Ok(self.store.accounts_of(AccountKind::Wallet, payer_id).await?)
+        Ok(self
+            .store
+            .accounts_of(AccountKind::Wallet, payer_id)
+            .await?)
     }
 
     pub async fn history(&self, payer_id: &str) -> Result<Vec<HistoryEntry>, DomainError> {
@@ -147,7 +164,12 @@ impl Wallets {
     }
 
     /// Sets the auto-approve threshold, in minor units, between 0 and 1,000 major units.
-    pub async fn set_threshold(&self, payer_id: &str, currency: Currency, amount: i64) -> Result<(), DomainError> {
+    pub async fn set_threshold(
+        &self,
+        payer_id: &str,
+        currency: Currency,
+        amount: i64,
+    ) -> Result<(), DomainError> {
         let max = 1000 * currency.minor_per_major();
         if !(0..=max).contains(&amount) {
             return Err(DomainError::invalid(
@@ -159,7 +181,11 @@ impl Wallets {
     }
 
     /// What the checkout may do for this payer and session.
-    pub async fn step(&self, payer: &Payer, session: &SessionRecord) -> Result<CheckoutStep, DomainError> {
+    pub async fn step(
+        &self,
+        payer: &Payer,
+        session: &SessionRecord,
+    ) -> Result<CheckoutStep, DomainError> {
         let now = self.clock.now_ms();
         let status = session.status_at(now);
         if status != SessionStatus::Pending {
@@ -179,7 +205,9 @@ impl Wallets {
             return Ok(CheckoutStep::AutoApprove);
         }
         if payer.locked_until > now {
-            return Ok(CheckoutStep::Locked { until: payer.locked_until });
+            return Ok(CheckoutStep::Locked {
+                until: payer.locked_until,
+            });
         }
         Ok(CheckoutStep::NeedsApproval)
     }
@@ -208,7 +236,10 @@ impl Wallets {
 
     /// Pays a test session from the merchant's sandbox payer, topped up from sandbox
     /// funds as needed: the path of a real payment, without a browser.
-    pub async fn pay_as_sandbox_payer(&self, session: &SessionRecord) -> Result<SessionRecord, PayError> {
+    pub async fn pay_as_sandbox_payer(
+        &self,
+        session: &SessionRecord,
+    ) -> Result<SessionRecord, PayError> {
         let payer_id = format!("payer_sandbox_{}", session.merchant_id);
         if self.store.get_payer(&payer_id).await?.is_none() {
             let payer = Payer {
@@ -248,14 +279,20 @@ impl Wallets {
                 )
                 .await?;
         }
-        self.pay(&session.id, &payer_id, ApprovalMethod::TestHelper, None).await
+        self.pay(&session.id, &payer_id, ApprovalMethod::TestHelper, None)
+            .await
     }
 
     /// Counts a failed second factor; returns the payer as it now stands.
     pub async fn note_failed_attempt(&self, payer_id: &str) -> Result<Payer, DomainError> {
         Ok(self
             .store
-            .note_failed_attempt(payer_id, self.clock.now_ms(), self.policy.max_failed_attempts, self.policy.lock_ms)
+            .note_failed_attempt(
+                payer_id,
+                self.clock.now_ms(),
+                self.policy.max_failed_attempts,
+                self.policy.lock_ms,
+            )
             .await?)
     }
 
@@ -272,7 +309,10 @@ impl Wallets {
         count: usize,
     ) -> Result<Vec<(Voucher, String)>, DomainError> {
         if amount <= 0 {
-            return Err(DomainError::invalid("amount", "must be a positive integer of minor units"));
+            return Err(DomainError::invalid(
+                "amount",
+                "must be a positive integer of minor units",
+            ));
         }
         if !(1..=10_000).contains(&count) {
             return Err(DomainError::invalid("count", "must be between 1 and 10000"));
@@ -312,16 +352,26 @@ impl Wallets {
             .await?
         {
             RedeemOutcome::Redeemed(v) => Ok(v),
-            RedeemOutcome::Unknown => Err(DomainError::invalid("code", "this voucher code is not valid")),
-            RedeemOutcome::AlreadyRedeemed => {
-                Err(DomainError::Conflict("this voucher has already been redeemed".into()))
-            }
+            RedeemOutcome::Unknown => Err(DomainError::invalid(
+                "code",
+                "this voucher code is not valid",
+            )),
+            RedeemOutcome::AlreadyRedeemed => Err(DomainError::Conflict(
+                "this voucher has already been redeemed".into(),
+            )),
         }
     }
 
     /// The merchant's accounts of one mode.
-    pub async fn merchant_accounts(&self, merchant_id: &str, livemode: bool) -> Result<Vec<Account>, DomainError> {
-        let mut accounts = self.store.accounts_of(AccountKind::Merchant, merchant_id).await?;
+    pub async fn merchant_accounts(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+    ) -> Result<Vec<Account>, DomainError> {
+        let mut accounts = self
+            .store
+            .accounts_of(AccountKind::Merchant, merchant_id)
+            .await?;
         accounts.retain(|a| a.livemode == livemode);
         Ok(accounts)
     }
@@ -372,6 +422,9 @@ mod tests {
         let code = voucher_code();
         assert_eq!(code.len(), 16);
         assert_ne!(code, voucher_code());
-        assert_eq!(format_voucher_code("ABCDEFGHJKLMNPQR"), "ABCD-EFGH-JKLM-NPQR");
+        assert_eq!(
+            format_voucher_code("ABCDEFGHJKLMNPQR"),
+            "ABCD-EFGH-JKLM-NPQR"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! its routes in a file of its own; this file assembles them with the gate (keys and
 //! rate limits), idempotency, body limits and panic safety.
 
+pub mod balance;
 pub mod error;
 pub mod extract;
 pub mod gate;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(sessions::routes())
         .merge(test_helpers::routes())
+        .merge(balance::routes())
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -6,8 +6,12 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::ledger::{Account, AccountKind, LedgerError, Transfer, TransferSpec, TransferState};
-use crate::domain::payers::{Approval, ApprovalMethod, Challenge, Passkey, Payer, TotpRecord, Voucher};
+use crate::domain::ledger::{
+    Account, AccountKind, LedgerError, Transfer, TransferSpec, TransferState,
+};
+use crate::domain::payers::{
+    Approval, ApprovalMethod, Challenge, Passkey, Payer, TotpRecord, Voucher,
+};
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Mode;
 use async_trait::async_trait;
@@ -155,7 +159,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Expires up to `batch` overdue pending sessions; returns how many.
     async fn expire_due(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError>;
     /// A session by id alone, with its merchant's name: what a checkout page shows.
-    async fn session_for_checkout(&self, id: &str) -> Result<Option<(SessionRecord, String)>, StoreError>;
+    async fn session_for_checkout(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, String)>, StoreError>;
     /// The recorded changes of one session, oldest first.
     async fn session_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
 
@@ -245,15 +252,32 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Charges the payer's wallet for a pending session and marks it paid, with its
     /// event and approval, in one transaction. Insufficient funds refuse with
     /// [`LedgerError::InsufficientFunds`] and change nothing.
-    async fn pay_session(&self, payment: &SessionPayment, now_ms: i64) -> Result<PayOutcome, StoreError>;
-    async fn accounts_of(&self, kind: AccountKind, owner_id: &str) -> Result<Vec<Account>, StoreError>;
+    async fn pay_session(
+        &self,
+        payment: &SessionPayment,
+        now_ms: i64,
+    ) -> Result<PayOutcome, StoreError>;
+    async fn accounts_of(
+        &self,
+        kind: AccountKind,
+        owner_id: &str,
+    ) -> Result<Vec<Account>, StoreError>;
     /// Every account and every transfer, read in one consistent snapshot.
     async fn ledger_snapshot(&self) -> Result<(Vec<Account>, Vec<Transfer>), StoreError>;
     /// The newest transfers in or out of a payer's wallets.
-    async fn wallet_history(&self, payer_id: &str, limit: i64) -> Result<Vec<HistoryEntry>, StoreError>;
+    async fn wallet_history(
+        &self,
+        payer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
     async fn insert_vouchers(&self, vouchers: &[Voucher]) -> Result<(), StoreError>;
     /// Credits the voucher's amount to the payer's wallet and marks it used, once.
-    async fn redeem_voucher(&self, code_hash: &str, payer_id: &str, now_ms: i64) -> Result<RedeemOutcome, StoreError>;
+    async fn redeem_voucher(
+        &self,
+        code_hash: &str,
+        payer_id: &str,
+        now_ms: i64,
+    ) -> Result<RedeemOutcome, StoreError>;
     async fn approval_of(&self, session_id: &str) -> Result<Option<Approval>, StoreError>;
 }
 
@@ -263,25 +287,55 @@ pub trait PayerStore: Send + Sync + 'static {
     async fn get_payer(&self, id: &str) -> Result<Option<Payer>, StoreError>;
     /// Counts a failed second-factor attempt; at `max` failures in a row the payer's
     /// approvals lock until `now + lock_ms`. Returns the payer as it now stands.
-    async fn note_failed_attempt(&self, payer_id: &str, now_ms: i64, max: i64, lock_ms: i64) -> Result<Payer, StoreError>;
+    async fn note_failed_attempt(
+        &self,
+        payer_id: &str,
+        now_ms: i64,
+        max: i64,
+        lock_ms: i64,
+    ) -> Result<Payer, StoreError>;
     async fn clear_failed_attempts(&self, payer_id: &str) -> Result<(), StoreError>;
 
-    async fn thresholds(&self, payer_id: &str) -> Result<Vec<(walleot_api::Currency, i64)>, StoreError>;
-    async fn set_threshold(&self, payer_id: &str, currency: walleot_api::Currency, amount: i64) -> Result<(), StoreError>;
+    async fn thresholds(
+        &self,
+        payer_id: &str,
+    ) -> Result<Vec<(walleot_api::Currency, i64)>, StoreError>;
+    async fn set_threshold(
+        &self,
+        payer_id: &str,
+        currency: walleot_api::Currency,
+        amount: i64,
+    ) -> Result<(), StoreError>;
 
     async fn insert_passkey(&self, passkey: &Passkey) -> Result<(), StoreError>;
     async fn passkeys_of(&self, payer_id: &str) -> Result<Vec<Passkey>, StoreError>;
     async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError>;
     /// Stores a newer signature counter; false if it did not grow (a cloned key).
-    async fn advance_sign_count(&self, credential_id: &[u8], count: i64) -> Result<bool, StoreError>;
+    async fn advance_sign_count(
+        &self,
+        credential_id: &[u8],
+        count: i64,
+    ) -> Result<bool, StoreError>;
 
     async fn put_totp(&self, record: &TotpRecord) -> Result<(), StoreError>;
     async fn totp_of(&self, payer_id: &str) -> Result<Option<TotpRecord>, StoreError>;
     /// Accepts a time step once: false if this or a later step was used already.
-    async fn use_totp_step(&self, payer_id: &str, step: i64, confirm: bool) -> Result<bool, StoreError>;
+    async fn use_totp_step(
+        &self,
+        payer_id: &str,
+        step: i64,
+        confirm: bool,
+    ) -> Result<bool, StoreError>;
 
-    async fn insert_login(&self, token_hash: &str, payer_id: &str, now_ms: i64, expires_at: i64) -> Result<(), StoreError>;
-    async fn find_login(&self, token_hash: &str, now_ms: i64) -> Result<Option<String>, StoreError>;
+    async fn insert_login(
+        &self,
+        token_hash: &str,
+        payer_id: &str,
+        now_ms: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    async fn find_login(&self, token_hash: &str, now_ms: i64)
+        -> Result<Option<String>, StoreError>;
     async fn delete_login(&self, token_hash: &str) -> Result<(), StoreError>;
 
     async fn insert_challenge(&self, challenge: &Challenge) -> Result<(), StoreError>;

@@ -370,7 +370,9 @@ impl SessionStore for SqliteStore {
     ) -> Result<Transition, StoreError> {
         if matches!(to, SessionStatus::Pending | SessionStatus::Paid) {
             // A session is paid only through the ledger (`pay_session`).
-            return Err(StoreError::Corrupt(format!("no transition to {to} outside the ledger")));
+            return Err(StoreError::Corrupt(format!(
+                "no transition to {to} outside the ledger"
+            )));
         }
         let mut tx = self.write().await?;
         let updated = sqlx::query(&format!(
@@ -453,7 +455,10 @@ impl SessionStore for SqliteStore {
         .fetch_optional(&self.reader)
         .await?;
         match row {
-            Some(row) => Ok(Some((session_from_row(&row)?, row.try_get("merchant_name")?))),
+            Some(row) => Ok(Some((
+                session_from_row(&row)?,
+                row.try_get("merchant_name")?,
+            ))),
             None => Ok(None),
         }
     }

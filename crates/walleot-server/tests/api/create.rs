@@ -17,7 +17,10 @@ async fn the_reference_request_answers_a_session_id_and_a_checkout_url() {
     let body: Value = response.json().await.unwrap();
     let id = body["sessionId"].as_str().unwrap();
     assert!(id.starts_with("sess_"), "{id}");
-    assert_eq!(body["url"], format!("{}/checkout/{id}", app.server.public_url));
+    assert_eq!(
+        body["url"],
+        format!("{}/checkout/{id}", app.server.public_url)
+    );
     assert_eq!(body["status"], "pending");
     assert_eq!(body["amount"], 200);
     assert_eq!(body["description"], "Pro feature unlock");

@@ -12,6 +12,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/test_helpers/sessions/{sessionId}/fail"),
     ("post", "/test_helpers/sessions/{sessionId}/expire"),
     ("get", "/openapi.json"),
+    ("get", "/balance"),
 ];
 
 async fn document(app: &crate::helpers::App) -> Value {
@@ -28,7 +29,10 @@ async fn the_document_describes_every_route_and_nothing_else() {
     let app = spawn_app().await;
     let doc = document(&app).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    assert_eq!(doc["servers"][0]["url"], format!("{}/v1", app.server.public_url));
+    assert_eq!(
+        doc["servers"][0]["url"],
+        format!("{}/v1", app.server.public_url)
+    );
     let mut documented = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {

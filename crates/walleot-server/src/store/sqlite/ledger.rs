@@ -4,13 +4,15 @@
 
 use super::{corrupt, insert_event, session_from_row, SqliteStore, SESSION_COLUMNS};
 use crate::domain::ids;
+use crate::domain::ledger::TransferKind;
 use crate::domain::ledger::{
     Account, AccountKind, AccountRef, LedgerError, Transfer, TransferSpec, TransferState,
 };
 use crate::domain::payers::{Approval, ApprovalMethod, Voucher};
 use crate::domain::sessions::SessionEvent;
-use crate::domain::ledger::TransferKind;
-use crate::store::{HistoryEntry, LedgerStore, PayOutcome, RedeemOutcome, SessionPayment, StoreError};
+use crate::store::{
+    HistoryEntry, LedgerStore, PayOutcome, RedeemOutcome, SessionPayment, StoreError,
+};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
@@ -47,7 +49,8 @@ fn transfer_from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
         amount: row.try_get("amount")?,
         currency: currency.parse().map_err(corrupt)?,
         livemode: row.try_get("livemode")?,
-        state: TransferState::parse(&state).ok_or_else(|| corrupt(format!("transfer state {state}")))?,
+        state: TransferState::parse(&state)
+            .ok_or_else(|| corrupt(format!("transfer state {state}")))?,
         kind: row.try_get("kind")?,
         session_id: row.try_get("session_id")?,
         memo: row.try_get("memo")?,
@@ -215,7 +218,10 @@ async fn resolve_in(
     let transfer = transfer_from_row(&row)?;
     let posted = to == TransferState::Posted;
     let (debit_add, credit_add) = if posted {
-        ("debits_posted = debits_posted + ?1,", "credits_posted = credits_posted + ?1,")
+        (
+            "debits_posted = debits_posted + ?1,",
+            "credits_posted = credits_posted + ?1,",
+        )
     } else {
         ("", "")
     };
@@ -273,12 +279,18 @@ impl LedgerStore for SqliteStore {
         Ok(due.len())
     }
 
-    async fn pay_session(&self, payment: &SessionPayment, now_ms: i64) -> Result<PayOutcome, StoreError> {
+    async fn pay_session(
+        &self,
+        payment: &SessionPayment,
+        now_ms: i64,
+    ) -> Result<PayOutcome, StoreError> {
         let mut tx = self.write().await?;
-        let row = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"))
-            .bind(&payment.session_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+        ))
+        .bind(&payment.session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else {
             return Ok(PayOutcome::NotFound);
         };
@@ -306,7 +318,12 @@ impl LedgerStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let paid = session_from_row(&paid)?;
-        let event = SessionEvent::new(&session.id, Some(SessionStatus::Pending), SessionStatus::Paid, now_ms);
+        let event = SessionEvent::new(
+            &session.id,
+            Some(SessionStatus::Pending),
+            SessionStatus::Paid,
+            now_ms,
+        );
         insert_event(&mut tx, &event).await?;
         sqlx::query(
             "INSERT INTO approvals (session_id, payer_id, method, evidence, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -322,7 +339,11 @@ impl LedgerStore for SqliteStore {
         Ok(PayOutcome::Paid(paid))
     }
 
-    async fn accounts_of(&self, kind: AccountKind, owner_id: &str) -> Result<Vec<Account>, StoreError> {
+    async fn accounts_of(
+        &self,
+        kind: AccountKind,
+        owner_id: &str,
+    ) -> Result<Vec<Account>, StoreError> {
         sqlx::query(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = ? AND owner_id = ? ORDER BY livemode DESC, currency"
         ))
@@ -338,23 +359,31 @@ impl LedgerStore for SqliteStore {
     async fn ledger_snapshot(&self) -> Result<(Vec<Account>, Vec<Transfer>), StoreError> {
         // One read transaction: WAL gives it a single snapshot, so totals and transfers agree.
         let mut tx = self.reader.begin().await?;
-        let accounts = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"))
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(account_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let transfers = sqlx::query(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq"))
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(transfer_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let accounts = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"
+        ))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(account_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let transfers = sqlx::query(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq"
+        ))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(transfer_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
         Ok((accounts, transfers))
     }
 
-    async fn wallet_history(&self, payer_id: &str, limit: i64) -> Result<Vec<HistoryEntry>, StoreError> {
+    async fn wallet_history(
+        &self,
+        payer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let columns = TRANSFER_COLUMNS
             .split(',')
             .map(|c| format!("t.{}", c.trim()))
@@ -408,7 +437,12 @@ impl LedgerStore for SqliteStore {
         Ok(())
     }
 
-    async fn redeem_voucher(&self, code_hash: &str, payer_id: &str, now_ms: i64) -> Result<RedeemOutcome, StoreError> {
+    async fn redeem_voucher(
+        &self,
+        code_hash: &str,
+        payer_id: &str,
+        now_ms: i64,
+    ) -> Result<RedeemOutcome, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "UPDATE vouchers SET redeemed_by = ?, redeemed_at = ? WHERE code_hash = ? AND redeemed_by IS NULL \
@@ -420,10 +454,11 @@ impl LedgerStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM vouchers WHERE code_hash = ?")
-                .bind(code_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM vouchers WHERE code_hash = ?")
+                    .bind(code_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             return Ok(match exists {
                 Some(_) => RedeemOutcome::AlreadyRedeemed,
                 None => RedeemOutcome::Unknown,
@@ -456,7 +491,8 @@ impl LedgerStore for SqliteStore {
             Ok(Approval {
                 session_id: row.try_get("session_id")?,
                 payer_id: row.try_get("payer_id")?,
-                method: ApprovalMethod::parse(&method).ok_or_else(|| corrupt(format!("approval method {method}")))?,
+                method: ApprovalMethod::parse(&method)
+                    .ok_or_else(|| corrupt(format!("approval method {method}")))?,
                 evidence: row.try_get("evidence")?,
                 created_at: row.try_get("created_at")?,
             })

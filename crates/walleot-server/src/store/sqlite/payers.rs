@@ -55,7 +55,13 @@ impl PayerStore for SqliteStore {
             .transpose()
     }
 
-    async fn note_failed_attempt(&self, payer_id: &str, now_ms: i64, max: i64, lock_ms: i64) -> Result<Payer, StoreError> {
+    async fn note_failed_attempt(
+        &self,
+        payer_id: &str,
+        now_ms: i64,
+        max: i64,
+        lock_ms: i64,
+    ) -> Result<Payer, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query(&format!(
             "UPDATE payers SET \
@@ -85,19 +91,29 @@ impl PayerStore for SqliteStore {
     }
 
     async fn thresholds(&self, payer_id: &str) -> Result<Vec<(Currency, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT currency, amount FROM payer_thresholds WHERE payer_id = ? ORDER BY currency")
-            .bind(payer_id)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT currency, amount FROM payer_thresholds WHERE payer_id = ? ORDER BY currency",
+        )
+        .bind(payer_id)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
             .map(|row| {
                 let currency: String = row.try_get("currency")?;
-                Ok((currency.parse().map_err(super::corrupt)?, row.try_get("amount")?))
+                Ok((
+                    currency.parse().map_err(super::corrupt)?,
+                    row.try_get("amount")?,
+                ))
             })
             .collect()
     }
 
-    async fn set_threshold(&self, payer_id: &str, currency: Currency, amount: i64) -> Result<(), StoreError> {
+    async fn set_threshold(
+        &self,
+        payer_id: &str,
+        currency: Currency,
+        amount: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO payer_thresholds (payer_id, currency, amount) VALUES (?, ?, ?) \
@@ -114,39 +130,49 @@ impl PayerStore for SqliteStore {
 
     async fn insert_passkey(&self, passkey: &Passkey) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(&format!("INSERT INTO passkeys ({PASSKEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"))
-            .bind(&passkey.credential_id)
-            .bind(&passkey.payer_id)
-            .bind(&passkey.public_key)
-            .bind(passkey.sign_count)
-            .bind(passkey.created_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO passkeys ({PASSKEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+        ))
+        .bind(&passkey.credential_id)
+        .bind(&passkey.payer_id)
+        .bind(&passkey.public_key)
+        .bind(passkey.sign_count)
+        .bind(passkey.created_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn passkeys_of(&self, payer_id: &str) -> Result<Vec<Passkey>, StoreError> {
-        sqlx::query(&format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE payer_id = ? ORDER BY created_at"))
-            .bind(payer_id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(passkey_from_row)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE payer_id = ? ORDER BY created_at"
+        ))
+        .bind(payer_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(passkey_from_row)
+        .collect()
     }
 
     async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError> {
-        sqlx::query(&format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = ?"))
-            .bind(credential_id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(passkey_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = ?"
+        ))
+        .bind(credential_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(passkey_from_row)
+        .transpose()
     }
 
-    async fn advance_sign_count(&self, credential_id: &[u8], count: i64) -> Result<bool, StoreError> {
+    async fn advance_sign_count(
+        &self,
+        credential_id: &[u8],
+        count: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         // Authenticators that keep no counter always report 0.
         let done = sqlx::query(
@@ -195,7 +221,12 @@ impl PayerStore for SqliteStore {
         .transpose()
     }
 
-    async fn use_totp_step(&self, payer_id: &str, step: i64, confirm: bool) -> Result<bool, StoreError> {
+    async fn use_totp_step(
+        &self,
+        payer_id: &str,
+        step: i64,
+        confirm: bool,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE totp_secrets SET last_step = ?2, confirmed = MAX(confirmed, ?3) WHERE payer_id = ?1 AND last_step < ?2",
@@ -209,7 +240,13 @@ impl PayerStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_login(&self, token_hash: &str, payer_id: &str, now_ms: i64, expires_at: i64) -> Result<(), StoreError> {
+    async fn insert_login(
+        &self,
+        token_hash: &str,
+        payer_id: &str,
+        now_ms: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query("INSERT INTO payer_logins (token_hash, payer_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(token_hash)
@@ -222,12 +259,18 @@ impl PayerStore for SqliteStore {
         Ok(())
     }
 
-    async fn find_login(&self, token_hash: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT payer_id FROM payer_logins WHERE token_hash = ? AND expires_at > ?")
-            .bind(token_hash)
-            .bind(now_ms)
-            .fetch_optional(&self.reader)
-            .await?)
+    async fn find_login(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT payer_id FROM payer_logins WHERE token_hash = ? AND expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.reader)
+        .await?)
     }
 
     async fn delete_login(&self, token_hash: &str) -> Result<(), StoreError> {
