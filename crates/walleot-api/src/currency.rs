@@ -60,6 +60,37 @@ impl Currency {
         10_i64.pow(u32::from(self.exponent))
     }
 
+    /// Reads an amount written in major units (`"0.50"`, `"2"`, `"1.999"` for KWD) as
+    /// minor units, exactly: no float is involved, and more decimals than the currency
+    /// has are refused rather than rounded.
+    pub fn parse_major(&self, raw: &str) -> Result<i64, String> {
+        let raw = raw.trim();
+        let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || (raw.contains('.') && !digits(fraction)) {
+            return Err(format!("`{raw}` is not an amount like 0.50"));
+        }
+        let exponent = usize::from(self.exponent);
+        if fraction.len() > exponent {
+            return Err(format!(
+                "{} has {exponent} decimal places; `{raw}` has more",
+                self.code().to_ascii_uppercase()
+            ));
+        }
+        let whole: i64 = whole.parse().map_err(|_| format!("`{raw}` is too large"))?;
+        let fraction: i64 = if fraction.is_empty() {
+            0
+        } else {
+            format!("{fraction:0<exponent$}")
+                .parse()
+                .map_err(|_| format!("`{raw}` is malformed"))?
+        };
+        whole
+            .checked_mul(self.minor_per_major())
+            .and_then(|w| w.checked_add(fraction))
+            .ok_or_else(|| format!("`{raw}` is too large"))
+    }
+
     /// Writes an amount of minor units for people: `1.99 USD`, `500 JPY`, `-0.05 EUR`.
     pub fn format_amount(&self, minor: i64) -> String {
         let code = self.code().to_ascii_uppercase();
@@ -191,6 +222,51 @@ mod tests {
             "kwd".parse::<Currency>().unwrap().format_amount(1234),
             "1.234 KWD"
         );
+    }
+
+    #[test]
+    fn major_units_are_read_exactly() {
+        let usd = Currency::USD;
+        let cases = [
+            ("0.50", 50),
+            ("0.5", 50),
+            ("0.29", 29),
+            ("2", 200),
+            ("19.99", 1999),
+            ("0", 0),
+            ("007.10", 710),
+        ];
+        for (raw, minor) in cases {
+            assert_eq!(usd.parse_major(raw), Ok(minor), "{raw}");
+        }
+        assert_eq!(
+            "jpy".parse::<Currency>().unwrap().parse_major("500"),
+            Ok(500)
+        );
+        assert_eq!(
+            "kwd".parse::<Currency>().unwrap().parse_major("1.234"),
+            Ok(1234)
+        );
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".5",
+            "-1",
+            "1.999",
+            "1e2",
+            "0x10",
+            "1,50",
+            "99999999999999999999",
+            "1 000",
+        ] {
+            assert!(usd.parse_major(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!("jpy"
+            .parse::<Currency>()
+            .unwrap()
+            .parse_major("1.5")
+            .is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod domain;
 pub mod http;
+pub mod pages;
 pub mod ratelimit;
 pub mod startup;
 pub mod store;

@@ -8,6 +8,7 @@ use crate::domain::wallets::{WalletPolicy, Wallets};
 use crate::domain::{ApiKey, Clock, KeyHasher, Mode};
 use crate::http::idempotency::IdempotencyPolicy;
 use crate::http::{router, AppState};
+use crate::pages::PageContext;
 use crate::ratelimit::{Limits, RateLimiter};
 use crate::store::{self, Store};
 use anyhow::Context;
@@ -123,6 +124,13 @@ impl Application {
             .unwrap_or_else(|| default_public_url(addr))
             .trim_end_matches('/')
             .to_string();
+        let page_secret = services
+            .store
+            .secret(
+                "page_secret",
+                crate::domain::ids::random_base62(43).into_bytes(),
+            )
+            .await?;
         let wallets = Wallets::new(
             services.store.clone(),
             clock.clone(),
@@ -141,6 +149,7 @@ impl Application {
             clock,
             limiter: Arc::new(RateLimiter::new(config.limits)),
             idempotency: config.idempotency,
+            pages: Arc::new(PageContext::new(&public_url, page_secret)),
             public_url: public_url.into(),
         };
         Ok(Application {

@@ -3,6 +3,7 @@
 //! services here; the services reach the database only through [`crate::store::Store`].
 
 pub mod clock;
+pub mod factors;
 pub mod ids;
 pub mod keys;
 pub mod ledger;

@@ -91,6 +91,16 @@ impl SessionEvent {
     }
 }
 
+/// The session's merchant and mode, as if its own key asked.
+fn owner_of(session: &SessionRecord) -> Principal {
+    Principal {
+        key_id: String::new(),
+        merchant_id: session.merchant_id.clone(),
+        merchant_name: String::new(),
+        mode: Mode::from_livemode(session.livemode),
+    }
+}
+
 /// Filters and position of a list request.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -322,6 +332,39 @@ impl Sessions {
             )),
             Err(PayError::Store(e)) => Err(e.into()),
         }
+    }
+
+    /// A session by id alone, for its checkout page, with its merchant's name; an
+    /// overdue pending session has its expiry recorded first.
+    pub async fn for_checkout(&self, id: &str) -> Result<(SessionRecord, String), DomainError> {
+        let not_found = || DomainError::NotFound(format!("no session `{id}`"));
+        if !ids::has_shape(id, "sess") {
+            return Err(not_found());
+        }
+        let (session, merchant) = self
+            .store
+            .session_for_checkout(id)
+            .await?
+            .ok_or_else(not_found)?;
+        let now = self.clock.now_ms();
+        if session.status == SessionStatus::Pending
+            && session.status_at(now) == SessionStatus::Expired
+        {
+            let owner = owner_of(&session);
+            return Ok((self.record_expiry(&owner, session, now).await?, merchant));
+        }
+        Ok((session, merchant))
+    }
+
+    /// The payer declines: the session is cancelled.
+    pub async fn decline(&self, session: &SessionRecord) -> Result<SessionRecord, DomainError> {
+        self.transition(
+            &owner_of(session),
+            &session.id,
+            SessionStatus::Cancelled,
+            "declined",
+        )
+        .await
     }
 
     /// Moves pending sessions past their expiry to `expired`; returns how many.

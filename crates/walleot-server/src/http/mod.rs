@@ -42,6 +42,7 @@ pub struct AppState {
     pub idempotency: IdempotencyPolicy,
     /// Base of the links handed to payers, without a trailing slash.
     pub public_url: Arc<str>,
+    pub pages: Arc<crate::pages::PageContext>,
 }
 
 impl AppState {
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health))
+        .merge(crate::pages::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
         .layer(CatchPanicLayer::custom(|_| {

@@ -1,0 +1,255 @@
+//! `/checkout/{id}`: what the payer sees when a tool asks for money.
+
+use super::{PageError, Visitor};
+use crate::domain::clock::rfc3339;
+use crate::domain::factors::totp;
+use crate::domain::payers::{ApprovalMethod, Payer};
+use crate::domain::sessions::SessionRecord;
+use crate::domain::wallets::{CheckoutStep, PayError};
+use crate::http::AppState;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use minijinja::context;
+use serde::Deserialize;
+use walleot_api::SessionStatus;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/checkout/{id}", get(show))
+        .route("/checkout/{id}/decline", post(decline))
+        .route("/checkout/{id}/approve", post(approve_with_code))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match show_inner(&state, &id, &headers).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn show_inner(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, PageError> {
+    let visitor = Visitor::from_headers(state, headers).await?;
+    let (session, merchant) = state.sessions.for_checkout(id).await?;
+    if let Some(payer) = &visitor.payer {
+        if state.wallets.step(payer, &session).await? == CheckoutStep::AutoApprove {
+            // Within the payer's own limit: paid as the page opens, no click.
+            match state
+                .wallets
+                .pay(&session.id, &payer.id, ApprovalMethod::Auto, None)
+                .await
+            {
+                Ok(paid) => return page(state, &visitor, &paid, &merchant, None, true).await,
+                Err(PayError::Store(e)) => return Err(e.into()),
+                Err(_) => {} // lost a race: show the session as it now stands
+            }
+            let (session, merchant) = state.sessions.for_checkout(id).await?;
+            return page(state, &visitor, &session, &merchant, None, false).await;
+        }
+    }
+    page(state, &visitor, &session, &merchant, None, false).await
+}
+
+async fn page(
+    state: &AppState,
+    visitor: &Visitor,
+    session: &SessionRecord,
+    merchant: &str,
+    error: Option<String>,
+    auto: bool,
+) -> Result<Response, PageError> {
+    let currency = session.currency;
+    let now = state.clock.now_ms();
+    let mut view = context! {
+        title => format!("Pay {}", merchant),
+        id => session.id.clone(),
+        merchant => merchant,
+        amount => currency.format_amount(session.amount),
+        description => session.description.clone(),
+        test_mode => !session.livemode,
+        currency => currency.code(),
+        auto => auto,
+        error => error,
+    };
+    let status = session.status_at(now);
+    let state_name = match (status, &visitor.payer) {
+        (SessionStatus::Pending, None) => "register".to_string(),
+        (SessionStatus::Pending, Some(payer)) => {
+            let extra = pending_view(state, payer, session).await?;
+            let name = extra
+                .get_attr("state")
+                .ok()
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            view = context! { ..extra, ..view };
+            name
+        }
+        (other, _) => other.as_str().to_string(),
+    };
+    if auto {
+        let payer = visitor
+            .payer
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        let threshold = state.wallets.threshold(&payer, currency).await?;
+        view = context! { threshold => currency.format_amount(threshold), ..view };
+    }
+    Ok(visitor.render(
+        state,
+        StatusCode::OK,
+        "checkout.html",
+        context! { state => state_name, ..view },
+    ))
+}
+
+/// The part of the view that depends on the payer of a pending session.
+async fn pending_view(
+    state: &AppState,
+    payer: &Payer,
+    session: &SessionRecord,
+) -> Result<minijinja::Value, PageError> {
+    let currency = session.currency;
+    let available = state
+        .wallets
+        .balances(&payer.id)
+        .await?
+        .iter()
+        .find(|a| a.currency == currency && a.livemode == session.livemode)
+        .map(|a| a.available())
+        .unwrap_or(0);
+    let threshold = state.wallets.threshold(&payer.id, currency).await?;
+    let has_passkey = !state.store.passkeys_of(&payer.id).await?.is_empty();
+    let has_totp = state
+        .store
+        .totp_of(&payer.id)
+        .await?
+        .is_some_and(|t| t.confirmed);
+    let (name, until) = match state.wallets.step(payer, session).await? {
+        CheckoutStep::AutoApprove | CheckoutStep::NeedsApproval => ("approve", None),
+        CheckoutStep::Locked { until } => ("locked", Some(rfc3339(until))),
+        CheckoutStep::InsufficientFunds { .. } => ("insufficient", None),
+        CheckoutStep::Closed(status) => (status.as_str(), None),
+    };
+    Ok(context! {
+        state => name,
+        until => until,
+        available => currency.format_amount(available),
+        threshold => currency.format_amount(threshold),
+        has_passkey => has_passkey,
+        has_totp => has_totp,
+    })
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn decline(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let result = async {
+        let visitor = Visitor::from_headers(&state, &headers).await?;
+        let Ok(Form(form)) = form else {
+            return Err(PageError::Forbidden);
+        };
+        visitor.check_csrf(&state, &headers, &form.csrf)?;
+        let (session, _) = state.sessions.for_checkout(&id).await?;
+        if session.status == SessionStatus::Pending {
+            // A payment that completed meanwhile stays paid; the page shows it.
+            let _ = state.sessions.decline(&session).await;
+        }
+        Ok(visitor.redirect(&state, &format!("/checkout/{id}")))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+/// One tap with an authenticator-app code, where the payer has no passkey.
+async fn approve_with_code(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<CodeForm>, FormRejection>,
+) -> Response {
+    let result = async {
+        let visitor = Visitor::from_headers(&state, &headers).await?;
+        let Ok(Form(form)) = form else {
+            return Err(PageError::Forbidden);
+        };
+        visitor.check_csrf(&state, &headers, &form.csrf)?;
+        let Some(payer) = visitor.payer.clone() else {
+            return Ok(visitor.redirect(&state, &format!("/checkout/{id}")));
+        };
+        let (session, merchant) = state.sessions.for_checkout(&id).await?;
+        if payer.locked_until > state.clock.now_ms() {
+            return page(&state, &visitor, &session, &merchant, None, false).await;
+        }
+        let record = state
+            .store
+            .totp_of(&payer.id)
+            .await?
+            .filter(|t| t.confirmed);
+        let now = state.clock.now_ms();
+        let step = record
+            .as_ref()
+            .and_then(|t| totp::matching_step(&t.secret, &form.code, now));
+        let accepted = match step {
+            Some(step) => state.store.use_totp_step(&payer.id, step, true).await?,
+            None => false,
+        };
+        if !accepted {
+            let payer = state.wallets.note_failed_attempt(&payer.id).await?;
+            let visitor = Visitor {
+                payer: Some(payer),
+                ..visitor
+            };
+            let message = "That code is not right, or was already used. Try the next one.";
+            return page(
+                &state,
+                &visitor,
+                &session,
+                &merchant,
+                Some(message.into()),
+                false,
+            )
+            .await;
+        }
+        state.wallets.clear_failed_attempts(&payer.id).await?;
+        let evidence = serde_json::json!({"factor": "totp", "step": step}).to_string();
+        match state
+            .wallets
+            .pay(&session.id, &payer.id, ApprovalMethod::Totp, Some(evidence))
+            .await
+        {
+            Ok(_) | Err(PayError::Closed(_)) | Err(PayError::InsufficientFunds { .. }) => {
+                Ok(visitor.redirect(&state, &format!("/checkout/{id}")))
+            }
+            Err(PayError::NotFound) => Err(PageError::NotFound),
+            Err(PayError::Store(e)) => Err(e.into()),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,374 @@
+//! The payer's pages: checkout (`/checkout/{id}`), the wallet (`/wallet`), and the JSON
+//! endpoints of the passkey ceremonies (`/webauthn/…`).
+//!
+//! Pages are rendered on the server from the templates in `templates/`. A payer is
+//! recognised by the `walleot_payer` cookie (HttpOnly, SameSite=Lax, Secure over
+//! https), whose token is stored hashed. Every state-changing request carries a CSRF
+//! token derived from a per-browser cookie; every page is sent with a restrictive
+//! Content-Security-Policy and may not be framed.
+
+mod checkout;
+mod passkeys;
+mod wallet;
+
+use crate::domain::factors::webauthn::RelyingParty;
+use crate::domain::payers::Payer;
+use crate::http::AppState;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use minijinja::{context, Environment, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const PAYER_COOKIE: &str = "walleot_payer";
+const CSRF_COOKIE: &str = "walleot_csrf";
+/// How long a payer stays signed in on a browser.
+const LOGIN_MS: i64 = 30 * 24 * 3600 * 1000;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the pages need beyond the domain services.
+pub struct PageContext {
+    templates: Environment<'static>,
+    /// Keys the CSRF tokens and the seals of TOTP enrolment forms.
+    secret: Vec<u8>,
+    /// `None` when the public URL has no host name (passkeys then cannot work).
+    pub rp: Option<RelyingParty>,
+    secure_cookies: bool,
+}
+
+impl PageContext {
+    pub fn new(public_url: &str, secret: Vec<u8>) -> Self {
+        let mut templates = Environment::new();
+        for (name, source) in [
+            ("layout.html", include_str!("../../templates/layout.html")),
+            (
+                "checkout.html",
+                include_str!("../../templates/checkout.html"),
+            ),
+            ("wallet.html", include_str!("../../templates/wallet.html")),
+            (
+                "no_wallet.html",
+                include_str!("../../templates/no_wallet.html"),
+            ),
+            ("totp.html", include_str!("../../templates/totp.html")),
+            ("message.html", include_str!("../../templates/message.html")),
+        ] {
+            templates
+                .add_template(name, source)
+                .expect("the page templates parse");
+        }
+        let rp = RelyingParty::from_public_url(public_url)
+            .filter(|rp| rp.id.parse::<std::net::IpAddr>().is_err() && !rp.id.starts_with('['));
+        PageContext {
+            templates,
+            secret,
+            rp,
+            secure_cookies: public_url.starts_with("https://"),
+        }
+    }
+
+    fn mac(&self, purpose: &str, value: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    fn cookie(&self, name: &str, value: &str, max_age_secs: i64, same_site: &str) -> HeaderValue {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age_secs}{secure}"
+        ))
+        .expect("cookie values are base64url")
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(checkout::routes())
+        .merge(wallet::routes())
+        .merge(passkeys::routes())
+        .route("/assets/walleot.js", get(script))
+        .route("/assets/walleot.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CSP),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/walleot.js"),
+    )
+}
+
+async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../assets/walleot.css"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(crate::domain::factors::webauthn::random_bytes(32))
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Who is on the page: the signed-in payer, if any, and the browser's CSRF cookie.
+pub struct Visitor {
+    pub payer: Option<Payer>,
+    login_token: Option<String>,
+    csrf_cookie: String,
+    new_csrf_cookie: bool,
+    set_cookies: Vec<HeaderValue>,
+}
+
+impl Visitor {
+    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, PageError> {
+        let now = state.clock.now_ms();
+        let mut payer = None;
+        let login_token = cookie_value(headers, PAYER_COOKIE).map(str::to_string);
+        if let Some(token) = &login_token {
+            if let Some(id) = state.store.find_login(&token_hash(token), now).await? {
+                payer = state.wallets.payer(&id).await?;
+            }
+        }
+        let (csrf_cookie, new_csrf_cookie) = match cookie_value(headers, CSRF_COOKIE) {
+            Some(v) if v.len() >= 32 => (v.to_string(), false),
+            _ => (random_token(), true),
+        };
+        Ok(Visitor {
+            payer,
+            login_token,
+            csrf_cookie,
+            new_csrf_cookie,
+            set_cookies: Vec::new(),
+        })
+    }
+
+    pub fn csrf_token(&self, state: &AppState) -> String {
+        state.pages.mac("csrf", &self.csrf_cookie)
+    }
+
+    /// Refuses a state change whose token does not match this browser, or that comes
+    /// from another site.
+    pub fn check_csrf(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        token: &str,
+    ) -> Result<(), PageError> {
+        let expected = self.csrf_token(state);
+        let same =
+            !self.new_csrf_cookie && expected.as_bytes().ct_eq(token.as_bytes()).unwrap_u8() == 1;
+        let origin_ok = match (headers.get(header::ORIGIN), &state.pages.rp) {
+            (Some(origin), Some(rp)) => origin.to_str().map(|o| o == rp.origin).unwrap_or(false),
+            _ => true,
+        };
+        if same && origin_ok {
+            Ok(())
+        } else {
+            Err(PageError::Forbidden)
+        }
+    }
+
+    /// Signs `payer` in on this browser.
+    pub async fn sign_in(&mut self, state: &AppState, payer: Payer) -> Result<(), PageError> {
+        let token = random_token();
+        let now = state.clock.now_ms();
+        state
+            .store
+            .insert_login(&token_hash(&token), &payer.id, now, now + LOGIN_MS)
+            .await?;
+        self.set_cookies.push(
+            state
+                .pages
+                .cookie(PAYER_COOKIE, &token, LOGIN_MS / 1000, "Lax"),
+        );
+        self.payer = Some(payer);
+        Ok(())
+    }
+
+    pub async fn sign_out(&mut self, state: &AppState) -> Result<(), PageError> {
+        if let Some(token) = &self.login_token {
+            state.store.delete_login(&token_hash(token)).await?;
+        }
+        self.set_cookies
+            .push(state.pages.cookie(PAYER_COOKIE, "", 0, "Lax"));
+        self.payer = None;
+        Ok(())
+    }
+
+    /// Adds the cookies this visit set to an answer.
+    pub fn finish(&self, state: &AppState, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        if self.new_csrf_cookie {
+            headers.append(
+                header::SET_COOKIE,
+                state
+                    .pages
+                    .cookie(CSRF_COOKIE, &self.csrf_cookie, 365 * 24 * 3600, "Strict"),
+            );
+        }
+        for cookie in &self.set_cookies {
+            headers.append(header::SET_COOKIE, cookie.clone());
+        }
+        response
+    }
+
+    /// Renders a template with the values every page needs.
+    pub fn render(
+        &self,
+        state: &AppState,
+        status: StatusCode,
+        template: &str,
+        values: Value,
+    ) -> Response {
+        let full = context! {
+            csrf => self.csrf_token(state),
+            signed_in => self.payer.is_some(),
+            ..values
+        };
+        let html = state
+            .pages
+            .templates
+            .get_template(template)
+            .and_then(|t| t.render(full));
+        let response = match html {
+            Ok(html) => (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, template, "a page failed to render");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        };
+        self.finish(state, response)
+    }
+
+    pub fn redirect(&self, state: &AppState, to: &str) -> Response {
+        self.finish(state, Redirect::to(to).into_response())
+    }
+}
+
+/// Only paths of this site may be returned to.
+pub fn safe_return(raw: Option<&str>, fallback: &str) -> String {
+    match raw {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        _ => fallback.to_string(),
+    }
+}
+
+/// Why a page could not be shown; each renders as a page of its own.
+#[derive(Debug)]
+pub enum PageError {
+    NotFound,
+    /// A missing or wrong CSRF token, or a request from another site.
+    Forbidden,
+    BadRequest(String),
+    Internal,
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "storage failed");
+        PageError::Internal
+    }
+}
+
+impl From<crate::domain::DomainError> for PageError {
+    fn from(e: crate::domain::DomainError) -> Self {
+        use crate::domain::DomainError;
+        match e {
+            DomainError::NotFound(_) => PageError::NotFound,
+            DomainError::Store(e) => e.into(),
+            other => PageError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, text) = match &self {
+            PageError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "No such payment",
+                "This link does not lead to a payment. Check that it was copied whole.".to_string(),
+            ),
+            PageError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Please try again",
+                "This form was sent from an old or foreign page. Reload the page and try again."
+                    .to_string(),
+            ),
+            PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m.clone()),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Nothing was charged. Please try again in a moment.".to_string(),
+            ),
+        };
+        let html = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{title} · Walleot</title><link rel=\"stylesheet\" href=\"/assets/walleot.css\"></head>\
+             <body><main class=\"card\"><h1>{title}</h1><p>{}</p></main></body></html>",
+            minijinja::HtmlEscape(&text)
+        );
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response()
+    }
+}
