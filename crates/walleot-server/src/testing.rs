@@ -106,3 +106,122 @@ impl TestServer {
         key.expose_secret().to_string()
     }
 }
+
+/// An authenticator in software: it answers WebAuthn ceremonies with the very bytes a
+/// browser and a platform authenticator would send, for tests without a browser.
+pub mod webauthn {
+    use crate::domain::factors::webauthn::{decode, encode};
+    use ciborium::value::Value as Cbor;
+    use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
+    use serde_json::{json, Value};
+    use sha2::{Digest, Sha256};
+
+    pub fn client_data(kind: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({"type": kind, "challenge": encode(challenge), "origin": origin, "crossOrigin": false}))
+            .unwrap()
+    }
+
+    /// Authenticator data; with `attested`, the credential id and public key follow.
+    pub fn auth_data(
+        rp_id: &str,
+        flags: u8,
+        count: u32,
+        attested: Option<(&[u8], &SigningKey)>,
+    ) -> Vec<u8> {
+        let mut data = Sha256::digest(rp_id.as_bytes()).to_vec();
+        data.push(flags);
+        data.extend_from_slice(&count.to_be_bytes());
+        if let Some((id, key)) = attested {
+            data.extend_from_slice(&[0u8; 16]);
+            data.extend_from_slice(&(id.len() as u16).to_be_bytes());
+            data.extend_from_slice(id);
+            let point = key.verifying_key().to_encoded_point(false);
+            let cose = Cbor::Map(vec![
+                (Cbor::Integer(1.into()), Cbor::Integer(2.into())),
+                (Cbor::Integer(3.into()), Cbor::Integer((-7).into())),
+                (Cbor::Integer((-1).into()), Cbor::Integer(1.into())),
+                (
+                    Cbor::Integer((-2).into()),
+                    Cbor::Bytes(point.x().unwrap().to_vec()),
+                ),
+                (
+                    Cbor::Integer((-3).into()),
+                    Cbor::Bytes(point.y().unwrap().to_vec()),
+                ),
+            ]);
+            ciborium::into_writer(&cose, &mut data).unwrap();
+        }
+        data
+    }
+
+    /// An attestation object of format "none".
+    pub fn attestation(auth: Vec<u8>) -> Vec<u8> {
+        let object = Cbor::Map(vec![
+            (Cbor::Text("fmt".into()), Cbor::Text("none".into())),
+            (Cbor::Text("attStmt".into()), Cbor::Map(vec![])),
+            (Cbor::Text("authData".into()), Cbor::Bytes(auth)),
+        ]);
+        let mut out = Vec::new();
+        ciborium::into_writer(&object, &mut out).unwrap();
+        out
+    }
+
+    pub fn sign(key: &SigningKey, auth: &[u8], client: &[u8]) -> Vec<u8> {
+        let mut signed = auth.to_vec();
+        signed.extend_from_slice(&Sha256::digest(client));
+        let signature: Signature = key.sign(&signed);
+        signature.to_der().as_bytes().to_vec()
+    }
+
+    pub struct SoftAuthenticator {
+        pub key: SigningKey,
+        pub credential_id: Vec<u8>,
+        origin: String,
+        count: u32,
+    }
+
+    impl SoftAuthenticator {
+        /// For pages served at `origin` (`http://localhost:PORT`).
+        pub fn new(origin: &str) -> Self {
+            SoftAuthenticator {
+                key: SigningKey::random(&mut rand::rngs::OsRng),
+                credential_id: crate::domain::factors::webauthn::random_bytes(16),
+                origin: origin.trim_end_matches('/').to_string(),
+                count: 0,
+            }
+        }
+
+        /// Answers `publicKey` creation options as `navigator.credentials.create` would.
+        pub fn register(&mut self, options: &Value) -> Value {
+            let challenge = decode(options["challenge"].as_str().unwrap()).unwrap();
+            let rp_id = options["rp"]["id"].as_str().unwrap();
+            let client = client_data("webauthn.create", &challenge, &self.origin);
+            let auth = auth_data(rp_id, 0x45, 0, Some((&self.credential_id, &self.key)));
+            json!({
+                "credentialId": encode(&self.credential_id),
+                "clientDataJSON": encode(&client),
+                "attestationObject": encode(&attestation(auth)),
+            })
+        }
+
+        /// Answers `publicKey` request options as `navigator.credentials.get` would.
+        pub fn assert(&mut self, options: &Value) -> Value {
+            let challenge = decode(options["challenge"].as_str().unwrap()).unwrap();
+            self.assert_challenge(options["rpId"].as_str().unwrap(), &challenge)
+        }
+
+        /// Signs any challenge, as a tampered client could.
+        pub fn assert_challenge(&mut self, rp_id: &str, challenge: &[u8]) -> Value {
+            self.count += 1;
+            let client = client_data("webauthn.get", challenge, &self.origin);
+            let auth = auth_data(rp_id, 0x05, self.count, None);
+            json!({
+                "credentialId": encode(&self.credential_id),
+                "clientDataJSON": encode(&client),
+                "authenticatorData": encode(&auth),
+                "signature": encode(&sign(&self.key, &auth, &client)),
+            })
+        }
+    }
+}

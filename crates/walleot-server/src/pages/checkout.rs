@@ -1,6 +1,6 @@
 //! `/checkout/{id}`: what the payer sees when a tool asks for money.
 
-use super::{PageError, Visitor};
+use super::{PageError, PagePath, Visitor};
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::{ApprovalMethod, Payer};
@@ -8,7 +8,7 @@ use crate::domain::sessions::SessionRecord;
 use crate::domain::wallets::{CheckoutStep, PayError};
 use crate::http::AppState;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,7 +26,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath,
     headers: HeaderMap,
 ) -> Response {
     match show_inner(&state, &id, &headers).await {
@@ -159,7 +159,7 @@ struct CsrfForm {
 
 async fn decline(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
@@ -189,7 +189,7 @@ struct CodeForm {
 /// One tap with an authenticator-app code, where the payer has no passkey.
 async fn approve_with_code(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath,
     headers: HeaderMap,
     form: Result<Form<CodeForm>, FormRejection>,
 ) -> Response {

@@ -372,3 +372,20 @@ impl IntoResponse for PageError {
             .into_response()
     }
 }
+
+/// A path parameter of a page; a malformed one reads as a missing payment.
+pub struct PagePath(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PagePath {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| PagePath(v))
+            .map_err(|_| PageError::NotFound)
+    }
+}

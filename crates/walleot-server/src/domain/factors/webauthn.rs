@@ -284,67 +284,12 @@ pub fn verify_assertion(
 
 #[cfg(test)]
 mod tests {
-    //! An authenticator in software: it makes the very bytes a browser would send.
     use super::*;
-    use p256::ecdsa::signature::Signer;
+    use crate::testing::webauthn::{attestation, auth_data, client_data, sign};
     use p256::ecdsa::SigningKey;
 
     fn rp() -> RelyingParty {
         RelyingParty::from_public_url("http://localhost:8080").unwrap()
-    }
-
-    fn client_data(kind: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
-        serde_json::to_vec(&json!({"type": kind, "challenge": encode(challenge), "origin": origin, "crossOrigin": false})).unwrap()
-    }
-
-    fn auth_data(
-        rp_id: &str,
-        flags: u8,
-        count: u32,
-        attested: Option<(&[u8], &SigningKey)>,
-    ) -> Vec<u8> {
-        let mut data = Sha256::digest(rp_id.as_bytes()).to_vec();
-        data.push(flags);
-        data.extend_from_slice(&count.to_be_bytes());
-        if let Some((id, key)) = attested {
-            data.extend_from_slice(&[0u8; 16]);
-            data.extend_from_slice(&(id.len() as u16).to_be_bytes());
-            data.extend_from_slice(id);
-            let point = key.verifying_key().to_encoded_point(false);
-            let cose = Cbor::Map(vec![
-                (Cbor::Integer(1.into()), Cbor::Integer(2.into())),
-                (Cbor::Integer(3.into()), Cbor::Integer((-7).into())),
-                (Cbor::Integer((-1).into()), Cbor::Integer(1.into())),
-                (
-                    Cbor::Integer((-2).into()),
-                    Cbor::Bytes(point.x().unwrap().to_vec()),
-                ),
-                (
-                    Cbor::Integer((-3).into()),
-                    Cbor::Bytes(point.y().unwrap().to_vec()),
-                ),
-            ]);
-            ciborium::into_writer(&cose, &mut data).unwrap();
-        }
-        data
-    }
-
-    fn attestation(auth: Vec<u8>) -> Vec<u8> {
-        let object = Cbor::Map(vec![
-            (Cbor::Text("fmt".into()), Cbor::Text("none".into())),
-            (Cbor::Text("attStmt".into()), Cbor::Map(vec![])),
-            (Cbor::Text("authData".into()), Cbor::Bytes(auth)),
-        ]);
-        let mut out = Vec::new();
-        ciborium::into_writer(&object, &mut out).unwrap();
-        out
-    }
-
-    fn sign(key: &SigningKey, auth: &[u8], client: &[u8]) -> Vec<u8> {
-        let mut signed = auth.to_vec();
-        signed.extend_from_slice(&Sha256::digest(client));
-        let signature: Signature = key.sign(&signed);
-        signature.to_der().as_bytes().to_vec()
     }
 
     #[test]
