@@ -4,6 +4,7 @@
 use crate::domain::keys::Keys;
 use crate::domain::merchants::Merchants;
 use crate::domain::sessions::{SessionPolicy, Sessions};
+use crate::domain::topups::TopUps;
 use crate::domain::wallets::{WalletPolicy, Wallets};
 use crate::domain::{ApiKey, Clock, KeyHasher, Mode};
 use crate::http::idempotency::IdempotencyPolicy;
@@ -143,6 +144,7 @@ impl Application {
                 config.sessions.clone(),
                 wallets.clone(),
             ),
+            topups: TopUps::standard(&wallets),
             wallets,
             keys: services.keys,
             store: services.store,

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod merchants;
 pub mod payers;
 pub mod sessions;
+pub mod topups;
 pub mod wallets;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -36,6 +36,7 @@ pub struct AppState {
     pub keys: Keys,
     pub sessions: Sessions,
     pub wallets: Wallets,
+    pub topups: crate::domain::topups::TopUps,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<RateLimiter>,

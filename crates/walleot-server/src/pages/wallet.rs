@@ -4,6 +4,7 @@ use super::{safe_return, PageError, Visitor};
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::TotpRecord;
+use crate::domain::topups::TopUpRequest;
 use crate::http::AppState;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
@@ -222,28 +223,63 @@ async fn add_credits(
     let Ok(Form(form)) = form else {
         return PageError::Forbidden.into_response();
     };
-    let wallets = state.wallets.clone();
     let currency = form.currency.clone();
     answer(
-        wallet_form(
+        top_up(
             &state,
             &headers,
             &form.csrf,
             form.return_to.as_deref(),
             "credits",
-            |payer| async move {
-                let currency: Currency =
-                    currency
-                        .parse()
-                        .map_err(|e: walleot_api::UnknownCurrency| {
-                            PageError::BadRequest(e.to_string())
-                        })?;
-                wallets.add_test_credits(&payer, currency).await?;
-                Ok(())
-            },
+            "sandbox",
+            &currency,
+            None,
         )
         .await,
     )
+}
+
+/// Tops up the signed-in payer's wallet from the named source.
+#[allow(clippy::too_many_arguments)]
+async fn top_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+    return_to: Option<&str>,
+    notice: &str,
+    source: &str,
+    currency: &str,
+    code: Option<String>,
+) -> Result<Response, PageError> {
+    let source = state
+        .topups
+        .source(source)
+        .ok_or(PageError::NotFound)?
+        .clone();
+    let currency: Currency = currency
+        .parse()
+        .map_err(|e: walleot_api::UnknownCurrency| PageError::BadRequest(e.to_string()))?;
+    wallet_form(
+        state,
+        headers,
+        csrf,
+        return_to,
+        notice,
+        |payer| async move {
+            let request = TopUpRequest { currency, code };
+            source
+                .top_up(&payer, &request)
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    crate::domain::DomainError::Store(e) => e.into(),
+                    other => PageError::BadRequest(
+                        other.to_string().trim_start_matches("code: ").to_string(),
+                    ),
+                })
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -261,27 +297,17 @@ async fn redeem(
     let Ok(Form(form)) = form else {
         return PageError::Forbidden.into_response();
     };
-    let wallets = state.wallets.clone();
-    let code = form.code.clone();
+    let code = Some(form.code.clone());
     answer(
-        wallet_form(
+        top_up(
             &state,
             &headers,
             &form.csrf,
             form.return_to.as_deref(),
             "voucher",
-            |payer| async move {
-                wallets
-                    .redeem(&payer, &code)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| match e {
-                        crate::domain::DomainError::Store(e) => e.into(),
-                        other => PageError::BadRequest(
-                            other.to_string().trim_start_matches("code: ").to_string(),
-                        ),
-                    })
-            },
+            "voucher",
+            "usd",
+            code,
         )
         .await,
     )
