@@ -12,8 +12,8 @@ mod session;
 pub use currency::{Currency, UnknownCurrency};
 pub use error::{ErrorBody, ErrorDetail, ErrorType};
 pub use session::{
-    Balance, CreateSessionRequest, CreateSessionResponse, Money, Session, SessionList,
-    SessionStatus, UnknownStatus,
+    Balance, CaptureMethod, CaptureStatus, CreateSessionRequest, CreateSessionResponse, Money,
+    Session, SessionList, SessionStatus, UnknownStatus,
 };
 
 /// Header names of the API that both sides use.

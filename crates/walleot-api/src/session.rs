@@ -72,8 +72,62 @@ impl FromStr for SessionStatus {
     }
 }
 
+/// When the payer's money moves to the merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMethod {
+    /// At approval: the session is paid and the merchant credited at once.
+    #[default]
+    Automatic,
+    /// At approval the payer's funds are held; the merchant captures them (for example
+    /// after the paid tool succeeded) or releases them (after it failed).
+    Manual,
+}
+
+/// Where the held funds of a manual-capture session stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureStatus {
+    /// Approved and reserved; the session reads `paid`.
+    Held,
+    /// Moved to the merchant; the session reads `paid`.
+    Captured,
+    /// Returned to the payer; the session reads `cancelled` (released by the merchant)
+    /// or `expired` (the hold lapsed uncaptured).
+    Released,
+}
+
+impl CaptureMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::Manual => "manual",
+        }
+    }
+}
+
+impl CaptureStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureStatus::Held => "held",
+            CaptureStatus::Captured => "captured",
+            CaptureStatus::Released => "released",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            CaptureStatus::Held,
+            CaptureStatus::Captured,
+            CaptureStatus::Released,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
 /// `POST /v1/sessions`. Unknown fields are refused so that a typo never goes unnoticed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSessionRequest {
     /// Amount in the currency's minor unit (cents for USD, whole yen for JPY).
@@ -85,6 +139,9 @@ pub struct CreateSessionRequest {
     /// Seconds until the session expires, within the service's bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<i64>,
+    /// `automatic` (the default) or `manual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_method: Option<CaptureMethod>,
 }
 
 /// The answer to `POST /v1/sessions`. The reference names `sessionId` and `url`; the
@@ -106,6 +163,9 @@ pub struct Session {
     /// RFC 3339, UTC. A pending session reads `expired` from this instant on.
     pub expires_at: String,
     pub livemode: bool,
+    pub capture_method: CaptureMethod,
+    /// For manual capture, once approved: `held`, then `captured` or `released`.
+    pub capture_status: Option<CaptureStatus>,
 }
 
 /// A page of `GET /v1/sessions`, newest first.

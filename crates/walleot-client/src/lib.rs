@@ -9,7 +9,7 @@
 //!         amount: 200,
 //!         currency: "usd".into(),
 //!         description: Some("Pro feature unlock".into()),
-//!         expires_in: None,
+//!         ..Default::default()
 //!     })
 //!     .await?;
 //! println!("send the payer to {}", session.url);
@@ -28,7 +28,8 @@ use serde::Serialize;
 use std::time::Duration;
 use url::Url;
 pub use walleot_api::{
-    CreateSessionRequest, Currency, ErrorBody, ErrorType, Session, SessionList, SessionStatus,
+    CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, ErrorBody, ErrorType, Session,
+    SessionList, SessionStatus,
 };
 
 /// What can go wrong with a call.
@@ -229,6 +230,18 @@ impl Client {
     /// Cancels a pending session; cancelling a cancelled one changes nothing.
     pub async fn cancel_session(&self, id: &str) -> Result<Session, Error> {
         self.post_empty(&format!("sessions/{}/cancel", segment(id)))
+            .await
+    }
+
+    /// Moves the held funds of a paid manual-capture session to the merchant.
+    pub async fn capture_session(&self, id: &str) -> Result<Session, Error> {
+        self.post_empty(&format!("sessions/{}/capture", segment(id)))
+            .await
+    }
+
+    /// Returns the held funds of a paid manual-capture session to the payer.
+    pub async fn release_session(&self, id: &str) -> Result<Session, Error> {
+        self.post_empty(&format!("sessions/{}/release", segment(id)))
             .await
     }
 

@@ -14,6 +14,7 @@ fn request(amount: i64) -> CreateSessionRequest {
         currency: "USD".into(),
         description: Some("client test".into()),
         expires_in: None,
+        capture_method: None,
     }
 }
 
@@ -264,4 +265,47 @@ async fn a_silent_service_times_out_and_a_missing_one_fails_fast() {
         client.get_session("sess_x").await.unwrap_err(),
         Error::Transport(_)
     ));
+}
+
+#[tokio::test]
+async fn manual_capture_holds_then_captures_or_releases() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    let manual = CreateSessionRequest {
+        capture_method: Some(walleot_client::CaptureMethod::Manual),
+        ..request(40)
+    };
+    let a = client.create_session(&manual).await.unwrap();
+    let b = client.create_session(&manual).await.unwrap();
+    for id in [&a.session_id, &b.session_id] {
+        let held = client.test_helpers().pay(id).await.unwrap();
+        assert_eq!(
+            (held.status, held.capture_status),
+            (
+                SessionStatus::Paid,
+                Some(walleot_client::CaptureStatus::Held)
+            )
+        );
+    }
+    let captured = client.capture_session(&a.session_id).await.unwrap();
+    assert_eq!(
+        captured.capture_status,
+        Some(walleot_client::CaptureStatus::Captured)
+    );
+    let released = client.release_session(&b.session_id).await.unwrap();
+    assert_eq!(
+        (released.status, released.capture_status),
+        (
+            SessionStatus::Cancelled,
+            Some(walleot_client::CaptureStatus::Released)
+        )
+    );
+    assert_eq!(
+        client
+            .release_session(&a.session_id)
+            .await
+            .unwrap_err()
+            .kind(),
+        Some(ErrorType::Conflict)
+    );
 }

@@ -10,7 +10,7 @@ use super::wallets::{PayError, Wallets};
 use super::{ids, Clock, DomainError, Mode, Principal};
 use crate::store::{IdempotencyCompletion, SessionPage, Store, Transition};
 use std::sync::Arc;
-use walleot_api::{CreateSessionRequest, Currency, SessionStatus};
+use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, SessionStatus};
 
 /// Limits on what a merchant may ask for.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct SessionRecord {
     pub created_at: i64,
     pub expires_at: i64,
     pub updated_at: i64,
+    pub capture_method: CaptureMethod,
+    pub capture_status: Option<CaptureStatus>,
 }
 
 impl SessionRecord {
@@ -80,6 +82,18 @@ impl SessionEvent {
             None => "session.created".to_string(),
             Some(_) => format!("session.{to}"),
         };
+        Self::named(session_id, &kind, from, to, at)
+    }
+
+    /// An event whose name is not the new status (`session.captured`, `session.released`).
+    pub fn named(
+        session_id: &str,
+        kind: &str,
+        from: Option<SessionStatus>,
+        to: SessionStatus,
+        at: i64,
+    ) -> Self {
+        let kind = kind.to_string();
         SessionEvent {
             id: ids::new_id("evt"),
             session_id: session_id.to_string(),
@@ -205,6 +219,8 @@ impl Sessions {
             created_at: now,
             expires_at: now + ttl * 1000,
             updated_at: now,
+            capture_method: request.capture_method.unwrap_or_default(),
+            capture_status: None,
         })
     }
 
@@ -331,6 +347,60 @@ impl Sessions {
                 "the sandbox payer could not be funded".into(),
             )),
             Err(PayError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Moves the held funds of a paid manual-capture session to the merchant.
+    pub async fn capture(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
+        self.settle(owner, id, true).await
+    }
+
+    /// Returns the held funds of a paid manual-capture session to the payer; the
+    /// session reads `cancelled`.
+    pub async fn release(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
+        self.settle(owner, id, false).await
+    }
+
+    async fn settle(
+        &self,
+        owner: &Principal,
+        id: &str,
+        capture: bool,
+    ) -> Result<SessionRecord, DomainError> {
+        let session = self.find(owner, id).await?;
+        let (verb, done) = if capture {
+            ("captured", CaptureStatus::Captured)
+        } else {
+            ("released", CaptureStatus::Released)
+        };
+        match self
+            .store
+            .settle_hold(
+                &owner.merchant_id,
+                owner.mode.livemode(),
+                &session.id,
+                capture,
+                self.clock.now_ms(),
+            )
+            .await?
+        {
+            Transition::Applied(updated) => Ok(updated),
+            Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
+            Transition::Refused(current) if current.capture_status == Some(done) => Ok(current),
+            Transition::Refused(current) => Err(DomainError::Conflict(
+                match (current.capture_method, current.capture_status) {
+                    (CaptureMethod::Automatic, _) => {
+                        format!("the session uses automatic capture; nothing is held to be {verb}")
+                    }
+                    (CaptureMethod::Manual, None) => format!(
+                        "the session is {}; only held funds can be {verb}",
+                        current.status
+                    ),
+                    (CaptureMethod::Manual, Some(status)) => {
+                        format!("the funds were already {}", status.as_str())
+                    }
+                },
+            )),
         }
     }
 

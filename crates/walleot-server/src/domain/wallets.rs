@@ -21,6 +21,9 @@ pub struct WalletPolicy {
     /// Second-factor failures in a row before approvals lock.
     pub max_failed_attempts: i64,
     pub lock_ms: i64,
+    /// How long the funds of an approved manual-capture session stay held before they
+    /// return to the payer uncaptured.
+    pub hold_ms: i64,
 }
 
 impl Default for WalletPolicy {
@@ -29,6 +32,7 @@ impl Default for WalletPolicy {
             sandbox_credit_major: 10,
             max_failed_attempts: 5,
             lock_ms: 15 * 60 * 1000,
+            hold_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -225,6 +229,7 @@ impl Wallets {
             payer_id: payer_id.to_string(),
             method,
             evidence,
+            hold_ms: self.policy.hold_ms,
         };
         let now = self.clock.now_ms();
         match self.store.pay_session(&payment, now).await? {

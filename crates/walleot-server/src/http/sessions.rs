@@ -20,6 +20,8 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions", post(create).get(list))
         .route("/sessions/{id}", get(read))
         .route("/sessions/{id}/cancel", post(cancel))
+        .route("/sessions/{id}/capture", post(capture))
+        .route("/sessions/{id}/release", post(release))
 }
 
 /// The wire form of a stored session.
@@ -34,6 +36,8 @@ pub fn to_wire(state: &AppState, record: SessionRecord) -> Session {
         created_at: rfc3339(record.created_at),
         expires_at: rfc3339(record.expires_at),
         livemode: record.livemode,
+        capture_method: record.capture_method,
+        capture_status: record.capture_status,
     }
 }
 
@@ -121,5 +125,23 @@ async fn cancel(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Session>, ApiError> {
     let record = state.sessions.cancel(&principal, &id).await?;
+    Ok(Json(to_wire(&state, record)))
+}
+
+async fn capture(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Session>, ApiError> {
+    let record = state.sessions.capture(&principal, &id).await?;
+    Ok(Json(to_wire(&state, record)))
+}
+
+async fn release(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Session>, ApiError> {
+    let record = state.sessions.release(&principal, &id).await?;
     Ok(Json(to_wire(&state, record)))
 }

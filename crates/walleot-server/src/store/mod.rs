@@ -156,6 +156,16 @@ pub trait SessionStore: Send + Sync + 'static {
         to: SessionStatus,
         now_ms: i64,
     ) -> Result<Transition, StoreError>;
+    /// Captures (`capture`) or releases the held funds of a paid manual-capture
+    /// session, with its event, atomically: `Refused` unless the funds are held.
+    async fn settle_hold(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+        capture: bool,
+        now_ms: i64,
+    ) -> Result<Transition, StoreError>;
     /// Expires up to `batch` overdue pending sessions; returns how many.
     async fn expire_due(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError>;
     /// A session by id alone, with its merchant's name: what a checkout page shows.
@@ -206,6 +216,8 @@ pub struct SessionPayment {
     pub method: ApprovalMethod,
     /// What proves the approval (a passkey assertion); kept with it.
     pub evidence: Option<String>,
+    /// For manual capture: how long the funds stay held before they lapse back.
+    pub hold_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use super::{
     ApiKeyRecord, IdempotencyClaim, IdempotencyCompletion, Merchant, SessionPage, SessionStore,
     StoreError, Transition,
 };
+use crate::domain::ledger::{LedgerError, TransferState};
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Mode;
 use async_trait::async_trait;
@@ -22,12 +23,12 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
-use walleot_api::SessionStatus;
+use walleot_api::{CaptureMethod, CaptureStatus, SessionStatus};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
-                               status, created_at, expires_at, updated_at";
+                               status, created_at, expires_at, updated_at, capture_method, capture_status";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -82,6 +83,14 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         updated_at: row.try_get("updated_at")?,
+        capture_method: match row.try_get::<String, _>("capture_method")?.as_str() {
+            "manual" => CaptureMethod::Manual,
+            _ => CaptureMethod::Automatic,
+        },
+        capture_status: row
+            .try_get::<Option<String>, _>("capture_status")?
+            .map(|s| CaptureStatus::parse(&s).ok_or_else(|| corrupt(format!("capture status {s}"))))
+            .transpose()?,
     })
 }
 
@@ -263,8 +272,8 @@ impl SessionStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
-                                   status, created_at, expires_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   status, created_at, expires_at, updated_at, capture_method) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&session.id)
         .bind(&session.merchant_id)
@@ -276,6 +285,7 @@ impl SessionStore for SqliteStore {
         .bind(session.created_at)
         .bind(session.expires_at)
         .bind(session.updated_at)
+        .bind(session.capture_method.as_str())
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, created).await?;
@@ -411,6 +421,66 @@ impl SessionStore for SqliteStore {
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    async fn settle_hold(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+        capture: bool,
+        now_ms: i64,
+    ) -> Result<Transition, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS}, hold_transfer_id FROM sessions \
+             WHERE id = ? AND merchant_id = ? AND livemode = ?"
+        ))
+        .bind(id)
+        .bind(merchant_id)
+        .bind(livemode)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Transition::NotFound);
+        };
+        let session = session_from_row(&row)?;
+        let hold: Option<String> = row.try_get("hold_transfer_id")?;
+        let (Some(hold), Some(CaptureStatus::Held)) = (hold, session.capture_status) else {
+            return Ok(Transition::Refused(session));
+        };
+        let to = if capture {
+            TransferState::Posted
+        } else {
+            TransferState::Voided
+        };
+        match ledger::resolve_in(&mut tx, &hold, to, now_ms).await {
+            Ok(_) => {}
+            // The hold lapsed a moment ago: nothing is held any more.
+            Err(StoreError::Ledger(LedgerError::NotPending)) => {
+                return Ok(Transition::Refused(session))
+            }
+            Err(e) => return Err(e),
+        }
+        let (status, kind) = if capture {
+            (SessionStatus::Paid, "session.captured")
+        } else {
+            (SessionStatus::Cancelled, "session.released")
+        };
+        let updated = sqlx::query(&format!(
+            "UPDATE sessions SET status = ?, capture_status = ?, updated_at = ? WHERE id = ? \
+             RETURNING {SESSION_COLUMNS}"
+        ))
+        .bind(status.as_str())
+        .bind(if capture { "captured" } else { "released" })
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let event = SessionEvent::named(id, kind, Some(SessionStatus::Paid), status, now_ms);
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(Transition::Applied(session_from_row(&updated)?))
     }
 
     async fn expire_due(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError> {

@@ -2,6 +2,7 @@
 //! SQLite file, spoken to over real HTTP.
 
 mod auth;
+mod capture;
 mod create;
 mod helpers;
 mod idempotency;

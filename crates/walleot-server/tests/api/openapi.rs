@@ -8,6 +8,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/sessions"),
     ("get", "/sessions/{sessionId}"),
     ("post", "/sessions/{sessionId}/cancel"),
+    ("post", "/sessions/{sessionId}/capture"),
+    ("post", "/sessions/{sessionId}/release"),
     ("post", "/test_helpers/sessions/{sessionId}/pay"),
     ("post", "/test_helpers/sessions/{sessionId}/fail"),
     ("post", "/test_helpers/sessions/{sessionId}/expire"),

@@ -16,7 +16,7 @@ use crate::store::{
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
-use walleot_api::SessionStatus;
+use walleot_api::{CaptureMethod, SessionStatus};
 
 const ACCOUNT_COLUMNS: &str = "id, kind, owner_id, currency, livemode, debits_posted, \
                                credits_posted, debits_pending, credits_pending";
@@ -186,7 +186,7 @@ pub(super) async fn transfer_in(
 }
 
 /// Moves a pending transfer to `to` inside `tx`, releasing or posting its amounts.
-async fn resolve_in(
+pub(super) async fn resolve_in(
     tx: &mut Transaction<'static, Sqlite>,
     transfer_id: &str,
     to: TransferState,
@@ -273,7 +273,30 @@ impl LedgerStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         for id in &due {
-            resolve_in(&mut tx, id, TransferState::Lapsed, now_ms).await?;
+            let lapsed = resolve_in(&mut tx, id, TransferState::Lapsed, now_ms).await?;
+            let Some(session_id) = lapsed.session_id else {
+                continue;
+            };
+            // A hold that lapses uncaptured gives the money back; the session expires.
+            let released = sqlx::query(
+                "UPDATE sessions SET status = 'expired', capture_status = 'released', updated_at = ? \
+                 WHERE id = ? AND hold_transfer_id = ? AND capture_status = 'held'",
+            )
+            .bind(now_ms)
+            .bind(&session_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if released.rows_affected() == 1 {
+                let event = SessionEvent::named(
+                    &session_id,
+                    "session.released",
+                    Some(SessionStatus::Paid),
+                    SessionStatus::Expired,
+                    now_ms,
+                );
+                insert_event(&mut tx, &event).await?;
+            }
         }
         tx.commit().await?;
         Ok(due.len())
@@ -305,15 +328,22 @@ impl LedgerStore for SqliteStore {
             kind: TransferKind::Charge,
             session_id: Some(session.id.clone()),
             memo: None,
-            hold_until: None,
+            hold_until: (session.capture_method == CaptureMethod::Manual)
+                .then_some(now_ms + payment.hold_ms),
         };
         // An error here drops the transaction: nothing of the payment is written.
-        transfer_in(&mut tx, &spec, now_ms).await?;
+        let transfer = transfer_in(&mut tx, &spec, now_ms).await?;
+        let held = transfer.state == TransferState::Pending;
         let paid = sqlx::query(&format!(
-            "UPDATE sessions SET status = 'paid', updated_at = ? WHERE id = ? AND status = 'pending' \
-             RETURNING {SESSION_COLUMNS}"
+            "UPDATE sessions SET status = 'paid', updated_at = ?, \
+                 capture_status = CASE WHEN ? THEN 'held' ELSE NULL END, \
+                 hold_transfer_id = CASE WHEN ? THEN ? ELSE NULL END \
+             WHERE id = ? AND status = 'pending' RETURNING {SESSION_COLUMNS}"
         ))
         .bind(now_ms)
+        .bind(held)
+        .bind(held)
+        .bind(&transfer.id)
         .bind(&session.id)
         .fetch_one(&mut *tx)
         .await?;

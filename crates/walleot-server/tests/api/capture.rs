@@ -1,0 +1,296 @@
+use crate::helpers::{assert_error, spawn_app};
+use serde_json::{json, Value};
+use walleot_server::domain::payers::ApprovalMethod;
+
+/// A manual-capture session of `amount`, approved by a payer with sandbox credits.
+async fn held(app: &crate::helpers::App, amount: i64) -> (String, String) {
+    let session = app
+        .create_session_with(
+            app.key(),
+            json!({"amount": amount, "currency": "usd", "captureMethod": "manual"}),
+        )
+        .await;
+    assert_eq!(session["captureMethod"], "manual");
+    assert!(session["captureStatus"].is_null());
+    let id = session["sessionId"].as_str().unwrap().to_string();
+    let wallets = app.server.wallets();
+    let payer = wallets.register().await.unwrap();
+    wallets
+        .pay(&id, &payer.id, ApprovalMethod::Auto, None)
+        .await
+        .unwrap();
+    (id, payer.id)
+}
+
+async fn read(app: &crate::helpers::App, id: &str) -> Value {
+    app.get(&format!("/v1/sessions/{id}"), app.key())
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn balances(app: &crate::helpers::App, payer: &str) -> (i64, i64, i64) {
+    let wallets = app.server.wallets();
+    let wallet = wallets.balances(payer).await.unwrap()[0].clone();
+    let merchant = wallets
+        .merchant_accounts(&app.server.merchant_id, false)
+        .await
+        .unwrap()[0]
+        .clone();
+    (
+        wallet.available(),
+        merchant.balance(),
+        merchant.credits_pending,
+    )
+}
+
+#[tokio::test]
+async fn approved_funds_are_held_then_captured_once() {
+    let app = spawn_app().await;
+    let (id, payer) = held(&app, 300).await;
+    let session = read(&app, &id).await;
+    assert_eq!(
+        (
+            session["status"].as_str(),
+            session["captureStatus"].as_str()
+        ),
+        (Some("paid"), Some("held"))
+    );
+    assert_eq!(
+        balances(&app, &payer).await,
+        (700, 0, 300),
+        "held: out of the wallet, not yet the merchant's"
+    );
+
+    let captured = app
+        .post(&format!("/v1/sessions/{id}/capture"), app.key())
+        .await;
+    assert_eq!(captured.status(), 200);
+    let captured: Value = captured.json().await.unwrap();
+    assert_eq!(
+        (
+            captured["status"].as_str(),
+            captured["captureStatus"].as_str()
+        ),
+        (Some("paid"), Some("captured"))
+    );
+    assert_eq!(balances(&app, &payer).await, (700, 300, 0));
+
+    // Capturing again changes nothing; releasing after capture is refused.
+    assert_eq!(
+        app.post(&format!("/v1/sessions/{id}/capture"), app.key())
+            .await
+            .status(),
+        200
+    );
+    assert_error(
+        app.post(&format!("/v1/sessions/{id}/release"), app.key())
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(balances(&app, &payer).await, (700, 300, 0));
+    let kinds: Vec<_> = app
+        .server
+        .services
+        .store
+        .session_events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["session.created", "session.paid", "session.captured"]
+    );
+    assert!(app
+        .server
+        .wallets()
+        .verify_ledger()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn released_funds_return_to_the_payer_and_the_session_reads_cancelled() {
+    let app = spawn_app().await;
+    let (id, payer) = held(&app, 300).await;
+    let released: Value = app
+        .post(&format!("/v1/sessions/{id}/release"), app.key())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            released["status"].as_str(),
+            released["captureStatus"].as_str()
+        ),
+        (Some("cancelled"), Some("released"))
+    );
+    assert_eq!(balances(&app, &payer).await, (1000, 0, 0));
+    assert_error(
+        app.post(&format!("/v1/sessions/{id}/capture"), app.key())
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(
+        app.post(&format!("/v1/sessions/{id}/release"), app.key())
+            .await
+            .status(),
+        200
+    );
+    assert!(app
+        .server
+        .wallets()
+        .verify_ledger()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_hold_that_is_never_captured_lapses_back_to_the_payer() {
+    let app = spawn_app().await;
+    let (id, payer) = held(&app, 300).await;
+    app.server.clock.advance_ms(24 * 3600 * 1000);
+    let store = &app.server.services.store;
+    use walleot_server::domain::Clock;
+    assert_eq!(
+        store
+            .lapse_due(app.server.clock.now_ms(), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    let session = read(&app, &id).await;
+    assert_eq!(
+        (
+            session["status"].as_str(),
+            session["captureStatus"].as_str()
+        ),
+        (Some("expired"), Some("released"))
+    );
+    assert_eq!(balances(&app, &payer).await, (1000, 0, 0));
+    assert_error(
+        app.post(&format!("/v1/sessions/{id}/capture"), app.key())
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_held_funds_can_be_captured_or_released() {
+    let app = spawn_app().await;
+    let automatic = app.create_session().await;
+    app.post(
+        &format!("/v1/test_helpers/sessions/{automatic}/pay"),
+        app.key(),
+    )
+    .await;
+    let message = assert_error(
+        app.post(&format!("/v1/sessions/{automatic}/capture"), app.key())
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(message.contains("automatic"), "{message}");
+    let pending = app
+        .create_session_with(
+            app.key(),
+            json!({"amount": 5, "currency": "usd", "captureMethod": "manual"}),
+        )
+        .await["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_error(
+        app.post(&format!("/v1/sessions/{pending}/release"), app.key())
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_error(
+        app.post(
+            "/v1/sessions/sess_000000000000000000000000/capture",
+            app.key(),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let other = app
+        .server
+        .other_merchant_key("Other", walleot_server::domain::Mode::Test)
+        .await;
+    let (id, _) = held(&app, 50).await;
+    assert_error(
+        app.post(&format!("/v1/sessions/{id}/capture"), &other)
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let bad = app
+        .post_json(
+            "/v1/sessions",
+            app.key(),
+            &json!({"amount": 5, "currency": "usd", "captureMethod": "later"}),
+        )
+        .await;
+    let message = assert_error(bad, 400, "invalid_request").await;
+    assert!(message.contains("captureMethod"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_racing_capture_and_release_settle_once() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    for _ in 0..10 {
+        let (id, payer) = held(&app, 100).await;
+        let capture = {
+            let (app, id) = (app.clone(), id.clone());
+            tokio::spawn(async move {
+                app.post(&format!("/v1/sessions/{id}/capture"), app.key())
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        };
+        let release = {
+            let (app, id) = (app.clone(), id.clone());
+            tokio::spawn(async move {
+                app.post(&format!("/v1/sessions/{id}/release"), app.key())
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        };
+        let outcome = (capture.await.unwrap(), release.await.unwrap());
+        let session = read(&app, &id).await;
+        match outcome {
+            (200, 409) => assert_eq!(session["captureStatus"], "captured"),
+            (409, 200) => assert_eq!(session["captureStatus"], "released"),
+            other => panic!("{other:?}"),
+        }
+        let (wallet, _, _) = balances(&app, &payer).await;
+        assert!(wallet == 900 || wallet == 1000);
+    }
+    assert!(app
+        .server
+        .wallets()
+        .verify_ledger()
+        .await
+        .unwrap()
+        .is_empty());
+}
