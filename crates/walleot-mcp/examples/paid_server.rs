@@ -1,0 +1,111 @@
+//! A small MCP server with a free tool and two priced ones, paid through Walleot.
+//!
+//! ```sh
+//! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --mode two-step
+//! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --mode resubmit --http 127.0.0.1:3001
+//! ```
+//! Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at `/mcp`.
+
+use clap::Parser;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use serde::Deserialize;
+use std::sync::Arc;
+use walleot_mcp::{Mode, Walleot};
+
+#[derive(Clone)]
+struct Tools {
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+struct AddArgs {
+    a: f64,
+    b: f64,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+struct AnalysisArgs {
+    data: String,
+}
+
+#[tool_router]
+impl Tools {
+    fn new() -> Self {
+        Tools {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Answers pong. Free.")]
+    async fn ping(&self) -> String {
+        "pong".into()
+    }
+
+    #[tool(description = "Adds two numbers.")]
+    async fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+        (a + b).to_string()
+    }
+
+    #[tool(description = "Advanced data analysis.")]
+    async fn premium_analysis(
+        &self,
+        Parameters(AnalysisArgs { data }): Parameters<AnalysisArgs>,
+    ) -> String {
+        let words = data.split_whitespace().count();
+        format!("{words} words, {} characters", data.chars().count())
+    }
+}
+
+#[tool_handler(router = self.tool_router, name = "walleot-paid-example", version = "0.1.0")]
+impl ServerHandler for Tools {}
+
+#[derive(Parser)]
+#[command(about = "An MCP server with priced tools, paid through Walleot")]
+struct Args {
+    /// two-step, resubmit or progress.
+    #[arg(long, default_value = "two-step")]
+    mode: Mode,
+    /// Serve streamable HTTP at ADDR/mcp instead of stdio.
+    #[arg(long)]
+    http: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let walleot = Walleot::from_env()?
+        .mode(args.mode)
+        .price("add", "0.19", "USD")?
+        .price("premium_analysis", "0.50", "USD")?;
+    match args.http {
+        None => {
+            let running = walleot
+                .wrap(Tools::new())
+                .serve(rmcp::transport::stdio())
+                .await?;
+            running.waiting().await?;
+        }
+        Some(addr) => {
+            let service = StreamableHttpService::new(
+                move || Ok(walleot.wrap(Tools::new())),
+                Arc::new(LocalSessionManager::default()),
+                StreamableHttpServerConfig::default(),
+            );
+            let app = axum::Router::new().nest_service("/mcp", service);
+            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            eprintln!(
+                "MCP over streamable HTTP at http://{}/mcp",
+                listener.local_addr()?
+            );
+            axum::serve(listener, app).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Per-call prices on the tools of an [rmcp](https://docs.rs/rmcp) MCP server, paid
+//! through Walleot.
+//!
+//! ```no_run
+//! # fn demo<S: rmcp::ServerHandler>(my_server: S) -> Result<(), Box<dyn std::error::Error>> {
+//! use walleot_mcp::{Mode, Walleot};
+//! let walleot = Walleot::from_env()?            // WALLEOT_API_KEY, WALLEOT_API_URL
+//!     .mode(Mode::TwoStep)
+//!     .price("premium_analysis", "0.50", "USD")?;
+//! let server = walleot.wrap(my_server);         // serve it over any rmcp transport
+//! # let _ = server; Ok(()) }
+//! ```
+//!
+//! A payment is bound to the tool, its price, a canonical hash of the arguments and the
+//! caller (the authenticated subject where the server names one, else the MCP session):
+//! it cannot pay for another tool, other arguments or another caller. The tool runs at
+//! most once per payment, also under concurrent confirmations, and a result that could
+//! not be delivered is kept for the next confirmation. Payments use manual capture: the
+//! payer's funds are held when approved, captured after the tool succeeds and released
+//! after it fails, so nobody pays for a failed call.
+
+mod mode;
+mod paid;
+mod price;
+pub mod store;
+
+pub use mode::Mode;
+pub use paid::{confirm_tool_name, Paid};
+pub use price::{Price, PriceError};
+
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::ServerHandler;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{MemoryStore, PaymentStore};
+
+/// The service's address when `WALLEOT_API_URL` is not set: where `walleot serve` listens.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
+
+/// Names the authenticated subject of a request, for servers that authenticate users.
+pub type Identify = Arc<dyn Fn(&RequestContext<RoleServer>) -> Option<String> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("WALLEOT_API_KEY is not set")]
+    MissingKey,
+    #[error(transparent)]
+    Client(#[from] walleot_client::Error),
+}
+
+/// Prices, mode and service connection; [`Walleot::wrap`] applies them to a server.
+#[derive(Clone)]
+pub struct Walleot {
+    client: walleot_client::Client,
+    prices: HashMap<String, Price>,
+    mode: Mode,
+    store: Arc<dyn PaymentStore>,
+    identify: Option<Identify>,
+    poll_every: Duration,
+    wait_for_payment: Duration,
+}
+
+impl Walleot {
+    /// `api_url` is the service's address (`http://127.0.0.1:8080`), with or without `/v1`.
+    pub fn new(api_url: &str, api_key: &str) -> Result<Self, SetupError> {
+        let client = walleot_client::Client::builder(api_url, api_key)
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Walleot {
+            client,
+            prices: HashMap::new(),
+            mode: Mode::default(),
+            store: Arc::new(MemoryStore::new()),
+            identify: None,
+            poll_every: Duration::from_secs(2),
+            wait_for_payment: Duration::from_secs(300),
+        })
+    }
+
+    /// Reads `WALLEOT_API_KEY` and `WALLEOT_API_URL` (default [`DEFAULT_API_URL`]).
+    pub fn from_env() -> Result<Self, SetupError> {
+        let key = std::env::var("WALLEOT_API_KEY").map_err(|_| SetupError::MissingKey)?;
+        let url = std::env::var("WALLEOT_API_URL").unwrap_or_else(|_| DEFAULT_API_URL.to_string());
+        Self::new(&url, &key)
+    }
+
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Puts a price on a tool, in major units as people write them: `"0.50", "USD"`.
+    pub fn price(mut self, tool: &str, amount: &str, currency: &str) -> Result<Self, PriceError> {
+        self.prices
+            .insert(tool.to_string(), Price::parse(amount, currency)?);
+        Ok(self)
+    }
+
+    /// Where pending payments are kept (in memory by default).
+    pub fn store(mut self, store: Arc<dyn PaymentStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Binds payments to the authenticated subject this function names, instead of the
+    /// MCP session.
+    pub fn identify(mut self, identify: Identify) -> Self {
+        self.identify = Some(identify);
+        self
+    }
+
+    /// How often a waiting call (PROGRESS mode) asks whether the payer has paid.
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll_every = every;
+        self
+    }
+
+    /// How long a call waits for a payer (PROGRESS mode) or for a concurrent run.
+    pub fn wait_for_payment(mut self, wait: Duration) -> Self {
+        self.wait_for_payment = wait;
+        self
+    }
+
+    /// The server with its priced tools paid through Walleot. Call once per connection
+    /// (an HTTP transport's factory calls it once per session).
+    pub fn wrap<S: ServerHandler>(&self, server: S) -> Paid<S> {
+        Paid::new(server, Arc::new(self.clone()))
+    }
+}

@@ -1,0 +1,736 @@
+//! [`Paid`]: an rmcp server with prices on some of its tools.
+//!
+//! The wrapper is itself a [`ServerHandler`]: it adds each price to the tool's `_meta`
+//! in tools/list, adds the confirm tools or `payment_id` arguments its mode needs, and
+//! stands in front of every tools/call of a priced tool. Everything else goes to the
+//! wrapped server unchanged.
+
+use crate::mode::Mode;
+use crate::price::Price;
+use crate::store::{arguments_hash, Claim, PendingPayment};
+use crate::Walleot;
+use rmcp::model::*;
+use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
+use rmcp::{ErrorData as McpError, ServerHandler};
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, SessionStatus};
+
+/// Name of the companion tool that confirms a payment for `tool`.
+pub fn confirm_tool_name(tool: &str) -> String {
+    format!("confirm_{tool}_payment")
+}
+
+/// A server whose priced tools are paid through Walleot.
+pub struct Paid<S> {
+    inner: S,
+    walleot: Arc<Walleot>,
+    /// Stands for the MCP session where the transport gives no session id (stdio, where
+    /// one handler serves one connection).
+    connection: String,
+}
+
+impl<S: ServerHandler> Paid<S> {
+    pub(crate) fn new(inner: S, walleot: Arc<Walleot>) -> Self {
+        Paid {
+            inner,
+            walleot,
+            connection: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// Who is calling: the authenticated subject where the server has one, else the MCP
+    /// session. Never anything the client can choose in `_meta`.
+    fn caller(&self, cx: &RequestContext<RoleServer>) -> String {
+        if let Some(identify) = &self.walleot.identify {
+            if let Some(subject) = identify(cx) {
+                return format!("subject:{subject}");
+            }
+        }
+        cx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(|id| format!("mcp-session:{id}"))
+            .unwrap_or_else(|| format!("connection:{}", self.connection))
+    }
+
+    fn uses_confirm_tools(&self) -> bool {
+        matches!(self.walleot.mode, Mode::TwoStep | Mode::Progress)
+    }
+
+    /// The priced tool a confirm tool name stands for.
+    fn confirmed_tool(&self, name: &str) -> Option<String> {
+        let tool = name.strip_prefix("confirm_")?.strip_suffix("_payment")?;
+        self.walleot
+            .prices
+            .contains_key(tool)
+            .then(|| tool.to_string())
+    }
+
+    async fn start_payment(
+        &self,
+        tool: &str,
+        arguments: Map<String, Value>,
+        price: &Price,
+        caller: String,
+    ) -> Result<PendingPayment, CallToolResult> {
+        let request = CreateSessionRequest {
+            amount: price.minor,
+            currency: price.currency.code().to_string(),
+            description: Some(format!("Tool call: {tool}")),
+            capture_method: Some(CaptureMethod::Manual),
+            ..Default::default()
+        };
+        let session = self
+            .walleot
+            .client
+            .create_session(&request)
+            .await
+            .map_err(|e| service_failure(&e.to_string()))?;
+        let pending = PendingPayment {
+            payment_id: session.session_id,
+            payment_url: session.url,
+            tool: tool.to_string(),
+            arguments_hash: arguments_hash(&arguments),
+            arguments,
+            amount_minor: price.minor,
+            currency: price.currency.code().to_string(),
+            caller,
+        };
+        self.walleot
+            .store
+            .put(pending.clone())
+            .await
+            .map_err(|e| service_failure(&e.to_string()))?;
+        Ok(pending)
+    }
+
+    /// Runs the tool of a paid payment once: checks the payment with the service,
+    /// claims it, runs the tool, captures the held funds after success or releases them
+    /// after failure, and keeps the result for a repeated confirmation.
+    async fn run_paid(
+        &self,
+        pending: &PendingPayment,
+        price: &Price,
+        next_step: &str,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let store = &self.walleot.store;
+        if let Ok(Some((_, crate::store::PaymentState::Done { result, .. }))) =
+            store.get(&pending.payment_id).await
+        {
+            return Ok(cached(result).into());
+        }
+        let session = match self.walleot.client.get_session(&pending.payment_id).await {
+            Ok(s) => s,
+            Err(e) => return Ok(service_failure(&e.to_string()).into()),
+        };
+        if session.amount != pending.amount_minor || session.currency.code() != pending.currency {
+            return Ok(refusal("the payment does not match this tool's price").into());
+        }
+        match (session.status, session.capture_status) {
+            (SessionStatus::Paid, None | Some(CaptureStatus::Held) | Some(CaptureStatus::Captured)) => {}
+            (SessionStatus::Pending, _) => {
+                return Ok(payment_required(pending, price, next_step, "pending", false).into())
+            }
+            (status, _) => {
+                return Ok(refusal(&format!(
+                    "the payment is {status}; nothing was charged. Call `{}` again for a new payment link.",
+                    pending.tool
+                ))
+                .into())
+            }
+        }
+        match store.claim(&pending.payment_id).await {
+            Ok(Claim::Run) => {}
+            Ok(Claim::Done { result, .. }) => return Ok(cached(result).into()),
+            Ok(Claim::Running) => {
+                return Ok(self.wait_for_result(&pending.payment_id).await.into())
+            }
+            Ok(Claim::Unknown) => return Ok(unknown_payment().into()),
+            Err(e) => return Ok(service_failure(&e.to_string()).into()),
+        }
+        let mut params = CallToolRequestParams::new(pending.tool.clone());
+        params.arguments = Some(pending.arguments.clone());
+        let (result, succeeded) = match self.inner.call_tool(params, cx).await {
+            Ok(CallToolResponse::Complete(result)) => {
+                let ok = result.is_error != Some(true);
+                (result, ok)
+            }
+            Ok(_) => (
+                CallToolResult::error(vec![ContentBlock::text(
+                    "the tool asked for more input, which a paid call cannot give it",
+                )]),
+                false,
+            ),
+            Err(e) => (
+                CallToolResult::error(vec![ContentBlock::text(e.message.to_string())]),
+                false,
+            ),
+        };
+        let settled = if succeeded {
+            self.walleot
+                .client
+                .capture_session(&pending.payment_id)
+                .await
+        } else {
+            self.walleot
+                .client
+                .release_session(&pending.payment_id)
+                .await
+        };
+        if let Err(e) = settled {
+            // The hold lapses back to the payer by itself if it is never captured.
+            tracing::warn!(payment = %pending.payment_id, error = %e, succeeded, "settling a payment failed");
+        }
+        let kept = serde_json::to_value(&result).unwrap_or(Value::Null);
+        if let Err(e) = store.finish(&pending.payment_id, kept, succeeded).await {
+            tracing::warn!(payment = %pending.payment_id, error = %e, "keeping a paid result failed");
+        }
+        Ok(result.into())
+    }
+
+    /// A concurrent confirmation is running the tool: wait for its result.
+    async fn wait_for_result(&self, payment_id: &str) -> CallToolResult {
+        let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some((_, crate::store::PaymentState::Done { result, .. }))) =
+                self.walleot.store.get(payment_id).await
+            {
+                return cached(result);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        refusal("the paid tool is still running; confirm again in a moment to get its result")
+    }
+
+    /// A payment the caller may use for `tool`, or the refusal to answer.
+    async fn payment_for(
+        &self,
+        payment_id: Option<&Value>,
+        tool: &str,
+        caller: &str,
+    ) -> Result<PendingPayment, CallToolResult> {
+        let Some(payment_id) = payment_id.and_then(Value::as_str) else {
+            return Err(refusal("`payment_id` (a string) is required"));
+        };
+        match self.walleot.store.get(payment_id).await {
+            // Another tool's or another caller's payment reads as unknown: nothing about
+            // it is revealed.
+            Ok(Some((pending, _))) if pending.tool == tool && pending.caller == caller => {
+                Ok(pending)
+            }
+            Ok(_) => Err(unknown_payment()),
+            Err(e) => Err(service_failure(&e.to_string())),
+        }
+    }
+
+    async fn confirm(
+        &self,
+        tool: &str,
+        request: CallToolRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let price = self.walleot.prices[tool].clone();
+        let caller = self.caller(&cx);
+        let arguments = request.arguments.unwrap_or_default();
+        let pending = match self
+            .payment_for(arguments.get("payment_id"), tool, &caller)
+            .await
+        {
+            Ok(p) => p,
+            Err(refused) => return Ok(refused.into()),
+        };
+        let next = format!(
+            "call `{}` with this payment_id once paid",
+            confirm_tool_name(tool)
+        );
+        self.run_paid(&pending, &price, &next, cx).await
+    }
+
+    async fn priced_call(
+        &self,
+        tool: &str,
+        price: Price,
+        request: CallToolRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let caller = self.caller(&cx);
+        let mut arguments = request.arguments.unwrap_or_default();
+        match self.walleot.mode {
+            Mode::Resubmit => {
+                let payment_id = arguments.remove("payment_id");
+                let next = format!(
+                    "call `{tool}` again with the same arguments and this payment_id once paid"
+                );
+                match payment_id {
+                    None => match self.start_payment(tool, arguments, &price, caller).await {
+                        Ok(pending) => {
+                            Ok(
+                                payment_required(&pending, &price, &next, "payment_required", true)
+                                    .into(),
+                            )
+                        }
+                        Err(failure) => Ok(failure.into()),
+                    },
+                    Some(id) => {
+                        let pending = match self.payment_for(Some(&id), tool, &caller).await {
+                            Ok(p) => p,
+                            Err(refused) => return Ok(refused.into()),
+                        };
+                        if pending.arguments_hash != arguments_hash(&arguments) {
+                            return Ok(refusal(
+                                "this payment was made for other arguments; it cannot pay for this call",
+                            )
+                            .into());
+                        }
+                        self.run_paid(&pending, &price, &next, cx).await
+                    }
+                }
+            }
+            Mode::TwoStep => {
+                let next = format!(
+                    "call `{}` with this payment_id once paid",
+                    confirm_tool_name(tool)
+                );
+                match self.start_payment(tool, arguments, &price, caller).await {
+                    Ok(pending) => {
+                        Ok(
+                            payment_required(&pending, &price, &next, "payment_required", false)
+                                .into(),
+                        )
+                    }
+                    Err(failure) => Ok(failure.into()),
+                }
+            }
+            Mode::Progress => self.progress_call(tool, price, arguments, caller, cx).await,
+        }
+    }
+
+    /// Streams the payment link in progress notifications while polling for the payer,
+    /// then runs the tool in the same call. Without a progress token, or when the wait
+    /// ends, the answer names the confirm tool instead, so that nothing is lost.
+    async fn progress_call(
+        &self,
+        tool: &str,
+        price: Price,
+        arguments: Map<String, Value>,
+        caller: String,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let next = format!(
+            "call `{}` with this payment_id once paid",
+            confirm_tool_name(tool)
+        );
+        let pending = match self.start_payment(tool, arguments, &price, caller).await {
+            Ok(p) => p,
+            Err(failure) => return Ok(failure.into()),
+        };
+        let Some(token) = cx.meta.get_progress_token() else {
+            return Ok(payment_required(&pending, &price, &next, "payment_required", false).into());
+        };
+        let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
+        let mut step = 0.0;
+        let message = format!(
+            "Payment of {} required: open {}",
+            price.display(),
+            pending.payment_url
+        );
+        while tokio::time::Instant::now() < deadline {
+            step += 1.0;
+            let progress =
+                ProgressNotificationParam::new(token.clone(), step).with_message(message.clone());
+            if cx.peer.notify_progress(progress).await.is_err() {
+                break;
+            }
+            match self.walleot.client.get_session(&pending.payment_id).await {
+                Ok(s) if s.status == SessionStatus::Paid => {
+                    return self.run_paid(&pending, &price, &next, cx).await
+                }
+                Ok(s) if s.status != SessionStatus::Pending => {
+                    return Ok(refusal(&format!(
+                        "the payment is {}; nothing was charged",
+                        s.status
+                    ))
+                    .into())
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.walleot.poll_every) => {}
+                _ = cx.ct.cancelled() => break,
+            }
+        }
+        Ok(payment_required(&pending, &price, &next, "payment_required", false).into())
+    }
+
+    fn confirm_tool(tool: &str, price: &Price) -> Tool {
+        let schema = json!({
+            "type": "object",
+            "properties": {"payment_id": {"type": "string", "description": "The paymentId answered by the paid tool."}},
+            "required": ["payment_id"],
+        });
+        let mut confirm = Tool::new(
+            confirm_tool_name(tool),
+            format!("Confirm the payment of {} for `{tool}` and run it with the arguments it was called with.", price.display()),
+            Arc::new(schema.as_object().cloned().unwrap_or_default()),
+        );
+        confirm.meta = None;
+        confirm
+    }
+}
+
+fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResult {
+    let mut result = if is_error {
+        CallToolResult::error(vec![ContentBlock::text(text)])
+    } else {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    };
+    result.structured_content = Some(structured);
+    result
+}
+
+/// The machine-readable answer that asks for payment.
+fn payment_required(
+    p: &PendingPayment,
+    price: &Price,
+    next_step: &str,
+    status: &str,
+    is_error: bool,
+) -> CallToolResult {
+    let structured = json!({
+        "status": status,
+        "paymentId": p.payment_id,
+        "paymentUrl": p.payment_url,
+        "amount": price.major_text(),
+        "amountMinor": price.minor,
+        "currency": price.currency.code().to_ascii_uppercase(),
+        "tool": p.tool,
+        "nextStep": next_step,
+    });
+    let text = if status == "pending" {
+        format!(
+            "The payment of {} is not completed yet. Open {} to pay, then {next_step}.",
+            price.display(),
+            p.payment_url
+        )
+    } else {
+        format!(
+            "`{}` costs {}. Open {} to pay, then {next_step}. payment_id: {}",
+            p.tool,
+            price.display(),
+            p.payment_url,
+            p.payment_id
+        )
+    };
+    text_result(text, structured, is_error)
+}
+
+fn refusal(message: &str) -> CallToolResult {
+    text_result(
+        message.to_string(),
+        json!({"status": "refused", "message": message}),
+        true,
+    )
+}
+
+fn unknown_payment() -> CallToolResult {
+    refusal("unknown payment_id for this tool and caller")
+}
+
+fn service_failure(detail: &str) -> CallToolResult {
+    let message = format!(
+        "the payment service could not be reached ({detail}); nothing was charged, try again"
+    );
+    text_result(
+        message.clone(),
+        json!({"status": "error", "message": message}),
+        true,
+    )
+}
+
+fn cached(result: Value) -> CallToolResult {
+    serde_json::from_value(result).unwrap_or_else(|_| refusal("the kept result could not be read"))
+}
+
+impl<S: ServerHandler> ServerHandler for Paid<S> {
+    fn get_info(&self) -> ServerConfig {
+        let mut info = self.inner.get_info();
+        if info.capabilities.tools.is_none() {
+            info.capabilities.tools = Some(ToolsCapability::default());
+        }
+        info
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let mut listed = self.inner.list_tools(request, context).await?;
+        let mut confirms = Vec::new();
+        for tool in &mut listed.tools {
+            let Some(price) = self.walleot.prices.get(tool.name.as_ref()) else {
+                continue;
+            };
+            tool.meta
+                .get_or_insert_with(MetaObject::new)
+                .insert("price".into(), price.meta());
+            if self.walleot.mode == Mode::Resubmit {
+                let mut schema = (*tool.input_schema).clone();
+                let properties = schema.entry("properties").or_insert_with(|| json!({}));
+                if let Some(properties) = properties.as_object_mut() {
+                    properties.insert(
+                        "payment_id".into(),
+                        json!({"type": "string", "description": "The paymentId from the first call, once paid."}),
+                    );
+                }
+                tool.input_schema = Arc::new(schema);
+            }
+            if self.uses_confirm_tools() {
+                confirms.push(Self::confirm_tool(tool.name.as_ref(), price));
+            }
+        }
+        listed.tools.extend(confirms);
+        Ok(listed)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        if self.uses_confirm_tools() {
+            if let Some(tool) = self.confirmed_tool(name) {
+                return Some(Self::confirm_tool(&tool, &self.walleot.prices[&tool]));
+            }
+        }
+        self.inner.get_tool(name)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        if self.uses_confirm_tools() {
+            if let Some(tool) = self.confirmed_tool(&name) {
+                return self.confirm(&tool, request, context).await;
+            }
+        }
+        match self.walleot.prices.get(&name).cloned() {
+            Some(price) => self.priced_call(&name, price, request, context).await,
+            None => self.inner.call_tool(request, context).await,
+        }
+    }
+
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.inner.ping(context).await
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        let mut result = self.inner.initialize(request, context).await?;
+        if result.capabilities.tools.is_none() {
+            result.capabilities.tools = Some(ToolsCapability::default());
+        }
+        Ok(result)
+    }
+
+    fn negotiate_initialize(
+        &self,
+        request: &InitializeRequestParams,
+    ) -> Result<InitializeResult, McpError> {
+        self.inner.negotiate_initialize(request)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        self.inner.supported_protocol_versions()
+    }
+
+    async fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<DiscoverResult, McpError> {
+        self.inner.discover(context).await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        self.inner.complete(request, context).await
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.inner.set_level(request, context).await
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        self.inner.get_prompt(request, context).await
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        self.inner.list_prompts(request, context).await
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        self.inner.list_resources(request, context).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.inner.list_resource_templates(request, context).await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        self.inner.read_resource(request, context).await
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.inner.accepted_subscription_filter(requested)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        self.inner.listen(context).await
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.inner.subscribe(request, context).await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.inner.unsubscribe(request, context).await
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        self.inner.on_custom_request(request, context).await
+    }
+
+    async fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) {
+        self.inner.on_cancelled(notification, context).await
+    }
+
+    async fn on_progress(
+        &self,
+        notification: ProgressNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) {
+        self.inner.on_progress(notification, context).await
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.inner.on_initialized(context).await
+    }
+
+    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
+        self.inner.on_roots_list_changed(context).await
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) {
+        self.inner
+            .on_custom_notification(notification, context)
+            .await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        self.inner.get_task(request, context).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.inner.update_task(request, context).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.inner.cancel_task(request, context).await
+    }
+
+    async fn list_skills(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListSkillsResult, McpError> {
+        self.inner.list_skills(request, context).await
+    }
+
+    async fn get_skill(
+        &self,
+        request: GetSkillRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetSkillResult, McpError> {
+        self.inner.get_skill(request, context).await
+    }
+
+    async fn read_resource_directory(
+        &self,
+        request: ReadResourceDirectoryRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceDirectoryResult, McpError> {
+        self.inner.read_resource_directory(request, context).await
+    }
+}

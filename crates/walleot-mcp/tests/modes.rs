@@ -1,0 +1,552 @@
+//! End to end: the real Walleot service on a random port, an rmcp server with priced
+//! tools served over streamable HTTP, and a real rmcp client. The payer pays through the
+//! service's test helper (a sandbox payer, through the ledger).
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::*;
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{tool, tool_handler, tool_router, ClientHandler, ServerHandler, ServiceExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use walleot_mcp::{Mode, Walleot};
+use walleot_server::testing::TestServer;
+
+/// Tools that count their runs.
+#[derive(Clone)]
+struct Tools {
+    tool_router: ToolRouter<Self>,
+    runs: Arc<AtomicUsize>,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+struct AddArgs {
+    a: f64,
+    b: f64,
+}
+
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+struct DataArgs {
+    data: String,
+}
+
+#[tool_router]
+impl Tools {
+    #[tool(description = "Answers pong. Free.")]
+    async fn ping(&self) -> String {
+        "pong".into()
+    }
+
+    #[tool(description = "Adds two numbers.")]
+    async fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        (a + b).to_string()
+    }
+
+    #[tool(description = "Advanced data analysis.")]
+    async fn premium_analysis(
+        &self,
+        Parameters(DataArgs { data }): Parameters<DataArgs>,
+    ) -> String {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        format!("{} characters", data.len())
+    }
+
+    #[tool(description = "Always fails.")]
+    async fn flaky(&self) -> Result<String, String> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Err("the upstream is down".into())
+    }
+}
+
+#[tool_handler(router = self.tool_router, name = "test-tools", version = "0.1.0")]
+impl ServerHandler for Tools {}
+
+struct Setup {
+    service: TestServer,
+    mcp_url: String,
+    runs: Arc<AtomicUsize>,
+    http: reqwest::Client,
+}
+
+impl Setup {
+    async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, None).await
+    }
+
+    /// `api_url` overrides the service address (to test a service that is down).
+    async fn start_with(mode: Mode, api_url: Option<String>) -> Self {
+        let service = TestServer::start().await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let walleot = Walleot::new(
+            api_url.as_deref().unwrap_or(&service.base_url),
+            &service.test_key,
+        )
+        .unwrap()
+        .mode(mode)
+        .poll_every(Duration::from_millis(50))
+        .wait_for_payment(Duration::from_secs(10))
+        .price("add", "0.19", "USD")
+        .unwrap()
+        .price("premium_analysis", "0.50", "USD")
+        .unwrap()
+        .price("flaky", "0.10", "USD")
+        .unwrap();
+        let counted = runs.clone();
+        let mcp = StreamableHttpService::new(
+            move || {
+                Ok(walleot.wrap(Tools {
+                    tool_router: Tools::tool_router(),
+                    runs: counted.clone(),
+                }))
+            },
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mcp_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, axum::Router::new().nest_service("/mcp", mcp))
+                .await
+                .unwrap();
+        });
+        Setup {
+            service,
+            mcp_url,
+            runs,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn client(&self) -> RunningService<RoleClient, Recorder> {
+        Recorder::default()
+            .serve(StreamableHttpClientTransport::from_uri(
+                self.mcp_url.clone(),
+            ))
+            .await
+            .unwrap()
+    }
+
+    async fn pay(&self, payment_id: &str) {
+        let paid = self
+            .http
+            .post(format!(
+                "{}/v1/test_helpers/sessions/{payment_id}/pay",
+                self.service.base_url
+            ))
+            .bearer_auth(&self.service.test_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(paid.status(), 200);
+    }
+
+    async fn session(&self, payment_id: &str) -> Value {
+        self.http
+            .get(format!(
+                "{}/v1/sessions/{payment_id}",
+                self.service.base_url
+            ))
+            .bearer_auth(&self.service.test_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn merchant_balance(&self) -> i64 {
+        let accounts = self
+            .service
+            .wallets()
+            .merchant_accounts(&self.service.merchant_id, false)
+            .await
+            .unwrap();
+        accounts.first().map(|a| a.balance()).unwrap_or(0)
+    }
+}
+
+/// A client that records the progress notifications it receives.
+#[derive(Default, Clone)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress
+            .lock()
+            .unwrap()
+            .push(params.message.unwrap_or_default());
+    }
+}
+
+fn args(v: Value) -> JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+async fn call(
+    client: &RunningService<RoleClient, Recorder>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
+        .await
+        .unwrap()
+}
+
+fn structured(result: &CallToolResult) -> Value {
+    result.structured_content.clone().unwrap_or(Value::Null)
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_shows_prices_and_the_confirm_tools() {
+    let setup = Setup::start(Mode::TwoStep).await;
+    let client = setup.client().await;
+    let tools = client.list_all_tools().await.unwrap();
+    let by_name = |n: &str| {
+        tools
+            .iter()
+            .find(|t| t.name == n)
+            .unwrap_or_else(|| panic!("no tool {n}"))
+    };
+    assert_eq!(
+        by_name("add").meta.as_ref().unwrap().get("price"),
+        Some(&json!({"amount": 0.19, "currency": "USD"}))
+    );
+    assert_eq!(
+        by_name("add").description.as_deref(),
+        Some("Adds two numbers.")
+    );
+    assert_eq!(
+        by_name("premium_analysis")
+            .meta
+            .as_ref()
+            .unwrap()
+            .get("price"),
+        Some(&json!({"amount": 0.5, "currency": "USD"}))
+    );
+    assert!(by_name("ping")
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("price"))
+        .is_none());
+    let confirm = by_name("confirm_add_payment");
+    assert_eq!(confirm.input_schema["required"], json!(["payment_id"]));
+    assert_eq!(call(&client, "ping", json!({})).await.is_error, Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_pays_then_runs_once_and_captures() {
+    let setup = Setup::start(Mode::TwoStep).await;
+    let client = setup.client().await;
+    let first = call(&client, "add", json!({"a": 1, "b": 2})).await;
+    let required = structured(&first);
+    assert_eq!(required["status"], "payment_required");
+    assert_eq!(
+        (
+            required["amount"].as_str(),
+            required["amountMinor"].as_i64(),
+            required["currency"].as_str()
+        ),
+        (Some("0.19"), Some(19), Some("USD"))
+    );
+    assert_eq!(
+        required["nextStep"]
+            .as_str()
+            .map(|s| s.contains("confirm_add_payment")),
+        Some(true)
+    );
+    let payment_id = required["paymentId"].as_str().unwrap().to_string();
+    assert!(required["paymentUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/checkout/{payment_id}")));
+    assert_eq!(
+        setup.runs.load(Ordering::SeqCst),
+        0,
+        "nothing runs before payment"
+    );
+
+    let early = call(
+        &client,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(structured(&early)["status"], "pending");
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
+
+    setup.pay(&payment_id).await;
+    assert_eq!(setup.session(&payment_id).await["captureStatus"], "held");
+    let done = call(
+        &client,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(text(&done), "3");
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        setup.session(&payment_id).await["captureStatus"],
+        "captured"
+    );
+    assert_eq!(setup.merchant_balance().await, 19);
+
+    // Confirming again returns the kept result; the tool does not run twice.
+    let again = call(
+        &client,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(text(&again), "3");
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheap_payment_does_not_confirm_an_expensive_tool() {
+    let setup = Setup::start(Mode::TwoStep).await;
+    let client = setup.client().await;
+    let cheap = structured(&call(&client, "add", json!({"a": 1, "b": 1})).await)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup.pay(&cheap).await;
+    let stolen = call(
+        &client,
+        "confirm_premium_analysis_payment",
+        json!({"payment_id": cheap}),
+    )
+    .await;
+    assert_eq!(stolen.is_error, Some(true));
+    assert_eq!(structured(&stolen)["status"], "refused");
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
+    let unknown = call(
+        &client,
+        "confirm_add_payment",
+        json!({"payment_id": "sess_000000000000000000000000"}),
+    )
+    .await;
+    assert_eq!(unknown.is_error, Some(true));
+    let missing = call(&client, "confirm_add_payment", json!({})).await;
+    assert_eq!(missing.is_error, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_cannot_be_used_from_another_session() {
+    let setup = Setup::start(Mode::TwoStep).await;
+    let owner = setup.client().await;
+    let thief = setup.client().await;
+    let payment_id = structured(&call(&owner, "add", json!({"a": 2, "b": 2})).await)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup.pay(&payment_id).await;
+    let stolen = call(
+        &thief,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(stolen.is_error, Some(true));
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        text(
+            &call(
+                &owner,
+                "confirm_add_payment",
+                json!({"payment_id": payment_id})
+            )
+            .await
+        ),
+        "4"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_confirms_run_the_tool_once() {
+    let setup = Setup::start(Mode::TwoStep).await;
+    let client = Arc::new(setup.client().await);
+    let payment_id = structured(&call(&client, "add", json!({"a": 20, "b": 22})).await)
+        ["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup.pay(&payment_id).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, id) = (client.clone(), payment_id.clone());
+            tokio::spawn(async move {
+                text(&call(&client, "confirm_add_payment", json!({"payment_id": id})).await)
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "42");
+    }
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(setup.merchant_balance().await, 19);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tool_costs_the_payer_nothing() {
+    let setup = Setup::start(Mode::TwoStep).await;
+    let client = setup.client().await;
+    let payment_id = structured(&call(&client, "flaky", json!({})).await)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup.pay(&payment_id).await;
+    let failed = call(
+        &client,
+        "confirm_flaky_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(failed.is_error, Some(true));
+    assert!(text(&failed).contains("upstream is down"));
+    let session = setup.session(&payment_id).await;
+    assert_eq!(
+        (
+            session["status"].as_str(),
+            session["captureStatus"].as_str()
+        ),
+        (Some("cancelled"), Some("released"))
+    );
+    assert_eq!(setup.merchant_balance().await, 0);
+    assert!(setup
+        .service
+        .wallets()
+        .verify_ledger()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubmit_runs_only_the_paid_arguments() {
+    let setup = Setup::start(Mode::Resubmit).await;
+    let client = setup.client().await;
+    let tools = client.list_all_tools().await.unwrap();
+    let add = tools.iter().find(|t| t.name == "add").unwrap();
+    assert!(add.input_schema["properties"].get("payment_id").is_some());
+    assert!(!tools.iter().any(|t| t.name.starts_with("confirm_")));
+
+    let first = call(&client, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(
+        first.is_error,
+        Some(true),
+        "the first call answers an error carrying the link"
+    );
+    let payment_id = structured(&first)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup.pay(&payment_id).await;
+    let other_args = call(
+        &client,
+        "add",
+        json!({"a": 100, "b": 2, "payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(other_args.is_error, Some(true));
+    assert_eq!(
+        setup.runs.load(Ordering::SeqCst),
+        0,
+        "other arguments do not run on the old payment"
+    );
+    let other_tool = call(
+        &client,
+        "premium_analysis",
+        json!({"data": "x", "payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(other_tool.is_error, Some(true));
+    let same = call(
+        &client,
+        "add",
+        json!({"b": 2, "a": 1, "payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(text(&same), "3");
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_streams_the_link_and_runs_when_paid() {
+    let setup = Arc::new(Setup::start(Mode::Progress).await);
+    let recorder = Recorder::default();
+    let client = recorder
+        .clone()
+        .serve(StreamableHttpClientTransport::from_uri(
+            setup.mcp_url.clone(),
+        ))
+        .await
+        .unwrap();
+    // The payer pays once the link has been shown.
+    let payer = {
+        let (setup, progress) = (setup.clone(), recorder.progress.clone());
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                let link = progress.lock().unwrap().first().cloned();
+                if let Some(message) = link {
+                    let id = message.rsplit('/').next().unwrap().to_string();
+                    setup.pay(&id).await;
+                    return message;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("no progress notification arrived");
+        })
+    };
+    let result = call(&client, "add", json!({"a": 5, "b": 6})).await;
+    let message = payer.await.unwrap();
+    assert!(
+        message.contains("0.19 USD") && message.contains("/checkout/sess_"),
+        "{message}"
+    );
+    assert_eq!(text(&result), "11");
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(setup.merchant_balance().await, 19);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_is_down_gives_a_clear_tool_error_not_a_hang() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let setup = Setup::start_with(Mode::TwoStep, Some(format!("http://{closed}"))).await;
+    let client = setup.client().await;
+    let started = std::time::Instant::now();
+    let result = call(&client, "add", json!({"a": 1, "b": 2})).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(result.is_error, Some(true));
+    assert_eq!(structured(&result)["status"], "error");
+    assert!(text(&result).contains("nothing was charged"));
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
+}
