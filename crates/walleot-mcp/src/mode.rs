@@ -16,6 +16,15 @@ pub enum Mode {
     /// payer, then runs the tool in the same call. Without a progress token the call
     /// falls back to two steps.
     Progress,
+    /// The server asks the client, through MCP elicitation, to show the link (URL mode
+    /// where the client declares it, else a form) and waits for the payer. Clients
+    /// without elicitation get two steps.
+    Elicitation,
+    /// The confirm tool appears, for the paying session only, while its payment is open,
+    /// announced with `notifications/tools/list_changed`.
+    DynamicTools,
+    /// Per client: elicitation where the client declares it, else two steps.
+    Auto,
 }
 
 impl Mode {
@@ -24,6 +33,9 @@ impl Mode {
             Mode::TwoStep => "two-step",
             Mode::Resubmit => "resubmit",
             Mode::Progress => "progress",
+            Mode::Elicitation => "elicitation",
+            Mode::DynamicTools => "dynamic-tools",
+            Mode::Auto => "auto",
         }
     }
 }
@@ -60,6 +72,8 @@ mod tests {
             assert_eq!(raw.parse::<Mode>(), Ok(Mode::TwoStep));
         }
         assert_eq!("RESUBMIT".parse::<Mode>(), Ok(Mode::Resubmit));
+        assert_eq!("DYNAMIC_TOOLS".parse::<Mode>(), Ok(Mode::DynamicTools));
+        assert_eq!("dynamic-tools".parse::<Mode>(), Ok(Mode::DynamicTools));
         assert!("teleport".parse::<Mode>().is_err());
     }
 }

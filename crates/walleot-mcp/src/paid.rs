@@ -30,6 +30,8 @@ pub struct Paid<S> {
     /// Stands for the MCP session where the transport gives no session id (stdio, where
     /// one handler serves one connection).
     connection: String,
+    /// DYNAMIC_TOOLS: the open payments of this session, by tool.
+    open: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
 }
 
 impl<S: ServerHandler> Paid<S> {
@@ -38,7 +40,43 @@ impl<S: ServerHandler> Paid<S> {
             inner,
             walleot,
             connection: uuid::Uuid::new_v4().to_string(),
+            open: Default::default(),
         }
+    }
+
+    /// The mode for this client: AUTO picks elicitation where the client declares it (a
+    /// capability that is missing or null counts as absent), else two steps.
+    fn mode_for(&self, cx: &RequestContext<RoleServer>) -> Mode {
+        match self.walleot.mode {
+            Mode::Auto if client_elicitation(cx).is_some() => Mode::Elicitation,
+            Mode::Auto => Mode::TwoStep,
+            other => other,
+        }
+    }
+
+    /// Opens (or closes) a payment of `tool`; true when its confirm tool thereby
+    /// appears (or disappears).
+    fn open_confirm(&self, tool: &str, payment_id: &str, open: bool) -> bool {
+        let mut all = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let before = all.get(tool).is_some_and(|ids| !ids.is_empty());
+        let ids = all.entry(tool.to_string()).or_default();
+        if open {
+            ids.insert(payment_id.to_string());
+        } else {
+            ids.remove(payment_id);
+        }
+        let after = !ids.is_empty();
+        if !after {
+            all.remove(tool);
+        }
+        before != after
+    }
+
+    fn is_open(&self, tool: &str) -> bool {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(tool)
     }
 
     /// Who is calling: the authenticated subject where the server has one, else the MCP
@@ -57,16 +95,20 @@ impl<S: ServerHandler> Paid<S> {
             .unwrap_or_else(|| format!("connection:{}", self.connection))
     }
 
-    fn uses_confirm_tools(&self) -> bool {
-        matches!(self.walleot.mode, Mode::TwoStep | Mode::Progress)
+    /// Whether the confirm tool of `tool` is offered now: always, except in RESUBMIT
+    /// (no confirm tools) and DYNAMIC_TOOLS (only while a payment is open).
+    fn offers_confirm(&self, tool: &str) -> bool {
+        match self.walleot.mode {
+            Mode::Resubmit => false,
+            Mode::DynamicTools => self.is_open(tool),
+            _ => true,
+        }
     }
 
     /// The priced tool a confirm tool name stands for.
     fn confirmed_tool(&self, name: &str) -> Option<String> {
         let tool = name.strip_prefix("confirm_")?.strip_suffix("_payment")?;
-        self.walleot
-            .prices
-            .contains_key(tool)
+        (self.walleot.prices.contains_key(tool) && self.offers_confirm(tool))
             .then(|| tool.to_string())
     }
 
@@ -248,7 +290,19 @@ impl<S: ServerHandler> Paid<S> {
             "call `{}` with this payment_id once paid",
             confirm_tool_name(tool)
         );
-        self.run_paid(&pending, &price, &next, cx).await
+        let peer = cx.peer.clone();
+        let answer = self.run_paid(&pending, &price, &next, cx).await;
+        if self.walleot.mode == Mode::DynamicTools {
+            let ran = matches!(
+                self.walleot.store.get(&pending.payment_id).await,
+                Ok(Some((_, crate::store::PaymentState::Done { .. })))
+            );
+            // The confirm tool goes once no payment of its tool is open any more.
+            if ran && self.open_confirm(tool, &pending.payment_id, false) {
+                let _ = peer.notify_tool_list_changed().await;
+            }
+        }
+        answer
     }
 
     async fn priced_call(
@@ -260,7 +314,7 @@ impl<S: ServerHandler> Paid<S> {
     ) -> Result<CallToolResponse, McpError> {
         let caller = self.caller(&cx);
         let mut arguments = request.arguments.unwrap_or_default();
-        match self.walleot.mode {
+        match self.mode_for(&cx) {
             Mode::Resubmit => {
                 let payment_id = arguments.remove("payment_id");
                 let next = format!(
@@ -291,7 +345,7 @@ impl<S: ServerHandler> Paid<S> {
                     }
                 }
             }
-            Mode::TwoStep => {
+            Mode::TwoStep | Mode::Auto => {
                 let next = format!(
                     "call `{}` with this payment_id once paid",
                     confirm_tool_name(tool)
@@ -306,8 +360,128 @@ impl<S: ServerHandler> Paid<S> {
                     Err(failure) => Ok(failure.into()),
                 }
             }
+            Mode::DynamicTools => {
+                let next = format!(
+                    "call `{}` (now in the tool list) with this payment_id once paid",
+                    confirm_tool_name(tool)
+                );
+                let pending = match self.start_payment(tool, arguments, &price, caller).await {
+                    Ok(p) => p,
+                    Err(failure) => return Ok(failure.into()),
+                };
+                if self.open_confirm(tool, &pending.payment_id, true) {
+                    let _ = cx.peer.notify_tool_list_changed().await;
+                }
+                Ok(payment_required(&pending, &price, &next, "payment_required", false).into())
+            }
             Mode::Progress => self.progress_call(tool, price, arguments, caller, cx).await,
+            Mode::Elicitation => {
+                self.elicitation_call(tool, price, arguments, caller, cx)
+                    .await
+            }
         }
+    }
+
+    /// Asks the client to show the payment link (URL elicitation where declared, else a
+    /// form) and waits for the payer; then runs the tool in the same call. A client
+    /// without elicitation, a timeout, or a payment still open gets the two-step answer.
+    async fn elicitation_call(
+        &self,
+        tool: &str,
+        price: Price,
+        arguments: Map<String, Value>,
+        caller: String,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let next = format!(
+            "call `{}` with this payment_id once paid",
+            confirm_tool_name(tool)
+        );
+        let pending = match self.start_payment(tool, arguments, &price, caller).await {
+            Ok(p) => p,
+            Err(failure) => return Ok(failure.into()),
+        };
+        let fallback = |status: &str| payment_required(&pending, &price, &next, status, false);
+        let newer = cx
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let Some(capability) = client_elicitation(&cx).filter(|_| !newer) else {
+            return Ok(fallback("payment_required").into());
+        };
+        let message = format!(
+            "`{tool}` costs {}. Pay at {}",
+            price.display(),
+            pending.payment_url
+        );
+        let url_mode = capability.url.is_some();
+        let request = if url_mode {
+            ElicitRequestParams::UrlElicitationParams {
+                meta: None,
+                message,
+                url: pending.payment_url.clone(),
+                elicitation_id: pending.payment_id.clone(),
+            }
+        } else {
+            let schema = match ElicitationSchema::builder().required_bool("paid").build() {
+                Ok(schema) => schema,
+                Err(_) => return Ok(fallback("payment_required").into()),
+            };
+            ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message: format!("{message}, then confirm here."),
+                requested_schema: schema,
+            }
+        };
+        let answer = cx
+            .peer
+            .create_elicitation_with_timeout(request, Some(self.walleot.wait_for_payment))
+            .await;
+        match answer {
+            Ok(result) if result.action == ElicitationAction::Accept => {}
+            Ok(_) => {
+                // Declined or cancelled: nothing was paid, and nothing will be.
+                let _ = self
+                    .walleot
+                    .client
+                    .cancel_session(&pending.payment_id)
+                    .await;
+                return Ok(refusal("the payment was declined; nothing was charged").into());
+            }
+            Err(_) => return Ok(fallback("payment_required").into()),
+        }
+        // The payer says done: give the service a moment to record the payment.
+        let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
+        loop {
+            match self.walleot.client.get_session(&pending.payment_id).await {
+                Ok(s) if s.status == SessionStatus::Paid => break,
+                Ok(s) if s.status != SessionStatus::Pending => {
+                    return Ok(refusal(&format!(
+                        "the payment is {}; nothing was charged",
+                        s.status
+                    ))
+                    .into())
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Ok(fallback("pending").into())
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.walleot.poll_every) => {}
+                _ = cx.ct.cancelled() => return Ok(fallback("pending").into()),
+            }
+        }
+        if url_mode {
+            let done = CustomNotification::new(
+                "notifications/elicitation/complete",
+                Some(json!({"elicitationId": pending.payment_id})),
+            );
+            let _ = cx
+                .peer
+                .send_notification(ServerNotification::CustomNotification(done))
+                .await;
+        }
+        self.run_paid(&pending, &price, &next, cx).await
     }
 
     /// Streams the payment link in progress notifications while polling for the payer,
@@ -381,6 +555,11 @@ impl<S: ServerHandler> Paid<S> {
         confirm.meta = None;
         confirm
     }
+}
+
+/// The client's declared elicitation capability, if any.
+fn client_elicitation(cx: &RequestContext<RoleServer>) -> Option<ElicitationCapability> {
+    cx.client_capabilities().and_then(|c| c.elicitation)
 }
 
 fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResult {
@@ -459,8 +638,12 @@ fn cached(result: Value) -> CallToolResult {
 impl<S: ServerHandler> ServerHandler for Paid<S> {
     fn get_info(&self) -> ServerConfig {
         let mut info = self.inner.get_info();
-        if info.capabilities.tools.is_none() {
-            info.capabilities.tools = Some(ToolsCapability::default());
+        let tools = info
+            .capabilities
+            .tools
+            .get_or_insert_with(ToolsCapability::default);
+        if self.walleot.mode == Mode::DynamicTools {
+            tools.list_changed = Some(true);
         }
         info
     }
@@ -490,7 +673,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
                 }
                 tool.input_schema = Arc::new(schema);
             }
-            if self.uses_confirm_tools() {
+            if self.offers_confirm(tool.name.as_ref()) {
                 confirms.push(Self::confirm_tool(tool.name.as_ref(), price));
             }
         }
@@ -499,10 +682,8 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        if self.uses_confirm_tools() {
-            if let Some(tool) = self.confirmed_tool(name) {
-                return Some(Self::confirm_tool(&tool, &self.walleot.prices[&tool]));
-            }
+        if let Some(tool) = self.confirmed_tool(name) {
+            return Some(Self::confirm_tool(&tool, &self.walleot.prices[&tool]));
         }
         self.inner.get_tool(name)
     }
@@ -513,10 +694,8 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        if self.uses_confirm_tools() {
-            if let Some(tool) = self.confirmed_tool(&name) {
-                return self.confirm(&tool, request, context).await;
-            }
+        if let Some(tool) = self.confirmed_tool(&name) {
+            return self.confirm(&tool, request, context).await;
         }
         match self.walleot.prices.get(&name).cloned() {
             Some(price) => self.priced_call(&name, price, request, context).await,
@@ -534,8 +713,12 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, McpError> {
         let mut result = self.inner.initialize(request, context).await?;
-        if result.capabilities.tools.is_none() {
-            result.capabilities.tools = Some(ToolsCapability::default());
+        let tools = result
+            .capabilities
+            .tools
+            .get_or_insert_with(ToolsCapability::default);
+        if self.walleot.mode == Mode::DynamicTools {
+            tools.list_changed = Some(true);
         }
         Ok(result)
     }

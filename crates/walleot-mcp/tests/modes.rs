@@ -5,7 +5,7 @@
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::*;
-use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -174,13 +174,51 @@ impl Setup {
     }
 }
 
-/// A client that records the progress notifications it receives.
+/// A client that records what the server sends it, declares the elicitation modes it is
+/// told to, and answers elicitations as a payer would: it pays, then accepts (or
+/// declines).
 #[derive(Default, Clone)]
 struct Recorder {
     progress: Arc<Mutex<Vec<String>>>,
+    elicitations: Arc<Mutex<Vec<String>>>,
+    list_changes: Arc<AtomicUsize>,
+    completions: Arc<Mutex<Vec<Value>>>,
+    elicitation: Option<ElicitationCapability>,
+    /// Service address and test key, to pay through the test helper.
+    payer: Option<(String, String)>,
+    decline: bool,
+}
+
+impl Recorder {
+    fn eliciting(setup: &Setup, form: bool, url: bool) -> Self {
+        let mut capability = ElicitationCapability::new();
+        if form {
+            capability = capability.with_form(FormElicitationCapability::new());
+        }
+        if url {
+            capability = capability.with_url(UrlElicitationCapability::new());
+        }
+        Recorder {
+            elicitation: Some(capability),
+            payer: Some((
+                setup.service.base_url.clone(),
+                setup.service.test_key.clone(),
+            )),
+            ..Recorder::default()
+        }
+    }
 }
 
 impl ClientHandler for Recorder {
+    fn get_info(&self) -> ClientConfig {
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.elicitation = self.elicitation.clone();
+        ClientConfig::new(
+            capabilities,
+            Implementation::new("walleot-test-client", "0.1.0"),
+        )
+    }
+
     async fn on_progress(
         &self,
         params: ProgressNotificationParam,
@@ -190,6 +228,58 @@ impl ClientHandler for Recorder {
             .lock()
             .unwrap()
             .push(params.message.unwrap_or_default());
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.list_changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if notification.method == "notifications/elicitation/complete" {
+            self.completions
+                .lock()
+                .unwrap()
+                .push(notification.params.unwrap_or(Value::Null));
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, rmcp::ErrorData> {
+        let (kind, message) = match &request {
+            ElicitRequestParams::UrlElicitationParams { url, .. } => ("url", url.clone()),
+            ElicitRequestParams::FormElicitationParams { message, .. } => ("form", message.clone()),
+            _ => ("other", String::new()),
+        };
+        self.elicitations
+            .lock()
+            .unwrap()
+            .push(format!("{kind}: {message}"));
+        if self.decline {
+            return Ok(ElicitResult::new(ElicitationAction::Decline));
+        }
+        if let Some((base, key)) = &self.payer {
+            let id = message
+                .split("/checkout/")
+                .nth(1)
+                .unwrap_or("")
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .next()
+                .unwrap_or("");
+            reqwest::Client::new()
+                .post(format!("{base}/v1/test_helpers/sessions/{id}/pay"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+        }
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"paid": true})))
     }
 }
 
@@ -549,4 +639,135 @@ async fn a_service_that_is_down_gives_a_clear_tool_error_not_a_hang() {
     assert_eq!(structured(&result)["status"], "error");
     assert!(text(&result).contains("nothing was charged"));
     assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
+}
+
+async fn client_as(setup: &Setup, recorder: Recorder) -> RunningService<RoleClient, Recorder> {
+    recorder
+        .serve(StreamableHttpClientTransport::from_uri(
+            setup.mcp_url.clone(),
+        ))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_elicitation_shows_the_link_and_runs_once_paid() {
+    let setup = Setup::start(Mode::Elicitation).await;
+    let recorder = Recorder::eliciting(&setup, true, true);
+    let client = client_as(&setup, recorder.clone()).await;
+    let result = call(&client, "add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(text(&result), "5");
+    let asked = recorder.elicitations.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert!(
+        asked[0].starts_with("url: ") && asked[0].contains("/checkout/sess_"),
+        "{asked:?}"
+    );
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(setup.merchant_balance().await, 19);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        recorder.completions.lock().unwrap().len(),
+        1,
+        "notifications/elicitation/complete was sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_elicitation_is_used_where_url_mode_is_not_declared() {
+    let setup = Setup::start(Mode::Elicitation).await;
+    let recorder = Recorder::eliciting(&setup, true, false);
+    let client = client_as(&setup, recorder.clone()).await;
+    let result = call(&client, "premium_analysis", json!({"data": "abc"})).await;
+    assert_eq!(text(&result), "3 characters");
+    let asked = recorder.elicitations.lock().unwrap().clone();
+    assert!(
+        asked[0].starts_with("form: ") && asked[0].contains("0.50 USD"),
+        "{asked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_elicitation_charges_nothing_and_runs_nothing() {
+    let setup = Setup::start(Mode::Elicitation).await;
+    let recorder = Recorder {
+        decline: true,
+        ..Recorder::eliciting(&setup, true, true)
+    };
+    let client = client_as(&setup, recorder).await;
+    let result = call(&client, "add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("declined"));
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_picks_elicitation_or_two_steps_from_the_client_capabilities() {
+    let setup = Setup::start(Mode::Auto).await;
+    let eliciting = Recorder::eliciting(&setup, true, true);
+    let client = client_as(&setup, eliciting.clone()).await;
+    assert_eq!(
+        text(&call(&client, "add", json!({"a": 1, "b": 1})).await),
+        "2"
+    );
+    assert_eq!(eliciting.elicitations.lock().unwrap().len(), 1);
+
+    let plain = Recorder::default();
+    let client = client_as(&setup, plain.clone()).await;
+    let first = call(&client, "add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(structured(&first)["status"], "payment_required");
+    assert!(structured(&first)["nextStep"]
+        .as_str()
+        .unwrap()
+        .contains("confirm_add_payment"));
+    assert!(plain.elicitations.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_tools_offer_the_confirm_tool_only_while_a_payment_is_open() {
+    let setup = Setup::start(Mode::DynamicTools).await;
+    let recorder = Recorder::default();
+    let client = client_as(&setup, recorder.clone()).await;
+    let names = |tools: Vec<Tool>| {
+        tools
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
+    );
+    let payment_id = structured(&call(&client, "add", json!({"a": 4, "b": 4})).await)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
+    );
+    // Another session does not see this session's confirm tool.
+    let other = setup.client().await;
+    assert!(
+        !names(other.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
+    );
+    setup.pay(&payment_id).await;
+    assert_eq!(
+        text(
+            &call(
+                &client,
+                "confirm_add_payment",
+                json!({"payment_id": payment_id})
+            )
+            .await
+        ),
+        "8"
+    );
+    assert!(
+        !names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        recorder.list_changes.load(Ordering::SeqCst),
+        2,
+        "list_changed when it appears and when it goes"
+    );
 }
