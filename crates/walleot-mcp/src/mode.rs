@@ -55,8 +55,11 @@ impl FromStr for Mode {
             "two-step" => Ok(Mode::TwoStep),
             "resubmit" => Ok(Mode::Resubmit),
             "progress" => Ok(Mode::Progress),
+            "elicitation" => Ok(Mode::Elicitation),
+            "dynamic-tools" => Ok(Mode::DynamicTools),
+            "auto" => Ok(Mode::Auto),
             other => Err(format!(
-                "unknown mode `{other}`; expected two-step, resubmit or progress"
+                "unknown mode `{other}`; expected two-step, resubmit, elicitation, progress, dynamic-tools or auto"
             )),
         }
     }
@@ -75,5 +78,15 @@ mod tests {
         assert_eq!("DYNAMIC_TOOLS".parse::<Mode>(), Ok(Mode::DynamicTools));
         assert_eq!("dynamic-tools".parse::<Mode>(), Ok(Mode::DynamicTools));
         assert!("teleport".parse::<Mode>().is_err());
+        for mode in [
+            Mode::TwoStep,
+            Mode::Resubmit,
+            Mode::Elicitation,
+            Mode::Progress,
+            Mode::DynamicTools,
+            Mode::Auto,
+        ] {
+            assert_eq!(mode.as_str().parse::<Mode>(), Ok(mode));
+        }
     }
 }

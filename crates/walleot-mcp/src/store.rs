@@ -143,6 +143,133 @@ impl PaymentStore for MemoryStore {
     }
 }
 
+/// Pending payments in a SQLite file: they survive a restart of the MCP server, and
+/// several server processes on one machine can share the file. Claims are atomic
+/// updates, so a tool still runs at most once per payment across processes.
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the file at `path`.
+    pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(fail)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS walleot_payments (
+                payment_id TEXT PRIMARY KEY,
+                payment    TEXT NOT NULL,
+                state      TEXT NOT NULL CHECK (state IN ('awaiting', 'running', 'done')),
+                result     TEXT,
+                succeeded  INTEGER
+            )",
+        )
+        .execute(&pool)
+        .await
+        .map_err(fail)?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn state_of(
+    state: &str,
+    result: Option<String>,
+    succeeded: Option<bool>,
+) -> Result<PaymentState, StoreError> {
+    Ok(match state {
+        "awaiting" => PaymentState::AwaitingPayment,
+        "running" => PaymentState::Running,
+        _ => PaymentState::Done {
+            result: serde_json::from_str(result.as_deref().unwrap_or("null")).map_err(fail)?,
+            succeeded: succeeded.unwrap_or(false),
+        },
+    })
+}
+
+#[async_trait]
+impl PaymentStore for SqliteStore {
+    async fn put(&self, payment: PendingPayment) -> Result<(), StoreError> {
+        let text = serde_json::to_string(&payment).map_err(fail)?;
+        sqlx::query("INSERT OR REPLACE INTO walleot_payments (payment_id, payment, state) VALUES (?, ?, 'awaiting')")
+            .bind(&payment.payment_id)
+            .bind(text)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<(PendingPayment, PaymentState)>, StoreError> {
+        let row: Option<(String, String, Option<String>, Option<bool>)> = sqlx::query_as(
+            "SELECT payment, state, result, succeeded FROM walleot_payments WHERE payment_id = ?",
+        )
+        .bind(payment_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(fail)?;
+        row.map(|(payment, state, result, succeeded)| {
+            Ok((
+                serde_json::from_str(&payment).map_err(fail)?,
+                state_of(&state, result, succeeded)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn claim(&self, payment_id: &str) -> Result<Claim, StoreError> {
+        let claimed = sqlx::query("UPDATE walleot_payments SET state = 'running' WHERE payment_id = ? AND state = 'awaiting'")
+            .bind(payment_id)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        if claimed.rows_affected() == 1 {
+            return Ok(Claim::Run);
+        }
+        Ok(match self.get(payment_id).await? {
+            None => Claim::Unknown,
+            Some((_, PaymentState::Done { result, succeeded })) => {
+                Claim::Done { result, succeeded }
+            }
+            Some(_) => Claim::Running,
+        })
+    }
+
+    async fn finish(
+        &self,
+        payment_id: &str,
+        result: Value,
+        succeeded: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE walleot_payments SET state = 'done', result = ?, succeeded = ? WHERE payment_id = ?")
+            .bind(result.to_string())
+            .bind(succeeded)
+            .bind(payment_id)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+}
+
 /// SHA-256 of the arguments as canonical JSON (object keys sorted at every depth), so
 /// that the same arguments always give the same hash whatever their order.
 pub fn arguments_hash(arguments: &Map<String, Value>) -> String {
@@ -186,22 +313,25 @@ mod tests {
         assert_ne!(a, d);
     }
 
-    #[tokio::test]
-    async fn a_payment_is_claimed_once() {
-        let store = MemoryStore::new();
-        store
-            .put(PendingPayment {
-                payment_id: "p".into(),
-                payment_url: "u".into(),
-                tool: "t".into(),
-                arguments: Map::new(),
-                arguments_hash: "h".into(),
-                amount_minor: 1,
-                currency: "usd".into(),
-                caller: "c".into(),
-            })
-            .await
-            .unwrap();
+    fn sample() -> PendingPayment {
+        PendingPayment {
+            payment_id: "p".into(),
+            payment_url: "u".into(),
+            tool: "t".into(),
+            arguments: object(json!({"a": 1})),
+            arguments_hash: "h".into(),
+            amount_minor: 1,
+            currency: "usd".into(),
+            caller: "c".into(),
+        }
+    }
+
+    async fn claims_once(store: &dyn PaymentStore) {
+        store.put(sample()).await.unwrap();
+        assert_eq!(
+            store.get("p").await.unwrap(),
+            Some((sample(), PaymentState::AwaitingPayment))
+        );
         assert_eq!(store.claim("p").await.unwrap(), Claim::Run);
         assert_eq!(store.claim("p").await.unwrap(), Claim::Running);
         store.finish("p", json!({"ok": 1}), true).await.unwrap();
@@ -213,5 +343,27 @@ mod tests {
             }
         );
         assert_eq!(store.claim("q").await.unwrap(), Claim::Unknown);
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_payment_is_claimed_once_and_survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("walleot-mcp-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("payments.db");
+        claims_once(&SqliteStore::open(&path).await.unwrap()).await;
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            reopened.claim("p").await.unwrap(),
+            Claim::Done {
+                result: json!({"ok": 1}),
+                succeeded: true
+            }
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_memory_payment_is_claimed_once() {
+        claims_once(&MemoryStore::new()).await;
     }
 }

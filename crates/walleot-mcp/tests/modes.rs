@@ -18,6 +18,46 @@ use std::time::Duration;
 use walleot_mcp::{Mode, Walleot};
 use walleot_server::testing::TestServer;
 
+/// The prices of the test tools, on the given service.
+fn paywall(service: &TestServer, mode: Mode, api_url: Option<&str>) -> Walleot {
+    Walleot::new(api_url.unwrap_or(&service.base_url), &service.test_key)
+        .unwrap()
+        .mode(mode)
+        .poll_every(Duration::from_millis(50))
+        .wait_for_payment(Duration::from_secs(10))
+        .price("add", "0.19", "USD")
+        .unwrap()
+        .price("premium_analysis", "0.50", "USD")
+        .unwrap()
+        .price("flaky", "0.10", "USD")
+        .unwrap()
+}
+
+/// Serves the test tools, priced by `walleot`, over streamable HTTP on a random port.
+async fn serve_mcp(
+    walleot: Walleot,
+    runs: Arc<AtomicUsize>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let mcp = StreamableHttpService::new(
+        move || {
+            Ok(walleot.wrap(Tools {
+                tool_router: Tools::tool_router(),
+                runs: runs.clone(),
+            }))
+        },
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().nest_service("/mcp", mcp))
+            .await
+            .unwrap();
+    });
+    (url, task)
+}
+
 /// Tools that count their runs.
 #[derive(Clone)]
 struct Tools {
@@ -84,39 +124,9 @@ impl Setup {
     /// `api_url` overrides the service address (to test a service that is down).
     async fn start_with(mode: Mode, api_url: Option<String>) -> Self {
         let service = TestServer::start().await;
+        let walleot = paywall(&service, mode, api_url.as_deref());
         let runs = Arc::new(AtomicUsize::new(0));
-        let walleot = Walleot::new(
-            api_url.as_deref().unwrap_or(&service.base_url),
-            &service.test_key,
-        )
-        .unwrap()
-        .mode(mode)
-        .poll_every(Duration::from_millis(50))
-        .wait_for_payment(Duration::from_secs(10))
-        .price("add", "0.19", "USD")
-        .unwrap()
-        .price("premium_analysis", "0.50", "USD")
-        .unwrap()
-        .price("flaky", "0.10", "USD")
-        .unwrap();
-        let counted = runs.clone();
-        let mcp = StreamableHttpService::new(
-            move || {
-                Ok(walleot.wrap(Tools {
-                    tool_router: Tools::tool_router(),
-                    runs: counted.clone(),
-                }))
-            },
-            Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default(),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mcp_url = format!("http://{}/mcp", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            axum::serve(listener, axum::Router::new().nest_service("/mcp", mcp))
-                .await
-                .unwrap();
-        });
+        let (mcp_url, _) = serve_mcp(walleot, runs.clone()).await;
         Setup {
             service,
             mcp_url,
@@ -770,4 +780,150 @@ async fn dynamic_tools_offer_the_confirm_tool_only_while_a_payment_is_open() {
         2,
         "list_changed when it appears and when it goes"
     );
+}
+
+/// The authenticated subject: here simply the bearer token the MCP client sends.
+fn bearer_subject() -> walleot_mcp::Identify {
+    Arc::new(|cx: &RequestContext<rmcp::service::RoleServer>| {
+        cx.extensions
+            .get::<http::request::Parts>()?
+            .headers
+            .get("authorization")?
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    })
+}
+
+async fn client_with_token(url: &str, token: &str) -> RunningService<RoleClient, Recorder> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
+        .auth_header(token.to_string());
+    Recorder::default()
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap()
+}
+
+async fn pay_with(service: &TestServer, payment_id: &str) {
+    let paid = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/test_helpers/sessions/{payment_id}/pay",
+            service.base_url
+        ))
+        .bearer_auth(&service.test_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_store_survives_a_restart_of_the_mcp_server() {
+    let service = TestServer::start().await;
+    let dir = std::env::temp_dir().join(format!("walleot-mcp-restart-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("payments.db");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let store = Arc::new(walleot_mcp::store::SqliteStore::open(&path).await.unwrap());
+    let first = paywall(&service, Mode::Resubmit, None)
+        .store(store)
+        .identify(bearer_subject());
+    let (url, server) = serve_mcp(first, runs.clone()).await;
+    let client = client_with_token(&url, "alice-token").await;
+    let required = call(&client, "add", json!({"a": 1, "b": 2})).await;
+    let payment_id = structured(&required)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(client);
+    server.abort();
+    pay_with(&service, &payment_id).await;
+
+    let store = Arc::new(walleot_mcp::store::SqliteStore::open(&path).await.unwrap());
+    let second = paywall(&service, Mode::Resubmit, None)
+        .store(store)
+        .identify(bearer_subject());
+    let (url, _server) = serve_mcp(second, runs.clone()).await;
+    let mallory = client_with_token(&url, "mallory-token").await;
+    let stolen = call(
+        &mallory,
+        "add",
+        json!({"a": 1, "b": 2, "payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(
+        stolen.is_error,
+        Some(true),
+        "another subject cannot use the payment"
+    );
+    let alice = client_with_token(&url, "alice-token").await;
+    let done = call(
+        &alice,
+        "add",
+        json!({"a": 1, "b": 2, "payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(text(&done), "3");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_server_is_paid_over_stdio() {
+    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+    let service = TestServer::start().await;
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/paid_server");
+    assert!(
+        example.exists(),
+        "cargo test builds the example at {}",
+        example.display()
+    );
+    let (url, key) = (service.base_url.clone(), service.test_key.clone());
+    let child = TokioChildProcess::new(tokio::process::Command::new(&example).configure(|cmd| {
+        cmd.args(["--mode", "two-step"])
+            .env("WALLEOT_API_URL", &url)
+            .env("WALLEOT_API_KEY", &key)
+            .env("RUST_LOG", "error");
+    }))
+    .unwrap();
+    let client = Recorder::default().serve(child).await.unwrap();
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    for name in [
+        "ping",
+        "add",
+        "premium_analysis",
+        "confirm_add_payment",
+        "confirm_premium_analysis_payment",
+    ] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
+    assert_eq!(text(&call(&client, "ping", json!({})).await), "pong");
+    let required = call(
+        &client,
+        "premium_analysis",
+        json!({"data": "one two three"}),
+    )
+    .await;
+    let payment_id = structured(&required)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(structured(&required)["amountMinor"], 50);
+    pay_with(&service, &payment_id).await;
+    let done = call(
+        &client,
+        "confirm_premium_analysis_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(text(&done), "3 words, 13 characters");
+    client.cancel().await.unwrap();
 }
