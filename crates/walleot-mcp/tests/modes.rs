@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use walleot_mcp::{Mode, Walleot};
-use walleot_server::testing::TestServer;
+use walleot_server::testing::{CheckoutPayer, TestServer};
 
 /// The prices of the test tools, on the given service.
 fn paywall(service: &TestServer, mode: Mode, api_url: Option<&str>) -> Walleot {
@@ -196,6 +196,8 @@ struct Recorder {
     elicitation: Option<ElicitationCapability>,
     /// Service address and test key, to pay through the test helper.
     payer: Option<(String, String)>,
+    /// Or a payer with a wallet, paying through the real checkout pages.
+    checkout: Option<Arc<tokio::sync::Mutex<CheckoutPayer>>>,
     decline: bool,
 }
 
@@ -274,7 +276,20 @@ impl ClientHandler for Recorder {
         if self.decline {
             return Ok(ElicitResult::new(ElicitationAction::Decline));
         }
-        if let Some((base, key)) = &self.payer {
+        if let Some(payer) = &self.checkout {
+            let url = match &request {
+                ElicitRequestParams::UrlElicitationParams { url, .. } => url.clone(),
+                _ => message
+                    .split("Pay at ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            };
+            assert_eq!(payer.lock().await.pay(&url).await, "paid");
+        } else if let Some((base, key)) = &self.payer {
             let id = message
                 .split("/checkout/")
                 .nth(1)
@@ -926,4 +941,96 @@ async fn the_example_server_is_paid_over_stdio() {
     .await;
     assert_eq!(text(&done), "3 words, 13 characters");
     client.cancel().await.unwrap();
+}
+
+/// Every mode, paid by a payer through the real checkout pages (a passkey wallet,
+/// auto-approval under its limit, one assertion above it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_is_paid_through_the_real_checkout() {
+    for mode in [
+        Mode::TwoStep,
+        Mode::Resubmit,
+        Mode::Elicitation,
+        Mode::Progress,
+        Mode::DynamicTools,
+        Mode::Auto,
+    ] {
+        let setup = Arc::new(Setup::start(mode).await);
+        let payer = Arc::new(tokio::sync::Mutex::new(
+            CheckoutPayer::register(&setup.service.public_url).await,
+        ));
+        // 0.19 USD is under the default 0.20 limit: paid as the page opens. 0.50 USD takes a tap.
+        let (tool, arguments, expected) = match mode {
+            Mode::Resubmit | Mode::Auto => {
+                ("premium_analysis", json!({"data": "abcd"}), "4 characters")
+            }
+            _ => ("add", json!({"a": 20, "b": 1}), "21"),
+        };
+        let result = match mode {
+            Mode::TwoStep | Mode::DynamicTools => {
+                let client = setup.client().await;
+                let required = structured(&call(&client, tool, arguments).await);
+                assert_eq!(
+                    payer
+                        .lock()
+                        .await
+                        .pay(required["paymentUrl"].as_str().unwrap())
+                        .await,
+                    "paid",
+                    "{mode}"
+                );
+                call(
+                    &client,
+                    &format!("confirm_{tool}_payment"),
+                    json!({"payment_id": required["paymentId"]}),
+                )
+                .await
+            }
+            Mode::Resubmit => {
+                let client = setup.client().await;
+                let required = structured(&call(&client, tool, arguments.clone()).await);
+                assert_eq!(
+                    payer
+                        .lock()
+                        .await
+                        .pay(required["paymentUrl"].as_str().unwrap())
+                        .await,
+                    "paid",
+                    "{mode}"
+                );
+                let mut retry = arguments.as_object().unwrap().clone();
+                retry.insert("payment_id".into(), required["paymentId"].clone());
+                call(&client, tool, Value::Object(retry)).await
+            }
+            Mode::Elicitation | Mode::Auto => {
+                let recorder = Recorder {
+                    checkout: Some(payer.clone()),
+                    ..Recorder::eliciting(&setup, true, true)
+                };
+                call(&client_as(&setup, recorder).await, tool, arguments).await
+            }
+            Mode::Progress => {
+                let recorder = Recorder::default();
+                let client = client_as(&setup, recorder.clone()).await;
+                let paying = {
+                    let (progress, payer) = (recorder.progress.clone(), payer.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let first = progress.lock().unwrap().first().cloned();
+                            if let Some(message) = first {
+                                let url = message.split("open ").nth(1).unwrap().to_string();
+                                return payer.lock().await.pay(&url).await;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    })
+                };
+                let result = call(&client, tool, arguments).await;
+                assert_eq!(paying.await.unwrap(), "paid");
+                result
+            }
+        };
+        assert_eq!(text(&result), expected, "{mode}");
+        assert_eq!(setup.runs.load(Ordering::SeqCst), 1, "{mode}");
+    }
 }

@@ -225,3 +225,108 @@ pub mod webauthn {
         }
     }
 }
+
+/// A payer in a browser without the browser: registers a passkey wallet through the real
+/// checkout pages and pays sessions through them, approving with a passkey assertion
+/// when a charge is above the auto-approve limit.
+pub struct CheckoutPayer {
+    http: reqwest::Client,
+    origin: String,
+    authenticator: webauthn::SoftAuthenticator,
+}
+
+impl CheckoutPayer {
+    /// A new wallet on the pages served at `public_url` (`http://localhost:PORT`).
+    pub async fn register(public_url: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        let origin = public_url.trim_end_matches('/').to_string();
+        let mut payer = CheckoutPayer {
+            http,
+            authenticator: webauthn::SoftAuthenticator::new(&origin),
+            origin,
+        };
+        let (_, options) = payer
+            .json("/webauthn/register/options", serde_json::json!({}))
+            .await;
+        let mut answer = payer.authenticator.register(&options["publicKey"]);
+        answer["challengeId"] = options["challengeId"].clone();
+        let (status, body) = payer.json("/webauthn/register/finish", answer).await;
+        assert_eq!(status, 200, "registering a wallet: {body}");
+        payer
+    }
+
+    async fn page(&self, path_or_url: &str) -> String {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.origin)
+        };
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("the page answers")
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let html = self.page("/wallet").await;
+        let csrf = html
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.origin))
+            .header("origin", &self.origin)
+            .header("x-csrf-token", csrf)
+            .json(&body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Opens the checkout link and pays: at once under the auto-approve limit, else with
+    /// one passkey assertion. Returns the state the page then shows (`paid`, …).
+    pub async fn pay(&mut self, checkout_url: &str) -> String {
+        let state = |html: &str| {
+            html.split("data-state=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let shown = state(&self.page(checkout_url).await);
+        if shown != "approve" {
+            return shown;
+        }
+        let session_id = checkout_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let (_, options) = self
+            .json(
+                "/webauthn/approve/options",
+                serde_json::json!({"sessionId": session_id}),
+            )
+            .await;
+        let mut answer = self.authenticator.assert(&options["publicKey"]);
+        answer["challengeId"] = options["challengeId"].clone();
+        self.json("/webauthn/approve/finish", answer).await;
+        state(&self.page(checkout_url).await)
+    }
+}
