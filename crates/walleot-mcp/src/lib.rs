@@ -59,6 +59,8 @@ pub struct Walleot {
     identify: Option<Identify>,
     poll_every: Duration,
     wait_for_payment: Duration,
+    /// Seals the request state of MCP 2026-07-28 round trips.
+    state_secret: Arc<Vec<u8>>,
 }
 
 impl Walleot {
@@ -75,6 +77,7 @@ impl Walleot {
             identify: None,
             poll_every: Duration::from_secs(2),
             wait_for_payment: Duration::from_secs(300),
+            state_secret: Arc::new(uuid::Uuid::new_v4().as_bytes().repeat(2)),
         })
     }
 
@@ -119,6 +122,13 @@ impl Walleot {
     /// How long a call waits for a payer (PROGRESS mode) or for a concurrent run.
     pub fn wait_for_payment(mut self, wait: Duration) -> Self {
         self.wait_for_payment = wait;
+        self
+    }
+
+    /// The key that seals request state in MCP 2026-07-28 round trips. A random one is
+    /// made per process; set one shared by all instances behind a balancer.
+    pub fn state_secret(mut self, secret: &[u8]) -> Self {
+        self.state_secret = Arc::new(secret.to_vec());
         self
     }
 

@@ -313,8 +313,17 @@ impl<S: ServerHandler> Paid<S> {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let caller = self.caller(&cx);
+        let state = request.request_state.clone();
+        let responses = request.input_responses.clone().unwrap_or_default();
         let mut arguments = request.arguments.unwrap_or_default();
+        let newer = cx
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
         match self.mode_for(&cx) {
+            Mode::Elicitation if newer => {
+                self.input_required_call(tool, price, arguments, caller, state, responses, cx)
+                    .await
+            }
             Mode::Resubmit => {
                 let payment_id = arguments.remove("payment_id");
                 let next = format!(
@@ -380,6 +389,160 @@ impl<S: ServerHandler> Paid<S> {
                     .await
             }
         }
+    }
+
+    /// MCP 2026-07-28 forbids server-to-client requests: the call answers an
+    /// `InputRequiredResult` asking the client to show the payment link, with the payment
+    /// sealed in the request state; the client's retry carries the state back, and the
+    /// tool runs once the payment is made. The seal binds the retry to this payment, tool
+    /// and arguments, whichever server instance receives it.
+    #[allow(clippy::too_many_arguments)]
+    async fn input_required_call(
+        &self,
+        tool: &str,
+        price: Price,
+        arguments: Map<String, Value>,
+        caller: String,
+        state: Option<String>,
+        responses: InputResponses,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let next = format!("call `{tool}` again once paid");
+        let Some(state) = state else {
+            let pending = match self.start_payment(tool, arguments, &price, caller).await {
+                Ok(p) => p,
+                Err(failure) => return Ok(failure.into()),
+            };
+            let message = format!(
+                "`{tool}` costs {}. Pay at {}",
+                price.display(),
+                pending.payment_url
+            );
+            let url_mode = client_elicitation(&cx).is_some_and(|c| c.url.is_some());
+            let request = if url_mode {
+                ElicitRequestParams::UrlElicitationParams {
+                    meta: None,
+                    message,
+                    url: pending.payment_url.clone(),
+                    elicitation_id: String::new(),
+                }
+            } else {
+                let Ok(schema) = ElicitationSchema::builder().required_bool("paid").build() else {
+                    return Ok(payment_required(
+                        &pending,
+                        &price,
+                        &next,
+                        "payment_required",
+                        false,
+                    )
+                    .into());
+                };
+                ElicitRequestParams::FormElicitationParams {
+                    meta: None,
+                    message: format!("{message}, then confirm here."),
+                    requested_schema: schema,
+                }
+            };
+            let mut requests = InputRequests::new();
+            requests.insert(
+                "payment".into(),
+                InputRequest::Elicitation(ElicitRequest::new(request)),
+            );
+            return Ok(InputRequiredResult::new(
+                Some(requests),
+                Some(self.seal(&pending.payment_id)),
+            )
+            .into());
+        };
+        let Some(payment_id) = self.open_seal(&state) else {
+            return Ok(refusal("the request state is not valid; call the tool again").into());
+        };
+        let pending = match self.walleot.store.get(&payment_id).await {
+            Ok(Some((pending, _))) if pending.tool == tool => pending,
+            Ok(_) => return Ok(unknown_payment().into()),
+            Err(e) => return Ok(service_failure(&e.to_string()).into()),
+        };
+        if pending.arguments_hash != arguments_hash(&arguments) {
+            return Ok(refusal(
+                "this payment was made for other arguments; it cannot pay for this call",
+            )
+            .into());
+        }
+        let accepted = responses
+            .get("payment")
+            .and_then(|answer| answer.get("action"))
+            .and_then(Value::as_str)
+            == Some("accept");
+        if !accepted {
+            let _ = self
+                .walleot
+                .client
+                .cancel_session(&pending.payment_id)
+                .await;
+            return Ok(refusal("the payment was declined; nothing was charged").into());
+        }
+        if let Err(answer) = self.await_payment(&pending, &price, &next, &cx).await {
+            return Ok(answer.into());
+        }
+        self.run_paid(&pending, &price, &next, cx).await
+    }
+
+    /// Polls the service until the payer has paid, within the wait; the answer to give
+    /// otherwise.
+    async fn await_payment(
+        &self,
+        pending: &PendingPayment,
+        price: &Price,
+        next: &str,
+        cx: &RequestContext<RoleServer>,
+    ) -> Result<(), CallToolResult> {
+        let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
+        loop {
+            match self.walleot.client.get_session(&pending.payment_id).await {
+                Ok(s) if s.status == SessionStatus::Paid => return Ok(()),
+                Ok(s) if s.status != SessionStatus::Pending => {
+                    return Err(refusal(&format!(
+                        "the payment is {}; nothing was charged",
+                        s.status
+                    )))
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(payment_required(pending, price, next, "pending", false))
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.walleot.poll_every) => {}
+                _ = cx.ct.cancelled() => return Err(payment_required(pending, price, next, "pending", false)),
+            }
+        }
+    }
+
+    /// `payment_id.mac`: the payment, sealed with the state secret.
+    fn seal(&self, payment_id: &str) -> String {
+        format!("{payment_id}.{}", self.mac(payment_id))
+    }
+
+    fn open_seal(&self, state: &str) -> Option<String> {
+        let (payment_id, mac) = state.rsplit_once('.')?;
+        let expected = self.mac(payment_id);
+        (expected.len() == mac.len()
+            && expected
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0)
+            .then(|| payment_id.to_string())
+    }
+
+    fn mac(&self, payment_id: &str) -> String {
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.walleot.state_secret)
+            .expect("any key length");
+        mac.update(b"walleot-mcp-request-state");
+        mac.update(payment_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
     /// Asks the client to show the payment link (URL elicitation where declared, else a
@@ -450,26 +613,8 @@ impl<S: ServerHandler> Paid<S> {
             Err(_) => return Ok(fallback("payment_required").into()),
         }
         // The payer says done: give the service a moment to record the payment.
-        let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
-        loop {
-            match self.walleot.client.get_session(&pending.payment_id).await {
-                Ok(s) if s.status == SessionStatus::Paid => break,
-                Ok(s) if s.status != SessionStatus::Pending => {
-                    return Ok(refusal(&format!(
-                        "the payment is {}; nothing was charged",
-                        s.status
-                    ))
-                    .into())
-                }
-                _ if tokio::time::Instant::now() >= deadline => {
-                    return Ok(fallback("pending").into())
-                }
-                _ => {}
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.walleot.poll_every) => {}
-                _ = cx.ct.cancelled() => return Ok(fallback("pending").into()),
-            }
+        if let Err(answer) = self.await_payment(&pending, &price, &next, &cx).await {
+            return Ok(answer.into());
         }
         if url_mode {
             let done = CustomNotification::new(
