@@ -87,12 +87,29 @@ impl<S: ServerHandler> Paid<S> {
                 return format!("subject:{subject}");
             }
         }
+        match cx.extensions.get::<http::request::Parts>() {
+            // HTTP with a session: the session.
+            Some(parts) => match parts
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(id) => format!("mcp-session:{id}"),
+                // Stateless HTTP has no session to bind to: without an authenticated
+                // subject, whoever holds the (unguessable) payment id may confirm it.
+                None => "stateless-http".to_string(),
+            },
+            // stdio: one handler serves one connection.
+            None => format!("connection:{}", self.connection),
+        }
+    }
+
+    /// Stateless HTTP: requests arrive without a session, and the server cannot send
+    /// requests (such as elicitations) back to the client.
+    fn stateless(cx: &RequestContext<RoleServer>) -> bool {
         cx.extensions
             .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get("mcp-session-id"))
-            .and_then(|v| v.to_str().ok())
-            .map(|id| format!("mcp-session:{id}"))
-            .unwrap_or_else(|| format!("connection:{}", self.connection))
+            .is_some_and(|parts| !parts.headers.contains_key("mcp-session-id"))
     }
 
     /// Whether the confirm tool of `tool` is offered now: always, except in RESUBMIT
@@ -497,7 +514,24 @@ impl<S: ServerHandler> Paid<S> {
         cx: &RequestContext<RoleServer>,
     ) -> Result<(), CallToolResult> {
         let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
+        let token = cx.meta.get_progress_token();
+        let mut step = 0.0;
         loop {
+            // Long waits report progress so that clients and sessions do not time out.
+            if let Some(token) = &token {
+                step += 1.0;
+                let message = format!(
+                    "Waiting for the payment of {} at {}",
+                    price.display(),
+                    pending.payment_url
+                );
+                let _ = cx
+                    .peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), step).with_message(message),
+                    )
+                    .await;
+            }
             match self.walleot.client.get_session(&pending.payment_id).await {
                 Ok(s) if s.status == SessionStatus::Paid => return Ok(()),
                 Ok(s) if s.status != SessionStatus::Pending => {
@@ -571,6 +605,23 @@ impl<S: ServerHandler> Paid<S> {
         let Some(capability) = client_elicitation(&cx).filter(|_| !newer) else {
             return Ok(fallback("payment_required").into());
         };
+        if Self::stateless(&cx) {
+            // No way to send the elicitation: tell a URL-capable client which URL to open
+            // (error -32042 of MCP 2025-11-25); others get two steps.
+            if capability.url.is_some() {
+                return Err(McpError::new(
+                    ErrorCode(-32042),
+                    "URL elicitation required: open the payment link, then call the tool again",
+                    Some(json!({"elicitations": [{
+                        "mode": "url",
+                        "elicitationId": pending.payment_id,
+                        "url": pending.payment_url,
+                        "message": format!("`{tool}` costs {}", price.display()),
+                    }]})),
+                ));
+            }
+            return Ok(fallback("payment_required").into());
+        }
         let message = format!(
             "`{tool}` costs {}. Pay at {}",
             price.display(),

@@ -38,6 +38,14 @@ async fn serve_mcp(
     walleot: Walleot,
     runs: Arc<AtomicUsize>,
 ) -> (String, tokio::task::JoinHandle<()>) {
+    serve_mcp_with(walleot, runs, StreamableHttpServerConfig::default()).await
+}
+
+async fn serve_mcp_with(
+    walleot: Walleot,
+    runs: Arc<AtomicUsize>,
+    config: StreamableHttpServerConfig,
+) -> (String, tokio::task::JoinHandle<()>) {
     let mcp = StreamableHttpService::new(
         move || {
             Ok(walleot.wrap(Tools {
@@ -46,7 +54,7 @@ async fn serve_mcp(
             }))
         },
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        config,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
@@ -1115,4 +1123,92 @@ async fn a_forged_or_moved_request_state_runs_nothing() {
     };
     assert_eq!(text(&done), "2");
     assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
+}
+
+fn stateless() -> StreamableHttpServerConfig {
+    StreamableHttpServerConfig::default().with_legacy_session_mode(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_http_binds_payments_to_the_authenticated_subject() {
+    let service = TestServer::start().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let walleot = paywall(&service, Mode::TwoStep, None).identify(bearer_subject());
+    let (url, _server) = serve_mcp_with(walleot, runs.clone(), stateless()).await;
+    let alice = client_with_token(&url, "alice-token").await;
+    let payment_id = structured(&call(&alice, "add", json!({"a": 3, "b": 3})).await)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pay_with(&service, &payment_id).await;
+    let mallory = client_with_token(&url, "mallory-token").await;
+    let stolen = call(
+        &mallory,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(stolen.is_error, Some(true));
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let done = call(
+        &alice,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id}),
+    )
+    .await;
+    assert_eq!(text(&done), "6");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_http_cannot_elicit_so_it_answers_two_steps_or_error_32042() {
+    let service = TestServer::start().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (url, _server) = serve_mcp_with(
+        paywall(&service, Mode::Elicitation, None),
+        runs.clone(),
+        stateless(),
+    )
+    .await;
+    let recorder = Recorder {
+        elicitation: Some(ElicitationCapability::new().with_url(UrlElicitationCapability::new())),
+        ..Recorder::default()
+    };
+    let client = client_as_url(&url, recorder.clone()).await;
+
+    // Statelessly the server cannot see capabilities declared at initialize: two steps.
+    let plain = call(&client, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(structured(&plain)["status"], "payment_required");
+
+    // A client that declares URL elicitation with its request is told to open the link.
+    let mut meta = MetaObject::new();
+    meta.insert(
+        "io.modelcontextprotocol/clientCapabilities".into(),
+        json!({"elicitation": {"url": {}}}),
+    );
+    let mut params =
+        CallToolRequestParams::new("add").with_arguments(args(json!({"a": 1, "b": 2})));
+    params.meta = Some(RequestMetaObject(meta));
+    let error = client.call_tool(params).await.unwrap_err();
+    let rmcp::ServiceError::McpError(data) = error else {
+        panic!("expected an MCP error, got {error:?}");
+    };
+    assert_eq!(data.code.0, -32042);
+    let elicitation = &data.data.unwrap()["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    assert!(elicitation["url"]
+        .as_str()
+        .unwrap()
+        .contains("/checkout/sess_"));
+    assert!(
+        recorder.elicitations.lock().unwrap().is_empty(),
+        "no elicitation request was sent"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+async fn client_as_url(url: &str, recorder: Recorder) -> RunningService<RoleClient, Recorder> {
+    recorder
+        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
+        .await
+        .unwrap()
 }
