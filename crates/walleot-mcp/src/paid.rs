@@ -30,6 +30,8 @@ pub struct Paid<S> {
     /// Stands for the MCP session where the transport gives no session id (stdio, where
     /// one handler serves one connection).
     connection: String,
+    /// DYNAMIC_TOOLS on MCP 2026-07-28: changes of the tool list, for `listen` streams.
+    changes: tokio::sync::broadcast::Sender<()>,
     /// DYNAMIC_TOOLS: the open payments of this session, by tool.
     open: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
 }
@@ -41,6 +43,20 @@ impl<S: ServerHandler> Paid<S> {
             walleot,
             connection: uuid::Uuid::new_v4().to_string(),
             open: Default::default(),
+            changes: tokio::sync::broadcast::channel(16).0,
+        }
+    }
+
+    /// Tells the client its tool list changed: a notification on MCP 2025-11-25 and
+    /// earlier, an event on the `subscriptions/listen` stream on 2026-07-28.
+    async fn announce_tool_list_change(&self, cx: &RequestContext<RoleServer>) {
+        let newer = cx
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        if newer {
+            let _ = self.changes.send(());
+        } else {
+            let _ = cx.peer.notify_tool_list_changed().await;
         }
     }
 
@@ -307,7 +323,7 @@ impl<S: ServerHandler> Paid<S> {
             "call `{}` with this payment_id once paid",
             confirm_tool_name(tool)
         );
-        let peer = cx.peer.clone();
+        let announce = cx.clone();
         let answer = self.run_paid(&pending, &price, &next, cx).await;
         if self.walleot.mode == Mode::DynamicTools {
             let ran = matches!(
@@ -316,7 +332,7 @@ impl<S: ServerHandler> Paid<S> {
             );
             // The confirm tool goes once no payment of its tool is open any more.
             if ran && self.open_confirm(tool, &pending.payment_id, false) {
-                let _ = peer.notify_tool_list_changed().await;
+                self.announce_tool_list_change(&announce).await;
             }
         }
         answer
@@ -396,7 +412,7 @@ impl<S: ServerHandler> Paid<S> {
                     Err(failure) => return Ok(failure.into()),
                 };
                 if self.open_confirm(tool, &pending.payment_id, true) {
-                    let _ = cx.peer.notify_tool_list_changed().await;
+                    self.announce_tool_list_change(&cx).await;
                 }
                 Ok(payment_required(&pending, &price, &next, "payment_required", false).into())
             }
@@ -998,11 +1014,30 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
+        if self.walleot.mode == Mode::DynamicTools {
+            return Some(requested.supported_by(&self.get_info().capabilities));
+        }
         self.inner.accepted_subscription_filter(requested)
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
-        self.inner.listen(context).await
+        if self.walleot.mode != Mode::DynamicTools {
+            return self.inner.listen(context).await;
+        }
+        let mut changes = self.changes.subscribe();
+        loop {
+            tokio::select! {
+                changed = changes.recv() => match changed {
+                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if context.sink().notify_tool_list_changed().await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = context.cancelled() => return Ok(()),
+            }
+        }
     }
 
     #[allow(deprecated)]

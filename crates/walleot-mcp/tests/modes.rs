@@ -1212,3 +1212,159 @@ async fn client_as_url(url: &str, recorder: Recorder) -> RunningService<RoleClie
         .await
         .unwrap()
 }
+
+/// The example server over stdio, as an MCP 2026-07-28 session.
+async fn example_on_2026(
+    service: &TestServer,
+    mode: &str,
+    recorder: Recorder,
+) -> RunningService<RoleClient, Recorder> {
+    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/paid_server");
+    let (url, key, mode) = (
+        service.base_url.clone(),
+        service.test_key.clone(),
+        mode.to_string(),
+    );
+    let child = TokioChildProcess::new(tokio::process::Command::new(&example).configure(|cmd| {
+        cmd.args(["--mode", &mode])
+            .env("WALLEOT_API_URL", &url)
+            .env("WALLEOT_API_KEY", &key)
+            .env("RUST_LOG", "error");
+    }))
+    .unwrap();
+    recorder
+        .serve_with_lifecycle(
+            child,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stdio() {
+    let service = TestServer::start().await;
+    let payer = Some((service.base_url.clone(), service.test_key.clone()));
+
+    // TWO_STEP and DYNAMIC_TOOLS: the confirm tool, announced on the listen stream.
+    for mode in ["two-step", "dynamic-tools"] {
+        let client = example_on_2026(&service, mode, Recorder::default()).await;
+        let mut changes = if mode == "dynamic-tools" {
+            Some(
+                client
+                    .listen(SubscriptionFilter::builder().tools_list_changed().build())
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
+        let required = structured(&call(&client, "add", json!({"a": 2, "b": 5})).await);
+        let payment_id = required["paymentId"].as_str().unwrap().to_string();
+        if let Some(changes) = &mut changes {
+            let change = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
+            assert!(
+                matches!(change, Ok(Ok(Some(_)))),
+                "{mode}: the list change arrives: {change:?}"
+            );
+            let names: Vec<_> = client
+                .list_all_tools()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            assert!(
+                names.contains(&"confirm_add_payment".to_string()),
+                "{names:?}"
+            );
+        }
+        pay_with(&service, &payment_id).await;
+        let done = call(
+            &client,
+            "confirm_add_payment",
+            json!({"payment_id": payment_id}),
+        )
+        .await;
+        assert_eq!(text(&done), "7", "{mode}");
+        client.cancel().await.unwrap();
+    }
+
+    // RESUBMIT.
+    let client = example_on_2026(&service, "resubmit", Recorder::default()).await;
+    let first = call(&client, "add", json!({"a": 1, "b": 1})).await;
+    let payment_id = structured(&first)["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pay_with(&service, &payment_id).await;
+    assert_eq!(
+        text(
+            &call(
+                &client,
+                "add",
+                json!({"a": 1, "b": 1, "payment_id": payment_id})
+            )
+            .await
+        ),
+        "2"
+    );
+    client.cancel().await.unwrap();
+
+    // ELICITATION: an input-required round trip answered by the payer.
+    let recorder = Recorder {
+        elicitation: Some(ElicitationCapability::new().with_url(UrlElicitationCapability::new())),
+        payer: payer.clone(),
+        ..Recorder::default()
+    };
+    let client = example_on_2026(&service, "elicitation", recorder.clone()).await;
+    assert_eq!(
+        text(&call(&client, "add", json!({"a": 4, "b": 4})).await),
+        "8"
+    );
+    assert_eq!(recorder.elicitations.lock().unwrap().len(), 1);
+    client.cancel().await.unwrap();
+
+    // PROGRESS: the link arrives in progress notifications; the call ends once paid.
+    let recorder = Recorder::default();
+    let client = example_on_2026(&service, "progress", recorder.clone()).await;
+    let paying = {
+        let (progress, service_url, key) = (
+            recorder.progress.clone(),
+            service.base_url.clone(),
+            service.test_key.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let first = progress.lock().unwrap().first().cloned();
+                if let Some(message) = first {
+                    let id = message.rsplit('/').next().unwrap().to_string();
+                    reqwest::Client::new()
+                        .post(format!("{service_url}/v1/test_helpers/sessions/{id}/pay"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await
+                        .unwrap();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    assert_eq!(
+        text(&call(&client, "add", json!({"a": 10, "b": 1})).await),
+        "11"
+    );
+    paying.await.unwrap();
+    client.cancel().await.unwrap();
+}
