@@ -61,6 +61,11 @@ pub struct Walleot {
     wait_for_payment: Duration,
     /// Seals the request state of MCP 2026-07-28 round trips.
     state_secret: Arc<Vec<u8>>,
+    /// DYNAMIC_TOOLS: the open payments of each caller, by tool, shared by every
+    /// instance (stateless HTTP makes one per request).
+    open: Arc<std::sync::Mutex<HashMap<(String, String), std::collections::HashSet<String>>>>,
+    /// DYNAMIC_TOOLS on MCP 2026-07-28: changes of tool lists, for `listen` streams.
+    changes: tokio::sync::broadcast::Sender<()>,
 }
 
 impl Walleot {
@@ -78,6 +83,8 @@ impl Walleot {
             poll_every: Duration::from_secs(2),
             wait_for_payment: Duration::from_secs(300),
             state_secret: Arc::new(uuid::Uuid::new_v4().as_bytes().repeat(2)),
+            open: Default::default(),
+            changes: tokio::sync::broadcast::channel(64).0,
         })
     }
 

@@ -30,10 +30,6 @@ pub struct Paid<S> {
     /// Stands for the MCP session where the transport gives no session id (stdio, where
     /// one handler serves one connection).
     connection: String,
-    /// DYNAMIC_TOOLS on MCP 2026-07-28: changes of the tool list, for `listen` streams.
-    changes: tokio::sync::broadcast::Sender<()>,
-    /// DYNAMIC_TOOLS: the open payments of this session, by tool.
-    open: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
 }
 
 impl<S: ServerHandler> Paid<S> {
@@ -42,8 +38,6 @@ impl<S: ServerHandler> Paid<S> {
             inner,
             walleot,
             connection: uuid::Uuid::new_v4().to_string(),
-            open: Default::default(),
-            changes: tokio::sync::broadcast::channel(16).0,
         }
     }
 
@@ -54,7 +48,7 @@ impl<S: ServerHandler> Paid<S> {
             .protocol_version()
             .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
         if newer {
-            let _ = self.changes.send(());
+            let _ = self.walleot.changes.send(());
         } else {
             let _ = cx.peer.notify_tool_list_changed().await;
         }
@@ -72,10 +66,11 @@ impl<S: ServerHandler> Paid<S> {
 
     /// Opens (or closes) a payment of `tool`; true when its confirm tool thereby
     /// appears (or disappears).
-    fn open_confirm(&self, tool: &str, payment_id: &str, open: bool) -> bool {
-        let mut all = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let before = all.get(tool).is_some_and(|ids| !ids.is_empty());
-        let ids = all.entry(tool.to_string()).or_default();
+    fn open_confirm(&self, caller: &str, tool: &str, payment_id: &str, open: bool) -> bool {
+        let key = (caller.to_string(), tool.to_string());
+        let mut all = self.walleot.open.lock().unwrap_or_else(|e| e.into_inner());
+        let before = all.get(&key).is_some_and(|ids| !ids.is_empty());
+        let ids = all.entry(key.clone()).or_default();
         if open {
             ids.insert(payment_id.to_string());
         } else {
@@ -83,16 +78,14 @@ impl<S: ServerHandler> Paid<S> {
         }
         let after = !ids.is_empty();
         if !after {
-            all.remove(tool);
+            all.remove(&key);
         }
         before != after
     }
 
-    fn is_open(&self, tool: &str) -> bool {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(tool)
+    fn is_open(&self, caller: &str, tool: &str) -> bool {
+        let all = self.walleot.open.lock().unwrap_or_else(|e| e.into_inner());
+        all.contains_key(&(caller.to_string(), tool.to_string()))
     }
 
     /// Who is calling: the authenticated subject where the server has one, else the MCP
@@ -130,18 +123,19 @@ impl<S: ServerHandler> Paid<S> {
 
     /// Whether the confirm tool of `tool` is offered now: always, except in RESUBMIT
     /// (no confirm tools) and DYNAMIC_TOOLS (only while a payment is open).
-    fn offers_confirm(&self, tool: &str) -> bool {
-        match self.walleot.mode {
-            Mode::Resubmit => false,
-            Mode::DynamicTools => self.is_open(tool),
+    /// `caller` is `None` where no request is at hand: then any caller counts.
+    fn offers_confirm(&self, tool: &str, caller: Option<&str>) -> bool {
+        match (self.walleot.mode, caller) {
+            (Mode::Resubmit, _) => false,
+            (Mode::DynamicTools, Some(caller)) => self.is_open(caller, tool),
             _ => true,
         }
     }
 
     /// The priced tool a confirm tool name stands for.
-    fn confirmed_tool(&self, name: &str) -> Option<String> {
+    fn confirmed_tool(&self, name: &str, caller: Option<&str>) -> Option<String> {
         let tool = name.strip_prefix("confirm_")?.strip_suffix("_payment")?;
-        (self.walleot.prices.contains_key(tool) && self.offers_confirm(tool))
+        (self.walleot.prices.contains_key(tool) && self.offers_confirm(tool, caller))
             .then(|| tool.to_string())
     }
 
@@ -331,7 +325,7 @@ impl<S: ServerHandler> Paid<S> {
                 Ok(Some((_, crate::store::PaymentState::Done { .. })))
             );
             // The confirm tool goes once no payment of its tool is open any more.
-            if ran && self.open_confirm(tool, &pending.payment_id, false) {
+            if ran && self.open_confirm(&caller, tool, &pending.payment_id, false) {
                 self.announce_tool_list_change(&announce).await;
             }
         }
@@ -411,7 +405,7 @@ impl<S: ServerHandler> Paid<S> {
                     Ok(p) => p,
                     Err(failure) => return Ok(failure.into()),
                 };
-                if self.open_confirm(tool, &pending.payment_id, true) {
+                if self.open_confirm(&pending.caller, tool, &pending.payment_id, true) {
                     self.announce_tool_list_change(&cx).await;
                 }
                 Ok(payment_required(&pending, &price, &next, "payment_required", false).into())
@@ -865,6 +859,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let caller = self.caller(&context);
         let mut listed = self.inner.list_tools(request, context).await?;
         let mut confirms = Vec::new();
         for tool in &mut listed.tools {
@@ -885,7 +880,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
                 }
                 tool.input_schema = Arc::new(schema);
             }
-            if self.offers_confirm(tool.name.as_ref()) {
+            if self.offers_confirm(tool.name.as_ref(), Some(&caller)) {
                 confirms.push(Self::confirm_tool(tool.name.as_ref(), price));
             }
         }
@@ -894,7 +889,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        if let Some(tool) = self.confirmed_tool(name) {
+        if let Some(tool) = self.confirmed_tool(name, None) {
             return Some(Self::confirm_tool(&tool, &self.walleot.prices[&tool]));
         }
         self.inner.get_tool(name)
@@ -906,7 +901,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        if let Some(tool) = self.confirmed_tool(&name) {
+        if let Some(tool) = self.confirmed_tool(&name, Some(&self.caller(&context))) {
             return self.confirm(&tool, request, context).await;
         }
         match self.walleot.prices.get(&name).cloned() {
@@ -1024,7 +1019,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
         if self.walleot.mode != Mode::DynamicTools {
             return self.inner.listen(context).await;
         }
-        let mut changes = self.changes.subscribe();
+        let mut changes = self.walleot.changes.subscribe();
         loop {
             tokio::select! {
                 changed = changes.recv() => match changed {

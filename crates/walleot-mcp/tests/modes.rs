@@ -1368,3 +1368,158 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stdio() {
     paying.await.unwrap();
     client.cancel().await.unwrap();
 }
+
+/// The client a mode needs: one that answers elicitations by paying, or a plain one.
+fn recorder_for(mode: &str, service: &TestServer) -> Recorder {
+    match mode {
+        "elicitation" | "auto" => Recorder {
+            elicitation: Some(
+                ElicitationCapability::new().with_url(UrlElicitationCapability::new()),
+            ),
+            payer: Some((service.base_url.clone(), service.test_key.clone())),
+            ..Recorder::default()
+        },
+        _ => Recorder::default(),
+    }
+}
+
+/// Calls `add(2, 5)` in `mode`, pays through the test helper as the mode asks, and
+/// returns the tool's answer.
+async fn paid_add(
+    mode: &str,
+    client: &RunningService<RoleClient, Recorder>,
+    recorder: &Recorder,
+    service: &TestServer,
+) -> String {
+    let arguments = json!({"a": 2, "b": 5});
+    match mode {
+        "two-step" | "dynamic-tools" => {
+            let required = structured(&call(client, "add", arguments).await);
+            let payment_id = required["paymentId"].as_str().unwrap().to_string();
+            pay_with(service, &payment_id).await;
+            text(
+                &call(
+                    client,
+                    "confirm_add_payment",
+                    json!({"payment_id": payment_id}),
+                )
+                .await,
+            )
+        }
+        "resubmit" => {
+            let required = structured(&call(client, "add", arguments).await);
+            let payment_id = required["paymentId"].as_str().unwrap().to_string();
+            pay_with(service, &payment_id).await;
+            text(
+                &call(
+                    client,
+                    "add",
+                    json!({"a": 2, "b": 5, "payment_id": payment_id}),
+                )
+                .await,
+            )
+        }
+        "elicitation" | "auto" => text(&call(client, "add", arguments).await),
+        "progress" => {
+            let (progress, url, key) = (
+                recorder.progress.clone(),
+                service.base_url.clone(),
+                service.test_key.clone(),
+            );
+            let paying = tokio::spawn(async move {
+                loop {
+                    let first = progress.lock().unwrap().first().cloned();
+                    if let Some(message) = first {
+                        let id = message.rsplit('/').next().unwrap().to_string();
+                        reqwest::Client::new()
+                            .post(format!("{url}/v1/test_helpers/sessions/{id}/pay"))
+                            .bearer_auth(&key)
+                            .send()
+                            .await
+                            .unwrap();
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            let answer = text(&call(client, "add", arguments).await);
+            paying.await.unwrap();
+            answer
+        }
+        other => panic!("no such mode {other}"),
+    }
+}
+
+const MODES: [&str; 6] = [
+    "two-step",
+    "resubmit",
+    "elicitation",
+    "progress",
+    "dynamic-tools",
+    "auto",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_works_on_an_mcp_2025_11_25_session_over_stdio() {
+    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+    let service = TestServer::start().await;
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/paid_server");
+    for mode in MODES {
+        let (url, key) = (service.base_url.clone(), service.test_key.clone());
+        let child =
+            TokioChildProcess::new(tokio::process::Command::new(&example).configure(|cmd| {
+                cmd.args(["--mode", mode])
+                    .env("WALLEOT_API_URL", &url)
+                    .env("WALLEOT_API_KEY", &key)
+                    .env("RUST_LOG", "error");
+            }))
+            .unwrap();
+        let recorder = recorder_for(mode, &service);
+        let client = recorder.clone().serve(child).await.unwrap();
+        assert_eq!(
+            paid_add(mode, &client, &recorder, &service).await,
+            "7",
+            "{mode}"
+        );
+        client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stateless_http() {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let service = TestServer::start().await;
+    for mode in MODES {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let walleot = paywall(&service, mode.parse().unwrap(), None).identify(bearer_subject());
+        let (url, _server) = serve_mcp_with(walleot, runs.clone(), stateless()).await;
+        let recorder = recorder_for(mode, &service);
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(url)
+                .auth_header("payer-token".to_string()),
+        );
+        let client = recorder
+            .clone()
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            paid_add(mode, &client, &recorder, &service).await,
+            "7",
+            "{mode}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "{mode}");
+    }
+}
