@@ -49,6 +49,9 @@ pub enum SetupError {
     Client(#[from] walleot_client::Error),
 }
 
+/// Open payment ids by (caller, tool).
+type OpenPayments = HashMap<(String, String), std::collections::HashSet<String>>;
+
 /// Prices, mode and service connection; [`Walleot::wrap`] applies them to a server.
 #[derive(Clone)]
 pub struct Walleot {
@@ -63,7 +66,7 @@ pub struct Walleot {
     state_secret: Arc<Vec<u8>>,
     /// DYNAMIC_TOOLS: the open payments of each caller, by tool, shared by every
     /// instance (stateless HTTP makes one per request).
-    open: Arc<std::sync::Mutex<HashMap<(String, String), std::collections::HashSet<String>>>>,
+    open: Arc<std::sync::Mutex<OpenPayments>>,
     /// DYNAMIC_TOOLS on MCP 2026-07-28: changes of tool lists, for `listen` streams.
     changes: tokio::sync::broadcast::Sender<()>,
 }
