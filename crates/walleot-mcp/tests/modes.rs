@@ -335,6 +335,14 @@ fn structured(result: &CallToolResult) -> Value {
     result.structured_content.clone().unwrap_or(Value::Null)
 }
 
+/// The `paymentId` of a payment-required answer.
+fn payment_id_of(result: &CallToolResult) -> String {
+    structured(result)["paymentId"]
+        .as_str()
+        .expect("a paymentId")
+        .to_string()
+}
+
 fn text(result: &CallToolResult) -> String {
     result
         .content
@@ -453,10 +461,7 @@ async fn two_step_pays_then_runs_once_and_captures() {
 async fn a_cheap_payment_does_not_confirm_an_expensive_tool() {
     let setup = Setup::start(Mode::TwoStep).await;
     let client = setup.client().await;
-    let cheap = structured(&call(&client, "add", json!({"a": 1, "b": 1})).await)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cheap = payment_id_of(&call(&client, "add", json!({"a": 1, "b": 1})).await);
     setup.pay(&cheap).await;
     let stolen = call(
         &client,
@@ -483,10 +488,7 @@ async fn a_payment_cannot_be_used_from_another_session() {
     let setup = Setup::start(Mode::TwoStep).await;
     let owner = setup.client().await;
     let thief = setup.client().await;
-    let payment_id = structured(&call(&owner, "add", json!({"a": 2, "b": 2})).await)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&call(&owner, "add", json!({"a": 2, "b": 2})).await);
     setup.pay(&payment_id).await;
     let stolen = call(
         &thief,
@@ -538,10 +540,7 @@ async fn concurrent_confirms_run_the_tool_once() {
 async fn a_failing_tool_costs_the_payer_nothing() {
     let setup = Setup::start(Mode::TwoStep).await;
     let client = setup.client().await;
-    let payment_id = structured(&call(&client, "flaky", json!({})).await)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&call(&client, "flaky", json!({})).await);
     setup.pay(&payment_id).await;
     let failed = call(
         &client,
@@ -584,10 +583,7 @@ async fn resubmit_runs_only_the_paid_arguments() {
         Some(true),
         "the first call answers an error carrying the link"
     );
-    let payment_id = structured(&first)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&first);
     setup.pay(&payment_id).await;
     let other_args = call(
         &client,
@@ -630,21 +626,16 @@ async fn progress_streams_the_link_and_runs_when_paid() {
         .await
         .unwrap();
     // The payer pays once the link has been shown.
-    let payer = {
-        let (setup, progress) = (setup.clone(), recorder.progress.clone());
-        tokio::spawn(async move {
-            for _ in 0..200 {
-                let link = progress.lock().unwrap().first().cloned();
-                if let Some(message) = link {
-                    let id = message.rsplit('/').next().unwrap().to_string();
-                    setup.pay(&id).await;
-                    return message;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            panic!("no progress notification arrived");
-        })
-    };
+    let payer = pay_when_shown(recorder.progress.clone(), {
+        let (url, key) = (
+            setup.service.base_url.clone(),
+            setup.service.test_key.clone(),
+        );
+        move |message: String| async move {
+            pay_linked(url, key, message.clone()).await;
+            message
+        }
+    });
     let result = call(&client, "add", json!({"a": 5, "b": 6})).await;
     let message = payer.await.unwrap();
     assert!(
@@ -770,10 +761,7 @@ async fn dynamic_tools_offer_the_confirm_tool_only_while_a_payment_is_open() {
     assert!(
         !names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
     );
-    let payment_id = structured(&call(&client, "add", json!({"a": 4, "b": 4})).await)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&call(&client, "add", json!({"a": 4, "b": 4})).await);
     assert!(
         names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
     );
@@ -855,10 +843,7 @@ async fn a_persistent_store_survives_a_restart_of_the_mcp_server() {
     let (url, server) = serve_mcp(first, runs.clone()).await;
     let client = client_with_token(&url, "alice-token").await;
     let required = call(&client, "add", json!({"a": 1, "b": 2})).await;
-    let payment_id = structured(&required)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&required);
     drop(client);
     server.abort();
     pay_with(&service, &payment_id).await;
@@ -894,28 +879,8 @@ async fn a_persistent_store_survives_a_restart_of_the_mcp_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_server_is_paid_over_stdio() {
-    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
     let service = TestServer::start().await;
-    let example = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/paid_server");
-    assert!(
-        example.exists(),
-        "cargo test builds the example at {}",
-        example.display()
-    );
-    let (url, key) = (service.base_url.clone(), service.test_key.clone());
-    let child = TokioChildProcess::new(tokio::process::Command::new(&example).configure(|cmd| {
-        cmd.args(["--mode", "two-step"])
-            .env("WALLEOT_API_URL", &url)
-            .env("WALLEOT_API_KEY", &key)
-            .env("RUST_LOG", "error");
-    }))
-    .unwrap();
+    let child = example_child(&service, "two-step");
     let client = Recorder::default().serve(child).await.unwrap();
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
@@ -935,10 +900,7 @@ async fn the_example_server_is_paid_over_stdio() {
         json!({"data": "one two three"}),
     )
     .await;
-    let payment_id = structured(&required)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&required);
     assert_eq!(structured(&required)["amountMinor"], 50);
     pay_with(&service, &payment_id).await;
     let done = call(
@@ -1020,19 +982,14 @@ async fn every_mode_is_paid_through_the_real_checkout() {
             Mode::Progress => {
                 let recorder = Recorder::default();
                 let client = client_as(&setup, recorder.clone()).await;
-                let paying = {
-                    let (progress, payer) = (recorder.progress.clone(), payer.clone());
-                    tokio::spawn(async move {
-                        loop {
-                            let first = progress.lock().unwrap().first().cloned();
-                            if let Some(message) = first {
-                                let url = message.split("open ").nth(1).unwrap().to_string();
-                                return payer.lock().await.pay(&url).await;
-                            }
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    })
-                };
+                let payer = payer.clone();
+                let paying = pay_when_shown(
+                    recorder.progress.clone(),
+                    move |message: String| async move {
+                        let url = message.split("open ").nth(1).unwrap().to_string();
+                        payer.lock().await.pay(&url).await
+                    },
+                );
                 let result = call(&client, tool, arguments).await;
                 assert_eq!(paying.await.unwrap(), "paid");
                 result
@@ -1136,10 +1093,7 @@ async fn stateless_http_binds_payments_to_the_authenticated_subject() {
     let walleot = paywall(&service, Mode::TwoStep, None).identify(bearer_subject());
     let (url, _server) = serve_mcp_with(walleot, runs.clone(), stateless()).await;
     let alice = client_with_token(&url, "alice-token").await;
-    let payment_id = structured(&call(&alice, "add", json!({"a": 3, "b": 3})).await)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&call(&alice, "add", json!({"a": 3, "b": 3})).await);
     pay_with(&service, &payment_id).await;
     let mallory = client_with_token(&url, "mallory-token").await;
     let stolen = call(
@@ -1213,14 +1167,10 @@ async fn client_as_url(url: &str, recorder: Recorder) -> RunningService<RoleClie
         .unwrap()
 }
 
-/// The example server over stdio, as an MCP 2026-07-28 session.
-async fn example_on_2026(
-    service: &TestServer,
-    mode: &str,
-    recorder: Recorder,
-) -> RunningService<RoleClient, Recorder> {
+/// The example server as a child process speaking stdio, priced in `mode`, paid through
+/// `service`. `cargo test` builds the example beside the test binaries.
+fn example_child(service: &TestServer, mode: &str) -> rmcp::transport::TokioChildProcess {
     use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
     let example = std::env::current_exe()
         .unwrap()
         .parent()
@@ -1228,18 +1178,33 @@ async fn example_on_2026(
         .parent()
         .unwrap()
         .join("examples/paid_server");
+    assert!(
+        example.exists(),
+        "cargo test builds the example at {}",
+        example.display()
+    );
     let (url, key, mode) = (
         service.base_url.clone(),
         service.test_key.clone(),
         mode.to_string(),
     );
-    let child = TokioChildProcess::new(tokio::process::Command::new(&example).configure(|cmd| {
+    TokioChildProcess::new(tokio::process::Command::new(&example).configure(|cmd| {
         cmd.args(["--mode", &mode])
             .env("WALLEOT_API_URL", &url)
             .env("WALLEOT_API_KEY", &key)
             .env("RUST_LOG", "error");
     }))
-    .unwrap();
+    .unwrap()
+}
+
+/// The example server over stdio, as an MCP 2026-07-28 session.
+async fn example_on_2026(
+    service: &TestServer,
+    mode: &str,
+    recorder: Recorder,
+) -> RunningService<RoleClient, Recorder> {
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let child = example_child(service, mode);
     recorder
         .serve_with_lifecycle(
             child,
@@ -1303,10 +1268,7 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stdio() {
     // RESUBMIT.
     let client = example_on_2026(&service, "resubmit", Recorder::default()).await;
     let first = call(&client, "add", json!({"a": 1, "b": 1})).await;
-    let payment_id = structured(&first)["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let payment_id = payment_id_of(&first);
     pay_with(&service, &payment_id).await;
     assert_eq!(
         text(
@@ -1338,35 +1300,51 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stdio() {
     // PROGRESS: the link arrives in progress notifications; the call ends once paid.
     let recorder = Recorder::default();
     let client = example_on_2026(&service, "progress", recorder.clone()).await;
-    let paying = {
-        let (progress, service_url, key) = (
-            recorder.progress.clone(),
-            service.base_url.clone(),
-            service.test_key.clone(),
-        );
-        tokio::spawn(async move {
-            loop {
-                let first = progress.lock().unwrap().first().cloned();
-                if let Some(message) = first {
-                    let id = message.rsplit('/').next().unwrap().to_string();
-                    reqwest::Client::new()
-                        .post(format!("{service_url}/v1/test_helpers/sessions/{id}/pay"))
-                        .bearer_auth(&key)
-                        .send()
-                        .await
-                        .unwrap();
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let (url, key) = (service.base_url.clone(), service.test_key.clone());
+    let paying = pay_when_shown(recorder.progress.clone(), move |message| {
+        pay_linked(url, key, message)
+    });
     assert_eq!(
         text(&call(&client, "add", json!({"a": 10, "b": 1})).await),
         "11"
     );
     paying.await.unwrap();
     client.cancel().await.unwrap();
+}
+
+/// Waits for the first progress message carrying a payment link, then pays it with
+/// `pay` (given the message); returns what `pay` returns.
+fn pay_when_shown<F, Fut, T>(
+    progress: Arc<Mutex<Vec<String>>>,
+    pay: F,
+) -> tokio::task::JoinHandle<T>
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    tokio::spawn(async move {
+        for _ in 0..1500 {
+            let first = progress.lock().unwrap().first().cloned();
+            if let Some(message) = first {
+                return pay(message).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no progress notification with a payment link arrived");
+    })
+}
+
+/// Pays, through the test helper, the session a progress message links to.
+async fn pay_linked(base_url: String, key: String, message: String) {
+    let id = message.rsplit('/').next().unwrap().to_string();
+    let paid = reqwest::Client::new()
+        .post(format!("{base_url}/v1/test_helpers/sessions/{id}/pay"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
 }
 
 /// The client a mode needs: one that answers elicitations by paying, or a plain one.
@@ -1421,26 +1399,9 @@ async fn paid_add(
         }
         "elicitation" | "auto" => text(&call(client, "add", arguments).await),
         "progress" => {
-            let (progress, url, key) = (
-                recorder.progress.clone(),
-                service.base_url.clone(),
-                service.test_key.clone(),
-            );
-            let paying = tokio::spawn(async move {
-                loop {
-                    let first = progress.lock().unwrap().first().cloned();
-                    if let Some(message) = first {
-                        let id = message.rsplit('/').next().unwrap().to_string();
-                        reqwest::Client::new()
-                            .post(format!("{url}/v1/test_helpers/sessions/{id}/pay"))
-                            .bearer_auth(&key)
-                            .send()
-                            .await
-                            .unwrap();
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            let (url, key) = (service.base_url.clone(), service.test_key.clone());
+            let paying = pay_when_shown(recorder.progress.clone(), move |message| {
+                pay_linked(url, key, message)
             });
             let answer = text(&call(client, "add", arguments).await);
             paying.await.unwrap();
@@ -1461,25 +1422,9 @@ const MODES: [&str; 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mode_works_on_an_mcp_2025_11_25_session_over_stdio() {
-    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
     let service = TestServer::start().await;
-    let example = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/paid_server");
     for mode in MODES {
-        let (url, key) = (service.base_url.clone(), service.test_key.clone());
-        let child =
-            TokioChildProcess::new(tokio::process::Command::new(&example).configure(|cmd| {
-                cmd.args(["--mode", mode])
-                    .env("WALLEOT_API_URL", &url)
-                    .env("WALLEOT_API_KEY", &key)
-                    .env("RUST_LOG", "error");
-            }))
-            .unwrap();
+        let child = example_child(&service, mode);
         let recorder = recorder_for(mode, &service);
         let client = recorder.clone().serve(child).await.unwrap();
         assert_eq!(

@@ -65,6 +65,17 @@ async fn start(state: &AppState, headers: &HeaderMap) -> Result<(Visitor, Relyin
     Ok((visitor, rp))
 }
 
+/// The payer signed in on this browser, or 401.
+fn signed_in(visitor: &Visitor) -> Result<crate::domain::payers::Payer, ApiError> {
+    visitor.payer.clone().ok_or_else(|| {
+        refused(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::Unauthorized,
+            "no wallet on this browser",
+        )
+    })
+}
+
 fn answer(
     visitor: &Visitor,
     state: &AppState,
@@ -189,13 +200,7 @@ async fn approve_options(
     };
     let result = async {
         let ApiJson(body) = body?;
-        let payer = visitor.payer.clone().ok_or_else(|| {
-            refused(
-                StatusCode::UNAUTHORIZED,
-                ErrorType::Unauthorized,
-                "no wallet on this browser",
-            )
-        })?;
+        let payer = signed_in(&visitor)?;
         let (session, _) = state.sessions.for_checkout(&body.session_id).await?;
         match state.wallets.step(&payer, &session).await? {
             CheckoutStep::NeedsApproval | CheckoutStep::AutoApprove => {}
@@ -279,13 +284,7 @@ async fn approve_finish(
     };
     let result = async {
         let ApiJson(body) = body?;
-        let payer = visitor.payer.clone().ok_or_else(|| {
-            refused(
-                StatusCode::UNAUTHORIZED,
-                ErrorType::Unauthorized,
-                "no wallet on this browser",
-            )
-        })?;
+        let payer = signed_in(&visitor)?;
         let now = state.clock.now_ms();
         let challenge = state
             .store

@@ -27,6 +27,11 @@ pub fn routes() -> Router<AppState> {
         .route("/wallet/totp", get(totp_form).post(totp_confirm))
 }
 
+fn parse_currency(raw: &str) -> Result<Currency, PageError> {
+    raw.parse()
+        .map_err(|e: walleot_api::UnknownCurrency| PageError::BadRequest(e.to_string()))
+}
+
 fn answer(result: Result<Response, PageError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -191,12 +196,7 @@ async fn set_threshold(
             None,
             "threshold",
             |payer| async move {
-                let currency: Currency =
-                    form.currency
-                        .parse()
-                        .map_err(|e: walleot_api::UnknownCurrency| {
-                            PageError::BadRequest(e.to_string())
-                        })?;
+                let currency = parse_currency(&form.currency)?;
                 let amount = currency
                     .parse_major(&form.amount)
                     .map_err(PageError::BadRequest)?;
@@ -256,9 +256,7 @@ async fn top_up(
         .source(source)
         .ok_or(PageError::NotFound)?
         .clone();
-    let currency: Currency = currency
-        .parse()
-        .map_err(|e: walleot_api::UnknownCurrency| PageError::BadRequest(e.to_string()))?;
+    let currency = parse_currency(currency)?;
     wallet_form(
         state,
         headers,
