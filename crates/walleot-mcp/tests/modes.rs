@@ -1362,14 +1362,20 @@ fn recorder_for(mode: &str, service: &TestServer) -> Recorder {
 }
 
 /// Calls `add(2, 5)` in `mode`, pays through the test helper as the mode asks, and
-/// returns the tool's answer.
+/// returns the tool's answer. Where the server cannot elicit (`elicits` false), the
+/// elicitation modes answer in two steps.
 async fn paid_add(
+    elicits: bool,
     mode: &str,
     client: &RunningService<RoleClient, Recorder>,
     recorder: &Recorder,
     service: &TestServer,
 ) -> String {
     let arguments = json!({"a": 2, "b": 5});
+    let mode = match mode {
+        "elicitation" | "auto" if !elicits => "two-step",
+        other => other,
+    };
     match mode {
         "two-step" | "dynamic-tools" => {
             let required = structured(&call(client, "add", arguments).await);
@@ -1428,7 +1434,7 @@ async fn every_mode_works_on_an_mcp_2025_11_25_session_over_stdio() {
         let recorder = recorder_for(mode, &service);
         let client = recorder.clone().serve(child).await.unwrap();
         assert_eq!(
-            paid_add(mode, &client, &recorder, &service).await,
+            paid_add(true, mode, &client, &recorder, &service).await,
             "7",
             "{mode}"
         );
@@ -1461,10 +1467,38 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stateless_http() {
             .await
             .unwrap();
         assert_eq!(
-            paid_add(mode, &client, &recorder, &service).await,
+            paid_add(true, mode, &client, &recorder, &service).await,
             "7",
             "{mode}"
         );
         assert_eq!(runs.load(Ordering::SeqCst), 1, "{mode}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_works_on_an_mcp_2025_11_25_session_over_stateless_http() {
+    let service = TestServer::start().await;
+    for mode in MODES {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let walleot = paywall(&service, mode.parse().unwrap(), None).identify(bearer_subject());
+        let (url, _server) = serve_mcp_with(walleot, runs.clone(), stateless()).await;
+        let recorder = recorder_for(mode, &service);
+        let transport = StreamableHttpClientTransport::from_config(
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url,
+            )
+            .auth_header("payer-token".to_string()),
+        );
+        let client = recorder.clone().serve(transport).await.unwrap();
+        assert_eq!(
+            paid_add(false, mode, &client, &recorder, &service).await,
+            "7",
+            "{mode}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "{mode}");
+        assert!(
+            recorder.elicitations.lock().unwrap().is_empty(),
+            "{mode}: no server request on stateless HTTP"
+        );
     }
 }

@@ -104,6 +104,14 @@ pub struct ServeArgs {
     /// Seconds a session stays payable when the request names no `expiresIn`.
     #[arg(long, env = "WALLEOT_SESSION_TTL", default_value_t = 24 * 3600)]
     pub session_ttl: i64,
+    /// Sandbox credits of a new test wallet and of each "add test credits", in major
+    /// units of the currency (10 = 10.00 USD).
+    #[arg(long, env = "WALLEOT_SANDBOX_CREDIT", default_value_t = 10)]
+    pub sandbox_credit: i64,
+    /// Seconds the approved funds of a manual-capture session stay held before they
+    /// return to the payer uncaptured.
+    #[arg(long, env = "WALLEOT_HOLD_TTL", default_value_t = 24 * 3600)]
+    pub hold_ttl: i64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +257,13 @@ async fn serve(
     config.limits.status_per_window = args.rate_limit_status;
     config.sessions.max_amount = args.max_amount;
     config.sessions.default_ttl_secs = args.session_ttl;
+    anyhow::ensure!(
+        args.sandbox_credit >= 0,
+        "--sandbox-credit must not be negative"
+    );
+    anyhow::ensure!(args.hold_ttl > 0, "--hold-ttl must be positive");
+    config.wallets.sandbox_credit_major = args.sandbox_credit;
+    config.wallets.hold_ms = args.hold_ttl * 1000;
     let first_key = services.bootstrap(clock.now_ms()).await?;
     let app = Application::build(config.clone(), services, clock).await?;
     let base = format!("http://{}", app.local_addr());

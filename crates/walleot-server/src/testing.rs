@@ -259,7 +259,8 @@ impl CheckoutPayer {
         payer
     }
 
-    async fn page(&self, path_or_url: &str) -> String {
+    /// A page as this payer sees it.
+    pub async fn page(&self, path_or_url: &str) -> String {
         let url = if path_or_url.starts_with("http") {
             path_or_url.to_string()
         } else {

@@ -429,3 +429,25 @@ async fn ledger_verify_passes_on_a_sound_ledger_and_fails_on_a_tampered_one() {
     assert!(report.contains("transfers give"), "{report}");
     assert!(report.contains("sum to 1"), "{report}");
 }
+
+#[tokio::test]
+async fn the_sandbox_credit_of_new_test_wallets_is_configurable() {
+    let work = Workdir::new();
+    let served = serve(
+        &work,
+        &[
+            "--database-url",
+            &work.database_url(),
+            "--sandbox-credit",
+            "3",
+        ],
+    );
+    let port = served.base.rsplit(':').next().unwrap();
+    let payer =
+        walleot_server::testing::CheckoutPayer::register(&format!("http://localhost:{port}")).await;
+    let wallet = payer.page("/wallet").await;
+    assert!(wallet.contains("3.00 USD"), "{wallet}");
+    assert!(!wallet.contains("10.00 USD"));
+    let refused = work.run(&["serve", "--listen", "127.0.0.1:0", "--sandbox-credit", "-1"]);
+    assert!(!refused.status.success());
+}

@@ -115,7 +115,9 @@ impl Wallets {
             locked_until: 0,
         };
         self.store.insert_payer(&payer).await?;
-        self.add_test_credits(&payer.id, Currency::USD).await?;
+        if self.policy.sandbox_credit_major > 0 {
+            self.add_test_credits(&payer.id, Currency::USD).await?;
+        }
         Ok(payer)
     }
 

@@ -1,0 +1,661 @@
+//! The measurements. Each returns rows of the report; every figure names its baseline.
+
+use crate::load;
+use crate::process::{walleot, Server};
+use crate::Args;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One line of the report.
+struct Row {
+    what: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+}
+
+fn row(
+    what: impl Into<String>,
+    value: impl Into<String>,
+    baseline: impl Into<String>,
+    ratio: impl Into<String>,
+) -> Row {
+    Row {
+        what: what.into(),
+        value: value.into(),
+        baseline: baseline.into(),
+        ratio: ratio.into(),
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}", a / b)
+}
+
+fn latency(stats: &load::Stats) -> String {
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms",
+        stats.percentile_ms(0.5),
+        stats.percentile_ms(0.99)
+    )
+}
+
+/// The minimal handler of the same framework, on the same route shape.
+pub async fn baseline_server(listen: Option<String>) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/v1/sessions/{id}",
+        get(|| async { axum::Json(json!({"status": "pending"})) }),
+    );
+    let listener =
+        tokio::net::TcpListener::bind(listen.as_deref().unwrap_or("127.0.0.1:0")).await?;
+    println!("baseline listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+struct Service {
+    server: Server,
+    key: String,
+}
+
+/// `walleot serve` on a fresh SQLite file with rate limits out of the way.
+fn start_service(
+    dir: &std::path::Path,
+    cpus: Option<&str>,
+    key: Option<String>,
+) -> anyhow::Result<Service> {
+    let database_url = format!("sqlite://{}", dir.join("bench.db").display());
+    let key = match key {
+        Some(k) => k,
+        None => walleot(&[
+            "keys",
+            "create",
+            "--mode",
+            "test",
+            "--database-url",
+            &database_url,
+        ])?
+        .trim()
+        .to_string(),
+    };
+    let server = Server::start(
+        &[
+            "walleot",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &database_url,
+            "--rate-limit-status",
+            "1000000000",
+            "--rate-limit-sessions",
+            "1000000000",
+        ],
+        cpus,
+    )?;
+    Ok(Service { server, key })
+}
+
+/// Sends a request and reads its whole answer; true for a 2xx.
+async fn succeeded(request: reqwest::RequestBuilder) -> bool {
+    match request.send().await {
+        Ok(response) => {
+            let ok = response.status().is_success();
+            response.bytes().await.is_ok() && ok
+        }
+        Err(_) => false,
+    }
+}
+
+fn http(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn create_sessions(
+    http: &reqwest::Client,
+    service: &Service,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let body: serde_json::Value = http
+            .post(format!("{}/v1/sessions", service.server.base))
+            .bearer_auth(&service.key)
+            .json(&json!({"amount": 200, "currency": "usd"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(body["sessionId"].as_str().unwrap_or_default().to_string());
+    }
+    Ok(ids)
+}
+
+async fn status_load(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    ids: Arc<Vec<String>>,
+    args: &Args,
+) -> load::Stats {
+    let (http, base, key) = (http.clone(), base.to_string(), key.to_string());
+    load::run(args.concurrency, args.duration(), move |i| {
+        let request = http
+            .get(format!(
+                "{base}/v1/sessions/{}",
+                ids[i as usize % ids.len()]
+            ))
+            .bearer_auth(&key);
+        async move { succeeded(request).await }
+    })
+    .await
+}
+
+pub async fn all(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let client = http(args.concurrency);
+
+    // Status checks against a minimal handler of the same framework.
+    let service = start_service(dir.path(), None, None)?;
+    let (idle_rss, _) = service.server.memory_kib();
+    let ids = Arc::new(create_sessions(&client, &service, 100).await?);
+    let status = status_load(
+        &client,
+        &service.server.base,
+        &service.key,
+        ids.clone(),
+        &args,
+    )
+    .await;
+    let baseline = Server::start(&["baseline", "127.0.0.1:0"], None)?;
+    let minimal = status_load(
+        &client,
+        &baseline.base,
+        "",
+        Arc::new(vec!["x".into()]),
+        &args,
+    )
+    .await;
+    drop(baseline);
+    rows.push(row(
+        format!(
+            "status checks/s (GET /v1/sessions/{{id}}, {} connections)",
+            args.concurrency
+        ),
+        format!(
+            "{:.0} ({}, {} errors)",
+            status.per_second(),
+            latency(&status),
+            status.errors
+        ),
+        format!(
+            "{:.0} ({}) minimal axum handler",
+            minimal.per_second(),
+            latency(&minimal)
+        ),
+        ratio(status.per_second(), minimal.per_second()),
+    ));
+
+    // Session creation with full durability against raw durable inserts.
+    let creates = {
+        let (http, base, key) = (
+            client.clone(),
+            service.server.base.clone(),
+            service.key.clone(),
+        );
+        load::run(args.concurrency, args.duration(), move |_| {
+            let request = http
+                .post(format!("{base}/v1/sessions"))
+                .bearer_auth(&key)
+                .json(&json!({"amount": 200, "currency": "usd"}));
+            async move { succeeded(request).await }
+        })
+        .await
+    };
+    let raw = raw_inserts(dir.path(), &args).await?;
+    rows.push(row(
+        "session creations/s (POST /v1/sessions, synchronous=FULL)",
+        format!(
+            "{:.0} ({}, {} errors)",
+            creates.per_second(),
+            latency(&creates),
+            creates.errors
+        ),
+        format!(
+            "{:.0} raw one-row transactions/s, same SQLite settings",
+            raw.per_second()
+        ),
+        ratio(creates.per_second(), raw.per_second()),
+    ));
+    let (rss, peak) = service.server.memory_kib();
+    rows.push(row(
+        "service memory (resident)",
+        format!(
+            "{} MiB idle; {} MiB now, {} MiB peak after the loads",
+            idle_rss / 1024,
+            rss / 1024,
+            peak / 1024
+        ),
+        "-",
+        "-",
+    ));
+
+    // Charges through the ledger: many payers, one merchant.
+    let (charges, per_second, sound) = charges(dir.path(), &args).await?;
+    rows.push(row(
+        format!("charges/s through the ledger ({charges} charges, 200 payers, one merchant)"),
+        format!(
+            "{per_second:.0}; ledger verified afterwards: {}",
+            if sound { "consistent" } else { "MISMATCH" }
+        ),
+        format!("{:.0} raw one-row transactions/s", raw.per_second()),
+        ratio(per_second, raw.per_second()),
+    ));
+
+    // The cost of a price on an MCP tool.
+    let (free, paid) = mcp_cost(&service, &args).await?;
+    rows.push(row(
+        "MCP tool call over streamable HTTP: paid (TWO_STEP: call, pay, confirm) vs free",
+        format!("paid {:.2} ms mean", paid),
+        format!("free {:.2} ms mean", free),
+        ratio(paid, free),
+    ));
+    drop(service);
+
+    // Scaling from one core to two.
+    let mut scaled = Vec::new();
+    for cpus in ["0", "0,1"] {
+        let sub = tempfile::tempdir()?;
+        let service = start_service(sub.path(), Some(cpus), None)?;
+        let ids = Arc::new(create_sessions(&client, &service, 100).await?);
+        scaled.push(
+            status_load(&client, &service.server.base, &service.key, ids, &args)
+                .await
+                .per_second(),
+        );
+    }
+    rows.push(row(
+        "status checks/s with the service on 2 cores (taskset -c 0,1) vs 1 (-c 0)",
+        format!("{:.0}", scaled[1]),
+        format!("{:.0} on one core", scaled[0]),
+        ratio(scaled[1], scaled[0]),
+    ));
+
+    // Size and status latency as sessions accumulate.
+    let stored = stored_sessions(dir.path(), &client, &args).await?;
+    rows.extend(stored);
+
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| measurement | figure | baseline (same run) | ratio |"
+    );
+    let _ = writeln!(table, "|---|---|---|---|");
+    for r in &rows {
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} |",
+            r.what, r.value, r.baseline, r.ratio
+        );
+    }
+    let header = format!(
+        "Command: `cargo run --release -p walleot-bench --{}`; machine: {} cores, {} MiB memory; {}; {:.0} s.\n\n",
+        if args.short { " --short" } else { "" },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        memory_mib(),
+        time::OffsetDateTime::now_utc().date(),
+        started.elapsed().as_secs_f64(),
+    );
+    let report = format!("{header}{table}");
+    println!("{report}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, report)?;
+    Ok(())
+}
+
+fn memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+async fn sqlite(path: &std::path::Path, max: u32) -> anyhow::Result<sqlx::SqlitePool> {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(30));
+    Ok(SqlitePoolOptions::new()
+        .max_connections(max)
+        .connect_with(options)
+        .await?)
+}
+
+/// One-row durable transactions on the same settings as the service's store: the rate
+/// the disk allows.
+async fn raw_inserts(dir: &std::path::Path, args: &Args) -> anyhow::Result<load::Stats> {
+    let pool = sqlite(&dir.join("raw.db"), 1).await?;
+    sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, merchant TEXT, amount INTEGER, currency TEXT, status TEXT, created INTEGER)")
+        .execute(&pool)
+        .await?;
+    Ok(load::run(args.concurrency, args.duration(), move |i| {
+        let pool = pool.clone();
+        async move {
+            let Ok(mut tx) = pool.begin_with("BEGIN IMMEDIATE").await else {
+                return false;
+            };
+            let inserted = sqlx::query("INSERT INTO t VALUES (?, 'mer', 200, 'usd', 'pending', 0)")
+                .bind(format!("row-{i}"))
+                .execute(&mut *tx)
+                .await
+                .is_ok();
+            inserted && tx.commit().await.is_ok()
+        }
+    })
+    .await)
+}
+
+/// Pays `n` sessions from 200 payers to one merchant, concurrently, in process on a
+/// SQLite file; then recomputes the ledger.
+async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f64, bool)> {
+    use walleot_server::domain::payers::ApprovalMethod;
+    use walleot_server::domain::sessions::{SessionPolicy, Sessions};
+    use walleot_server::domain::wallets::{WalletPolicy, Wallets};
+    use walleot_server::domain::{Clock, Mode, Principal, SystemClock};
+    let n = if args.short { 3000 } else { 10000 };
+    let url = format!("sqlite://{}", dir.join("ledger.db").display());
+    let services = walleot_server::startup::Services::open(&url, Some("bench")).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let merchant = services
+        .merchants
+        .create("Hot merchant", clock.now_ms())
+        .await?;
+    let wallets = Wallets::new(
+        services.store.clone(),
+        clock.clone(),
+        WalletPolicy {
+            sandbox_credit_major: 1000,
+            ..WalletPolicy::default()
+        },
+    );
+    let sessions = Sessions::new(
+        services.store.clone(),
+        clock.clone(),
+        SessionPolicy::default(),
+        wallets.clone(),
+    );
+    let owner = Principal {
+        key_id: String::new(),
+        merchant_id: merchant.id.clone(),
+        merchant_name: merchant.name.clone(),
+        mode: Mode::Test,
+    };
+    let mut payers = Vec::new();
+    for _ in 0..200 {
+        payers.push(wallets.register().await?.id);
+    }
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let request = walleot_api::CreateSessionRequest {
+            amount: 1 + (i as i64 % 99),
+            currency: "usd".into(),
+            ..Default::default()
+        };
+        let session = sessions.prepare(&owner, request)?;
+        sessions.insert(&session, None).await?;
+        ids.push(session.id);
+    }
+    let ids = Arc::new(ids);
+    let payers = Arc::new(payers);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (wallets, ids, payers, next) =
+                (wallets.clone(), ids.clone(), payers.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= ids.len() {
+                        return;
+                    }
+                    let _ = wallets
+                        .pay(
+                            &ids[i],
+                            &payers[i % payers.len()],
+                            ApprovalMethod::Auto,
+                            None,
+                        )
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await?;
+    }
+    let per_second = n as f64 / started.elapsed().as_secs_f64();
+    let sound = wallets.verify_ledger().await?.is_empty();
+    Ok((n, per_second, sound))
+}
+
+/// Mean latency of a free tool call and of a paid one (call, payment by the test helper,
+/// confirmation) over streamable HTTP, against the running service.
+async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> {
+    use rmcp::handler::server::router::tool::ToolRouter;
+    use rmcp::handler::server::wrapper::Parameters;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+
+    #[derive(Clone)]
+    struct Tools {
+        tool_router: ToolRouter<Self>,
+    }
+    #[derive(serde::Deserialize, rmcp::schemars::JsonSchema)]
+    struct AddArgs {
+        a: i64,
+        b: i64,
+    }
+    #[tool_router]
+    impl Tools {
+        #[tool(description = "Adds, free.")]
+        async fn free_add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+            (a + b).to_string()
+        }
+        #[tool(description = "Adds, priced.")]
+        async fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+            (a + b).to_string()
+        }
+    }
+    #[tool_handler(router = self.tool_router, name = "bench", version = "0.1.0")]
+    impl ServerHandler for Tools {}
+
+    let walleot = walleot_mcp::Walleot::new(&service.server.base, &service.key)?
+        .price("add", "0.19", "USD")?;
+    let mcp = StreamableHttpService::new(
+        move || {
+            Ok(walleot.wrap(Tools {
+                tool_router: Tools::tool_router(),
+            }))
+        },
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/mcp", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().nest_service("/mcp", mcp)).await;
+    });
+    let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await?;
+    let http = http(1);
+    let rounds = if args.short { 50 } else { 200 };
+    let arguments = json!({"a": 1, "b": 2})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let call =
+        |name: &str| CallToolRequestParams::new(name.to_string()).with_arguments(arguments.clone());
+
+    let started = Instant::now();
+    for _ in 0..rounds {
+        client.call_tool(call("free_add")).await?;
+    }
+    let free = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
+
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let required = client.call_tool(call("add")).await?;
+        let id = required
+            .structured_content
+            .as_ref()
+            .and_then(|s| s["paymentId"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        http.post(format!(
+            "{}/v1/test_helpers/sessions/{id}/pay",
+            service.server.base
+        ))
+        .bearer_auth(&service.key)
+        .send()
+        .await?;
+        let confirm = CallToolRequestParams::new("confirm_add_payment").with_arguments(
+            json!({"payment_id": id})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        client.call_tool(confirm).await?;
+    }
+    let paid = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
+    let _ = client.cancel().await;
+    server.abort();
+    Ok((free, paid))
+}
+
+/// Database size per million sessions, and status latency with 10 thousand and with 1
+/// million sessions stored (rows added directly, in large transactions, between runs).
+async fn stored_sessions(
+    dir: &std::path::Path,
+    client: &reqwest::Client,
+    args: &Args,
+) -> anyhow::Result<Vec<Row>> {
+    let sub = dir.join("stored");
+    std::fs::create_dir_all(&sub)?;
+    let key = {
+        let service = start_service(&sub, None, None)?;
+        let key = service.key.clone();
+        drop(service);
+        key
+    };
+    let path = sub.join("bench.db");
+    let mut figures = Vec::new();
+    let mut total = 0usize;
+    for target in [10_000usize, 1_000_000] {
+        fill(&path, total, target).await?;
+        total = target;
+        let size = std::fs::metadata(&path)?.len();
+        let service = start_service(&sub, None, Some(key.clone()))?;
+        let ids: Vec<String> = (0..100).map(|i| session_id(i * (target / 100))).collect();
+        let stats = status_load(
+            client,
+            &service.server.base,
+            &service.key,
+            Arc::new(ids),
+            args,
+        )
+        .await;
+        figures.push((target, size, stats));
+    }
+    let (small, big) = (&figures[0], &figures[1]);
+    let per_million = (big.1 - small.1) as f64 / (big.0 - small.0) as f64 * 1_000_000.0;
+    Ok(vec![
+        row(
+            "database size per million sessions (with their creation events)",
+            format!("{:.0} MiB", per_million / 1024.0 / 1024.0),
+            "-",
+            "-",
+        ),
+        row(
+            "status checks with 1,000,000 sessions stored",
+            format!("{:.0}/s ({})", big.2.per_second(), latency(&big.2)),
+            format!(
+                "{:.0}/s ({}) with 10,000 stored",
+                small.2.per_second(),
+                latency(&small.2)
+            ),
+            ratio(big.2.per_second(), small.2.per_second()),
+        ),
+    ])
+}
+
+fn session_id(i: usize) -> String {
+    format!("sess_{i:024}")
+}
+
+/// Adds sessions `from..to` (and their creation events) to the service's database.
+async fn fill(path: &std::path::Path, from: usize, to: usize) -> anyhow::Result<()> {
+    let pool = sqlite(path, 1).await?;
+    let merchant: String = sqlx::query_scalar("SELECT id FROM merchants LIMIT 1")
+        .fetch_one(&pool)
+        .await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let mut i = from;
+    while i < to {
+        let end = (i + 50_000).min(to);
+        let mut tx = pool.begin().await?;
+        for n in i..end {
+            let id = session_id(n);
+            sqlx::query(
+                "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, status, \
+                 created_at, expires_at, updated_at) VALUES (?, ?, 0, 200, 'usd', 'Bench', 'pending', ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(&merchant)
+            .bind(now)
+            .bind(now + 86_400_000)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO session_events (id, session_id, type, from_status, to_status, created_at) \
+                 VALUES (?, ?, 'session.created', NULL, 'pending', ?)",
+            )
+            .bind(format!("evt_{n:024}"))
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        i = end;
+    }
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
