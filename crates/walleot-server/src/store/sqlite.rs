@@ -33,6 +33,98 @@ const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, desc
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// New sessions go to the group committer (see [`group_commit`]).
+    new_sessions: tokio::sync::mpsc::Sender<NewSession>,
+}
+
+/// A session to insert, with the answer channel of the request that sent it.
+struct NewSession {
+    session: SessionRecord,
+    created: SessionEvent,
+    completion: Option<IdempotencyCompletion>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Most sessions committed by one transaction.
+const GROUP_MAX: usize = 256;
+
+/// Group commit of new sessions: whatever inserts are waiting when the writer is free go
+/// into one transaction, each in a savepoint of its own, and one `fsync` makes them all
+/// durable before any of them is answered. Under load many requests share a sync; alone,
+/// a request commits at once.
+async fn group_commit(writer: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<NewSession>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(group.len());
+        let committed = async {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            for job in &group {
+                sqlx::query("SAVEPOINT new_session")
+                    .execute(&mut *tx)
+                    .await?;
+                let inserted =
+                    insert_session_in(&mut tx, &job.session, &job.created, job.completion.as_ref())
+                        .await;
+                if inserted.is_err() {
+                    sqlx::query("ROLLBACK TO new_session")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query("RELEASE new_session").execute(&mut *tx).await?;
+                outcomes.push(inserted);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let outcomes = match committed {
+            Ok(()) => outcomes,
+            Err(e) => group
+                .iter()
+                .map(|_| Err(StoreError::WriteFailed(e.to_string())))
+                .collect(),
+        };
+        for (job, outcome) in group.into_iter().zip(outcomes) {
+            let _ = job.done.send(outcome);
+        }
+    }
+}
+
+async fn insert_session_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    session: &SessionRecord,
+    created: &SessionEvent,
+    completion: Option<&IdempotencyCompletion>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
+                               status, created_at, expires_at, updated_at, capture_method) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&session.id)
+    .bind(&session.merchant_id)
+    .bind(session.livemode)
+    .bind(session.amount)
+    .bind(session.currency.code())
+    .bind(&session.description)
+    .bind(session.status.as_str())
+    .bind(session.created_at)
+    .bind(session.expires_at)
+    .bind(session.updated_at)
+    .bind(session.capture_method.as_str())
+    .execute(&mut **tx)
+    .await?;
+    insert_event(tx, created).await?;
+    if let Some(done) = completion {
+        complete_in(tx, done).await?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -57,7 +149,13 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        let (new_sessions, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
+        tokio::spawn(group_commit(writer.clone(), queue));
+        Ok(SqliteStore {
+            writer,
+            reader,
+            new_sessions,
+        })
     }
 
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -269,31 +367,16 @@ impl SessionStore for SqliteStore {
         created: &SessionEvent,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
-                                   status, created_at, expires_at, updated_at, capture_method) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&session.id)
-        .bind(&session.merchant_id)
-        .bind(session.livemode)
-        .bind(session.amount)
-        .bind(session.currency.code())
-        .bind(&session.description)
-        .bind(session.status.as_str())
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .bind(session.updated_at)
-        .bind(session.capture_method.as_str())
-        .execute(&mut *tx)
-        .await?;
-        insert_event(&mut tx, created).await?;
-        if let Some(done) = completion {
-            complete_in(&mut tx, done).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = NewSession {
+            session: session.clone(),
+            created: created.clone(),
+            completion: completion.cloned(),
+            done,
+        };
+        let gone = || StoreError::WriteFailed("the session committer has stopped".into());
+        self.new_sessions.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn get_session(
