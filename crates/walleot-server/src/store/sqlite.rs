@@ -33,26 +33,58 @@ const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, desc
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// New sessions go to the group committer (see [`group_commit`]).
-    new_sessions: tokio::sync::mpsc::Sender<NewSession>,
+    /// New sessions and payments go to the group committer (see [`group_commit`]).
+    jobs: tokio::sync::mpsc::Sender<WriteJob>,
 }
 
-/// A session to insert, with the answer channel of the request that sent it.
-struct NewSession {
-    session: SessionRecord,
-    created: SessionEvent,
-    completion: Option<IdempotencyCompletion>,
-    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
+
+/// A write of the hot paths, with the answer channel of the request that sent it.
+enum WriteJob {
+    NewSession {
+        session: SessionRecord,
+        created: SessionEvent,
+        completion: Option<IdempotencyCompletion>,
+        done: Reply<()>,
+    },
+    Payment {
+        payment: crate::store::SessionPayment,
+        now_ms: i64,
+        done: Reply<crate::store::PayOutcome>,
+    },
+}
+
+/// What one job of a group came to, kept until the group's commit.
+enum Outcome {
+    NewSession(Result<(), StoreError>, Reply<()>),
+    Payment(
+        Result<crate::store::PayOutcome, StoreError>,
+        Reply<crate::store::PayOutcome>,
+    ),
+}
+
+impl Outcome {
+    /// Answers the request: its own result once committed, else the commit's failure.
+    fn answer(self, commit: &Result<(), String>) {
+        let failed = |e: &String| StoreError::WriteFailed(e.clone());
+        match (self, commit) {
+            (Outcome::NewSession(r, done), Ok(())) => drop(done.send(r)),
+            (Outcome::NewSession(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
+            (Outcome::Payment(r, done), Ok(())) => drop(done.send(r)),
+            (Outcome::Payment(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
+        }
+    }
 }
 
 /// Most sessions committed by one transaction.
 const GROUP_MAX: usize = 256;
 
-/// Group commit of new sessions: whatever inserts are waiting when the writer is free go
-/// into one transaction, each in a savepoint of its own, and one `fsync` makes them all
-/// durable before any of them is answered. Under load many requests share a sync; alone,
-/// a request commits at once.
-async fn group_commit(writer: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<NewSession>) {
+/// Group commit of the hot writes (new sessions, payments): whatever jobs are waiting
+/// when the writer is free go into one transaction, each in a savepoint of its own, in
+/// arrival order, and one `fsync` makes them all durable before any is answered. Under
+/// load many requests share a sync; alone, a request commits at once. A job that fails
+/// is rolled back to its savepoint and fails alone.
+async fn group_commit(writer: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<WriteJob>) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -62,37 +94,68 @@ async fn group_commit(writer: SqlitePool, mut queue: tokio::sync::mpsc::Receiver
             }
         }
         let mut outcomes = Vec::with_capacity(group.len());
-        let committed = async {
+        let mut jobs = group.into_iter();
+        let committed: Result<(), StoreError> = async {
             let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            for job in &group {
-                sqlx::query("SAVEPOINT new_session")
-                    .execute(&mut *tx)
-                    .await?;
-                let inserted =
-                    insert_session_in(&mut tx, &job.session, &job.created, job.completion.as_ref())
-                        .await;
-                if inserted.is_err() {
-                    sqlx::query("ROLLBACK TO new_session")
-                        .execute(&mut *tx)
-                        .await?;
+            for job in jobs.by_ref() {
+                sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+                let (failed, outcome) = match job {
+                    WriteJob::NewSession {
+                        session,
+                        created,
+                        completion,
+                        done,
+                    } => {
+                        let r = insert_session_in(&mut tx, &session, &created, completion.as_ref())
+                            .await;
+                        (r.is_err(), Outcome::NewSession(r, done))
+                    }
+                    WriteJob::Payment {
+                        payment,
+                        now_ms,
+                        done,
+                    } => {
+                        let r = ledger::pay_session_in(&mut tx, &payment, now_ms).await;
+                        (r.is_err(), Outcome::Payment(r, done))
+                    }
+                };
+                outcomes.push(outcome);
+                if failed {
+                    sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
                 }
-                sqlx::query("RELEASE new_session").execute(&mut *tx).await?;
-                outcomes.push(inserted);
+                sqlx::query("RELEASE job").execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            Ok::<_, StoreError>(())
+            Ok(())
         }
         .await;
-        let outcomes = match committed {
-            Ok(()) => outcomes,
-            Err(e) => group
-                .iter()
-                .map(|_| Err(StoreError::WriteFailed(e.to_string())))
-                .collect(),
-        };
-        for (job, outcome) in group.into_iter().zip(outcomes) {
-            let _ = job.done.send(outcome);
+        let commit = committed.map_err(|e| e.to_string());
+        for outcome in outcomes {
+            outcome.answer(&commit);
         }
+        // Jobs never reached because the transaction failed early.
+        for job in jobs {
+            let e = commit.clone().err().unwrap_or_default();
+            match job {
+                WriteJob::NewSession { done, .. } => {
+                    drop(done.send(Err(StoreError::WriteFailed(e))))
+                }
+                WriteJob::Payment { done, .. } => drop(done.send(Err(StoreError::WriteFailed(e)))),
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Queues a hot write for the group committer and waits for its answer.
+    async fn group_write<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> WriteJob,
+    ) -> Result<T, StoreError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::WriteFailed("the group committer has stopped".into());
+        self.jobs.send(job(done)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 }
 
@@ -149,12 +212,12 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        let (new_sessions, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
+        let (jobs, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
         tokio::spawn(group_commit(writer.clone(), queue));
         Ok(SqliteStore {
             writer,
             reader,
-            new_sessions,
+            jobs,
         })
     }
 
@@ -367,16 +430,13 @@ impl SessionStore for SqliteStore {
         created: &SessionEvent,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let job = NewSession {
+        self.group_write(|done| WriteJob::NewSession {
             session: session.clone(),
             created: created.clone(),
             completion: completion.cloned(),
             done,
-        };
-        let gone = || StoreError::WriteFailed("the session committer has stopped".into());
-        self.new_sessions.send(job).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        })
+        .await
     }
 
     async fn get_session(

@@ -242,6 +242,73 @@ pub(super) async fn resolve_in(
     Ok(transfer)
 }
 
+/// Charges the payer's wallet for a pending session inside `tx`: the transfer, the
+/// status change, its event and the approval. An error leaves `tx` to be rolled back.
+pub(super) async fn pay_session_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    payment: &SessionPayment,
+    now_ms: i64,
+) -> Result<PayOutcome, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+    ))
+    .bind(&payment.session_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(PayOutcome::NotFound);
+    };
+    let session = session_from_row(&row)?;
+    if session.status_at(now_ms) != SessionStatus::Pending {
+        return Ok(PayOutcome::Refused(session));
+    }
+    let spec = TransferSpec {
+        debit: AccountRef::wallet(&payment.payer_id, session.currency, session.livemode),
+        credit: AccountRef::merchant(&session.merchant_id, session.currency, session.livemode),
+        amount: session.amount,
+        kind: TransferKind::Charge,
+        session_id: Some(session.id.clone()),
+        memo: None,
+        hold_until: (session.capture_method == CaptureMethod::Manual)
+            .then_some(now_ms + payment.hold_ms),
+    };
+    // An error here drops the transaction: nothing of the payment is written.
+    let transfer = transfer_in(tx, &spec, now_ms).await?;
+    let held = transfer.state == TransferState::Pending;
+    let paid = sqlx::query(&format!(
+        "UPDATE sessions SET status = 'paid', updated_at = ?, \
+                 capture_status = CASE WHEN ? THEN 'held' ELSE NULL END, \
+                 hold_transfer_id = CASE WHEN ? THEN ? ELSE NULL END \
+             WHERE id = ? AND status = 'pending' RETURNING {SESSION_COLUMNS}"
+    ))
+    .bind(now_ms)
+    .bind(held)
+    .bind(held)
+    .bind(&transfer.id)
+    .bind(&session.id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let paid = session_from_row(&paid)?;
+    let event = SessionEvent::new(
+        &session.id,
+        Some(SessionStatus::Pending),
+        SessionStatus::Paid,
+        now_ms,
+    );
+    insert_event(tx, &event).await?;
+    sqlx::query(
+            "INSERT INTO approvals (session_id, payer_id, method, evidence, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&session.id)
+        .bind(&payment.payer_id)
+        .bind(payment.method.as_str())
+        .bind(&payment.evidence)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(PayOutcome::Paid(paid))
+}
+
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn transfer(&self, spec: &TransferSpec, now_ms: i64) -> Result<Transfer, StoreError> {
@@ -307,66 +374,12 @@ impl LedgerStore for SqliteStore {
         payment: &SessionPayment,
         now_ms: i64,
     ) -> Result<PayOutcome, StoreError> {
-        let mut tx = self.write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
-        ))
-        .bind(&payment.session_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(PayOutcome::NotFound);
-        };
-        let session = session_from_row(&row)?;
-        if session.status_at(now_ms) != SessionStatus::Pending {
-            return Ok(PayOutcome::Refused(session));
-        }
-        let spec = TransferSpec {
-            debit: AccountRef::wallet(&payment.payer_id, session.currency, session.livemode),
-            credit: AccountRef::merchant(&session.merchant_id, session.currency, session.livemode),
-            amount: session.amount,
-            kind: TransferKind::Charge,
-            session_id: Some(session.id.clone()),
-            memo: None,
-            hold_until: (session.capture_method == CaptureMethod::Manual)
-                .then_some(now_ms + payment.hold_ms),
-        };
-        // An error here drops the transaction: nothing of the payment is written.
-        let transfer = transfer_in(&mut tx, &spec, now_ms).await?;
-        let held = transfer.state == TransferState::Pending;
-        let paid = sqlx::query(&format!(
-            "UPDATE sessions SET status = 'paid', updated_at = ?, \
-                 capture_status = CASE WHEN ? THEN 'held' ELSE NULL END, \
-                 hold_transfer_id = CASE WHEN ? THEN ? ELSE NULL END \
-             WHERE id = ? AND status = 'pending' RETURNING {SESSION_COLUMNS}"
-        ))
-        .bind(now_ms)
-        .bind(held)
-        .bind(held)
-        .bind(&transfer.id)
-        .bind(&session.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let paid = session_from_row(&paid)?;
-        let event = SessionEvent::new(
-            &session.id,
-            Some(SessionStatus::Pending),
-            SessionStatus::Paid,
+        self.group_write(|done| super::WriteJob::Payment {
+            payment: payment.clone(),
             now_ms,
-        );
-        insert_event(&mut tx, &event).await?;
-        sqlx::query(
-            "INSERT INTO approvals (session_id, payer_id, method, evidence, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&session.id)
-        .bind(&payment.payer_id)
-        .bind(payment.method.as_str())
-        .bind(&payment.evidence)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(PayOutcome::Paid(paid))
+            done,
+        })
+        .await
     }
 
     async fn accounts_of(
