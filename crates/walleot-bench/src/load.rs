@@ -73,3 +73,35 @@ where
         latencies,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_read_the_sorted_latencies() {
+        let stats = Stats {
+            requests: 100,
+            errors: 0,
+            elapsed: Duration::from_secs(2),
+            latencies: (1..=100).map(|ms| ms * 1000).collect(),
+        };
+        assert_eq!(stats.per_second(), 50.0);
+        assert_eq!(stats.percentile_ms(0.5), 51.0);
+        assert_eq!(stats.percentile_ms(0.99), 99.0);
+        assert_eq!(stats.percentile_ms(1.0), 100.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_request_is_counted_and_failures_are_errors() {
+        let stats = run(4, Duration::from_millis(100), |i| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            i % 2 == 0
+        })
+        .await;
+        assert!(stats.requests > 8, "{}", stats.requests);
+        assert_eq!(stats.latencies.len() as u64, stats.requests);
+        assert!(stats.errors > 0 && stats.errors < stats.requests);
+        assert!(stats.latencies.windows(2).all(|w| w[0] <= w[1]), "sorted");
+    }
+}
