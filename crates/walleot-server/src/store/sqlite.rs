@@ -207,8 +207,10 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        // Reads run on connections of their own (WAL lets them proceed beside the writer);
+        // enough of them that concurrent requests rarely queue for one.
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
