@@ -89,6 +89,20 @@ impl TestServer {
         )
     }
 
+    /// How many ledger transfers name this session: a paid session has exactly one.
+    pub async fn transfers_of(&self, session_id: &str) -> usize {
+        let (_, transfers) = self
+            .services
+            .store
+            .ledger_snapshot()
+            .await
+            .expect("the ledger");
+        transfers
+            .iter()
+            .filter(|t| t.session_id.as_deref() == Some(session_id))
+            .count()
+    }
+
     /// A key of a new merchant, to test isolation between merchants.
     pub async fn other_merchant_key(&self, name: &str, mode: Mode) -> String {
         let merchant = self

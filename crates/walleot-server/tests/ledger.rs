@@ -208,16 +208,7 @@ async fn a_session_is_paid_once_when_tabs_clicks_and_the_test_helper_race() {
             1,
             "exactly one payment of {id}"
         );
-        let charges = server
-            .services
-            .store
-            .ledger_snapshot()
-            .await
-            .unwrap()
-            .1
-            .into_iter()
-            .filter(|t| t.session_id.as_deref() == Some(id.as_str()))
-            .count();
+        let charges = server.transfers_of(&id).await;
         assert_eq!(charges, 1);
     }
     assert_consistent(&wallets).await;

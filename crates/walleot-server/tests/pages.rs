@@ -290,16 +290,7 @@ async fn an_approval_cannot_be_replayed_or_moved_to_another_charge() {
         browser.json("/webauthn/approve/finish", answer).await.0,
         400
     );
-    let charges = server
-        .services
-        .store
-        .ledger_snapshot()
-        .await
-        .unwrap()
-        .1
-        .iter()
-        .filter(|t| t.session_id.as_deref() == Some(cheap.as_str()))
-        .count();
+    let charges = server.transfers_of(&cheap).await;
     assert_eq!(charges, 1);
     assert_eq!(status(&server, &dear).await, "pending");
 }
