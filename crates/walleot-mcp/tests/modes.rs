@@ -1494,3 +1494,40 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stateless_http() {
 async fn every_mode_works_on_an_mcp_2025_11_25_session_over_stateless_http() {
     stateless_matrix(false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_instances_share_payments_through_one_store_file() {
+    let service = TestServer::start().await;
+    let dir = std::env::temp_dir().join(format!("walleot-mcp-shared-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("payments.db");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        // Each instance opens the file itself, as separate processes would.
+        let store = Arc::new(walleot_mcp::store::SqliteStore::open(&path).await.unwrap());
+        let walleot = paywall(&service, Mode::TwoStep, None)
+            .store(store)
+            .identify(bearer_subject());
+        urls.push(serve_mcp(walleot, runs.clone()).await.0);
+    }
+    let on_a = client_with_token(&urls[0], "carol-token").await;
+    let on_b = client_with_token(&urls[1], "carol-token").await;
+    let payment_id = payment_id_of(&call(&on_a, "add", json!({"a": 9, "b": 9})).await);
+    pay_with(&service, &payment_id).await;
+    let confirm = || json!({"payment_id": payment_id});
+    let (from_a, from_b) = tokio::join!(
+        call(&on_a, "confirm_add_payment", confirm()),
+        call(&on_b, "confirm_add_payment", confirm())
+    );
+    assert_eq!(
+        (text(&from_a), text(&from_b)),
+        ("18".to_string(), "18".to_string())
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the tool ran once across both instances"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
