@@ -316,6 +316,16 @@ impl ClientHandler for Recorder {
     }
 }
 
+/// Waits up to five seconds for `condition`, for notifications that arrive on their own.
+async fn eventually(condition: impl Fn() -> bool) {
+    for _ in 0..250 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn args(v: Value) -> JsonObject {
     v.as_object().unwrap().clone()
 }
@@ -689,7 +699,7 @@ async fn url_elicitation_shows_the_link_and_runs_once_paid() {
     );
     assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
     assert_eq!(setup.merchant_balance().await, 19);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(|| recorder.completions.lock().unwrap().len() == 1).await;
     assert_eq!(
         recorder.completions.lock().unwrap().len(),
         1,
@@ -785,7 +795,7 @@ async fn dynamic_tools_offer_the_confirm_tool_only_while_a_payment_is_open() {
     assert!(
         !names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(|| recorder.list_changes.load(Ordering::SeqCst) >= 2).await;
     assert_eq!(
         recorder.list_changes.load(Ordering::SeqCst),
         2,
