@@ -4,6 +4,7 @@
 mod auth;
 mod capture;
 mod create;
+mod fuzz;
 mod helpers;
 mod idempotency;
 mod lifecycle;
