@@ -457,3 +457,41 @@ async fn the_threshold_refuses_bad_amounts_and_applies_good_ones() {
     let over = session(&server, 301).await;
     assert_eq!(browser.state_of(&over).await, "approve");
 }
+
+#[tokio::test]
+async fn random_paths_and_forms_never_get_a_500() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let segment = "[a-zA-Z0-9_%.\\-]{0,40}";
+    let form = proptest::collection::vec(("[a-z_]{1,10}", "[ -~]{0,30}"), 0..5);
+    for _ in 0..100 {
+        let id = segment.new_tree(&mut runner).unwrap().current();
+        let fields = form.new_tree(&mut runner).unwrap().current();
+        for path in [
+            format!("/checkout/{id}"),
+            format!("/checkout/{id}/decline"),
+            "/wallet/threshold".into(),
+            "/wallet/vouchers".into(),
+            "/wallet/totp".into(),
+        ] {
+            let get = browser.get(&path).await.status().as_u16();
+            assert!(get < 500, "GET {path}: {get}");
+            let post = browser
+                .form(
+                    &path,
+                    &fields
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect::<Vec<_>>(),
+                )
+                .await;
+            assert!(
+                post.status().as_u16() < 500,
+                "POST {path} {fields:?}: {}",
+                post.status()
+            );
+        }
+    }
+}
