@@ -61,6 +61,16 @@ pub enum CheckoutStep {
     Closed(SessionStatus),
 }
 
+/// A checkout's view of a payer and a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub step: CheckoutStep,
+    /// The wallet's available balance in the session's currency and mode.
+    pub available: i64,
+    /// The payer's auto-approve threshold in the session's currency.
+    pub threshold: i64,
+}
+
 /// Why a payment did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
@@ -192,11 +202,16 @@ impl Wallets {
         payer: &Payer,
         session: &SessionRecord,
     ) -> Result<CheckoutStep, DomainError> {
+        Ok(self.assess(payer, session).await?.step)
+    }
+
+    /// The step with the figures a checkout shows beside it, read once.
+    pub async fn assess(
+        &self,
+        payer: &Payer,
+        session: &SessionRecord,
+    ) -> Result<Assessment, DomainError> {
         let now = self.clock.now_ms();
-        let status = session.status_at(now);
-        if status != SessionStatus::Pending {
-            return Ok(CheckoutStep::Closed(status));
-        }
         let available = self
             .balances(&payer.id)
             .await?
@@ -204,18 +219,26 @@ impl Wallets {
             .find(|a| a.currency == session.currency && a.livemode == session.livemode)
             .map(Account::available)
             .unwrap_or(0);
-        if available < session.amount {
-            return Ok(CheckoutStep::InsufficientFunds { available });
-        }
-        if session.amount <= self.threshold(&payer.id, session.currency).await? {
-            return Ok(CheckoutStep::AutoApprove);
-        }
-        if payer.locked_until > now {
-            return Ok(CheckoutStep::Locked {
+        let threshold = self.threshold(&payer.id, session.currency).await?;
+        let status = session.status_at(now);
+        let step = if status != SessionStatus::Pending {
+            CheckoutStep::Closed(status)
+        } else if available < session.amount {
+            CheckoutStep::InsufficientFunds { available }
+        } else if session.amount <= threshold {
+            CheckoutStep::AutoApprove
+        } else if payer.locked_until > now {
+            CheckoutStep::Locked {
                 until: payer.locked_until,
-            });
-        }
-        Ok(CheckoutStep::NeedsApproval)
+            }
+        } else {
+            CheckoutStep::NeedsApproval
+        };
+        Ok(Assessment {
+            step,
+            available,
+            threshold,
+        })
     }
 
     /// Charges the payer's wallet for the session, recording how it was approved.

@@ -5,7 +5,7 @@ use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::{ApprovalMethod, Payer};
 use crate::domain::sessions::SessionRecord;
-use crate::domain::wallets::{CheckoutStep, PayError};
+use crate::domain::wallets::{Assessment, CheckoutStep, PayError};
 use crate::http::AppState;
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
@@ -42,23 +42,26 @@ async fn show_inner(
 ) -> Result<Response, PageError> {
     let visitor = Visitor::from_headers(state, headers).await?;
     let (session, merchant) = state.sessions.for_checkout(id).await?;
+    let mut assessed = None;
     if let Some(payer) = &visitor.payer {
-        if state.wallets.step(payer, &session).await? == CheckoutStep::AutoApprove {
+        let assessment = state.wallets.assess(payer, &session).await?;
+        if assessment.step == CheckoutStep::AutoApprove {
             // Within the payer's own limit: paid as the page opens, no click.
             match state
                 .wallets
                 .pay(&session.id, &payer.id, ApprovalMethod::Auto, None)
                 .await
             {
-                Ok(paid) => return page(state, &visitor, &paid, &merchant, None, true).await,
+                Ok(paid) => return page(state, &visitor, &paid, &merchant, None, true, None).await,
                 Err(PayError::Store(e)) => return Err(e.into()),
                 Err(_) => {} // lost a race: show the session as it now stands
             }
             let (session, merchant) = state.sessions.for_checkout(id).await?;
-            return page(state, &visitor, &session, &merchant, None, false).await;
+            return page(state, &visitor, &session, &merchant, None, false, None).await;
         }
+        assessed = Some(assessment);
     }
-    page(state, &visitor, &session, &merchant, None, false).await
+    page(state, &visitor, &session, &merchant, None, false, assessed).await
 }
 
 async fn page(
@@ -68,6 +71,7 @@ async fn page(
     merchant: &str,
     error: Option<String>,
     auto: bool,
+    assessed: Option<Assessment>,
 ) -> Result<Response, PageError> {
     let currency = session.currency;
     let now = state.clock.now_ms();
@@ -86,7 +90,7 @@ async fn page(
     let state_name = match (status, &visitor.payer) {
         (SessionStatus::Pending, None) => "register".to_string(),
         (SessionStatus::Pending, Some(payer)) => {
-            let extra = pending_view(state, payer, session).await?;
+            let extra = pending_view(state, payer, session, assessed).await?;
             let name = extra
                 .get_attr("state")
                 .ok()
@@ -119,24 +123,24 @@ async fn pending_view(
     state: &AppState,
     payer: &Payer,
     session: &SessionRecord,
+    assessed: Option<Assessment>,
 ) -> Result<minijinja::Value, PageError> {
     let currency = session.currency;
-    let available = state
-        .wallets
-        .balances(&payer.id)
-        .await?
-        .iter()
-        .find(|a| a.currency == currency && a.livemode == session.livemode)
-        .map(|a| a.available())
-        .unwrap_or(0);
-    let threshold = state.wallets.threshold(&payer.id, currency).await?;
+    let Assessment {
+        step,
+        available,
+        threshold,
+    } = match assessed {
+        Some(known) => known,
+        None => state.wallets.assess(payer, session).await?,
+    };
     let has_passkey = !state.store.passkeys_of(&payer.id).await?.is_empty();
     let has_totp = state
         .store
         .totp_of(&payer.id)
         .await?
         .is_some_and(|t| t.confirmed);
-    let (name, until) = match state.wallets.step(payer, session).await? {
+    let (name, until) = match step {
         CheckoutStep::AutoApprove | CheckoutStep::NeedsApproval => ("approve", None),
         CheckoutStep::Locked { until } => ("locked", Some(rfc3339(until))),
         CheckoutStep::InsufficientFunds { .. } => ("insufficient", None),
@@ -204,7 +208,7 @@ async fn approve_with_code(
         };
         let (session, merchant) = state.sessions.for_checkout(&id).await?;
         if payer.locked_until > state.clock.now_ms() {
-            return page(&state, &visitor, &session, &merchant, None, false).await;
+            return page(&state, &visitor, &session, &merchant, None, false, None).await;
         }
         let record = state
             .store
@@ -233,6 +237,7 @@ async fn approve_with_code(
                 &merchant,
                 Some(message.into()),
                 false,
+                None,
             )
             .await;
         }
