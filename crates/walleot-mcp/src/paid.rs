@@ -564,29 +564,36 @@ impl<S: ServerHandler> Paid<S> {
 
     /// `payment_id.mac`: the payment, sealed with the state secret.
     fn seal(&self, payment_id: &str) -> String {
-        format!("{payment_id}.{}", self.mac(payment_id))
+        use base64::Engine;
+        use hmac::Mac;
+        let tag = self.mac(payment_id).finalize().into_bytes();
+        format!(
+            "{payment_id}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     fn open_seal(&self, state: &str) -> Option<String> {
-        let (payment_id, mac) = state.rsplit_once('.')?;
-        let expected = self.mac(payment_id);
-        (expected.len() == mac.len()
-            && expected
-                .bytes()
-                .zip(mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0)
-            .then(|| payment_id.to_string())
+        use base64::Engine;
+        use hmac::Mac;
+        let (payment_id, tag) = state.rsplit_once('.')?;
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(tag)
+            .ok()?;
+        // `verify_slice` compares in constant time.
+        self.mac(payment_id)
+            .verify_slice(&tag)
+            .ok()
+            .map(|()| payment_id.to_string())
     }
 
-    fn mac(&self, payment_id: &str) -> String {
-        use base64::Engine;
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.walleot.state_secret)
+    fn mac(&self, payment_id: &str) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.walleot.state_secret)
             .expect("any key length");
         mac.update(b"walleot-mcp-request-state");
         mac.update(payment_id.as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac
     }
 
     /// Asks the client to show the payment link (URL elicitation where declared, else a
