@@ -11,7 +11,8 @@ use walleot_api::Currency;
 /// What the payer asked for.
 #[derive(Debug, Clone)]
 pub struct TopUpRequest {
-    pub currency: Currency,
+    /// The currency to credit, for sources that let the payer choose it.
+    pub currency: Option<Currency>,
     /// A voucher code, for sources that take one.
     pub code: Option<String>,
 }
@@ -49,10 +50,13 @@ impl TopUpSource for SandboxCredits {
         payer_id: &str,
         request: &TopUpRequest,
     ) -> Result<TopUpReceipt, DomainError> {
-        let amount = self.0.add_test_credits(payer_id, request.currency).await?;
+        let currency = request
+            .currency
+            .ok_or_else(|| DomainError::invalid("currency", "name the currency of the credits"))?;
+        let amount = self.0.add_test_credits(payer_id, currency).await?;
         Ok(TopUpReceipt {
             amount,
-            currency: request.currency,
+            currency,
             livemode: false,
         })
     }

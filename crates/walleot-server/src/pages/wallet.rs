@@ -223,24 +223,23 @@ async fn add_credits(
     let Ok(Form(form)) = form else {
         return PageError::Forbidden.into_response();
     };
-    let currency = form.currency.clone();
+    let request = match parse_currency(&form.currency) {
+        Ok(currency) => TopUpRequest {
+            currency: Some(currency),
+            code: None,
+        },
+        Err(e) => return e.into_response(),
+    };
+    let to = form.return_to.as_deref();
     answer(
         top_up(
-            &state,
-            &headers,
-            &form.csrf,
-            form.return_to.as_deref(),
-            "credits",
-            "sandbox",
-            &currency,
-            None,
+            &state, &headers, &form.csrf, to, "credits", "sandbox", request,
         )
         .await,
     )
 }
 
 /// Tops up the signed-in payer's wallet from the named source.
-#[allow(clippy::too_many_arguments)]
 async fn top_up(
     state: &AppState,
     headers: &HeaderMap,
@@ -248,15 +247,13 @@ async fn top_up(
     return_to: Option<&str>,
     notice: &str,
     source: &str,
-    currency: &str,
-    code: Option<String>,
+    request: TopUpRequest,
 ) -> Result<Response, PageError> {
     let source = state
         .topups
         .source(source)
         .ok_or(PageError::NotFound)?
         .clone();
-    let currency = parse_currency(currency)?;
     wallet_form(
         state,
         headers,
@@ -264,7 +261,6 @@ async fn top_up(
         return_to,
         notice,
         |payer| async move {
-            let request = TopUpRequest { currency, code };
             source
                 .top_up(&payer, &request)
                 .await
@@ -295,17 +291,14 @@ async fn redeem(
     let Ok(Form(form)) = form else {
         return PageError::Forbidden.into_response();
     };
-    let code = Some(form.code.clone());
+    let request = TopUpRequest {
+        currency: None,
+        code: Some(form.code.clone()),
+    };
+    let to = form.return_to.as_deref();
     answer(
         top_up(
-            &state,
-            &headers,
-            &form.csrf,
-            form.return_to.as_deref(),
-            "voucher",
-            "voucher",
-            "usd",
-            code,
+            &state, &headers, &form.csrf, to, "voucher", "voucher", request,
         )
         .await,
     )
