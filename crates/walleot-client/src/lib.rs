@@ -35,8 +35,9 @@ pub use walleot_api::{
 /// What can go wrong with a call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The service answered with an error of the API's shape.
-    #[error("{status} {kind}: {message}")]
+    /// The service answered with an error of the API's shape. A 429 reads "rate limited
+    /// by the payment service, retry in N s"; see [`Error::retry_after`].
+    #[error("{}", describe_api(*.status, .kind, .message, .retry_after))]
     Api {
         status: u16,
         kind: ErrorType,
@@ -63,12 +64,32 @@ impl Error {
         }
     }
 
+    /// How long the service asked to wait before trying again (its `Retry-After`, sent
+    /// with a 429). The client does not retry a 429 by itself.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Api {
+                retry_after: Some(secs),
+                ..
+            } => Some(Duration::from_secs(*secs)),
+            _ => None,
+        }
+    }
+
     /// The HTTP status, when the service answered.
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Api { status, .. } | Error::Protocol { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+fn describe_api(status: u16, kind: &ErrorType, message: &str, retry_after: &Option<u64>) -> String {
+    match (status, retry_after) {
+        (429, Some(secs)) => format!("rate limited by the payment service, retry in {secs} s"),
+        (429, None) => "rate limited by the payment service, retry later".to_string(),
+        _ => format!("{status} {kind}: {message}"),
     }
 }
 
@@ -145,6 +166,7 @@ impl ClientBuilder {
         Ok(Client {
             http,
             base,
+            timeout: self.timeout,
             api_key: self.api_key,
             max_retries: self.max_retries,
             initial_backoff: self.initial_backoff,
@@ -157,6 +179,8 @@ impl ClientBuilder {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
+    /// The whole-request timeout of ordinary calls; long polls add their wait to it.
+    timeout: Duration,
     api_key: String,
     max_retries: u32,
     initial_backoff: Duration,
@@ -221,6 +245,26 @@ impl Client {
         .await
     }
 
+    /// Waits up to `wait` (at most 60 s; longer waits are cut to 60 s, parts of a second
+    /// count as a whole one) for a pending session to change status, then answers it: at
+    /// once when it is paid, failed, cancelled or expired, else at the end of the wait,
+    /// still pending. The call's timeout is `wait` plus the client's timeout.
+    pub async fn wait_session(&self, id: &str, wait: Duration) -> Result<Session, Error> {
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0))
+            .min(MAX_WAIT_SECS);
+        self.call_with_timeout(
+            Method::GET,
+            &format!("sessions/{}", segment(id)),
+            None::<&()>,
+            None,
+            Some(&[("wait", secs)]),
+            self.timeout + Duration::from_secs(secs),
+        )
+        .await
+    }
+
     /// One page of sessions, newest first.
     pub async fn list_sessions(&self, query: &ListSessions) -> Result<SessionList, Error> {
         self.call(Method::GET, "sessions", None::<&()>, None, Some(query))
@@ -264,6 +308,23 @@ impl Client {
         idempotency_key: Option<&str>,
         query: Option<&Q>,
     ) -> Result<T, Error> {
+        self.call_with_timeout(method, path, body, idempotency_key, query, self.timeout)
+            .await
+    }
+
+    async fn call_with_timeout<
+        B: Serialize + ?Sized,
+        Q: Serialize + ?Sized,
+        T: DeserializeOwned,
+    >(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        idempotency_key: Option<&str>,
+        query: Option<&Q>,
+        timeout: Duration,
+    ) -> Result<T, Error> {
         let url = self
             .base
             .join(path)
@@ -273,6 +334,7 @@ impl Client {
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
+                .timeout(timeout)
                 .bearer_auth(&self.api_key);
             if let Some(body) = body {
                 request = request.json(body);
@@ -326,6 +388,9 @@ impl TestHelpers<'_> {
             .await
     }
 }
+
+/// The longest wait the service accepts on a session read.
+const MAX_WAIT_SECS: u64 = 60;
 
 fn new_idempotency_key() -> String {
     uuid::Uuid::new_v4().to_string()

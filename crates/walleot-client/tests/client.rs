@@ -309,3 +309,76 @@ async fn manual_capture_holds_then_captures_or_releases() {
         Some(ErrorType::Conflict)
     );
 }
+
+#[tokio::test]
+async fn wait_session_answers_soon_after_a_payment() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    let session = client.create_session(&request(40)).await.unwrap();
+    let waiter = client.clone();
+    let id = session.session_id.clone();
+    let waiting =
+        tokio::spawn(async move { waiter.wait_session(&id, Duration::from_secs(30)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paid_at = Instant::now();
+    client
+        .test_helpers()
+        .pay(&session.session_id)
+        .await
+        .unwrap();
+    let seen = waiting.await.unwrap().unwrap();
+    assert_eq!(seen.status, SessionStatus::Paid);
+    assert!(paid_at.elapsed() < Duration::from_secs(1), "{:?}", paid_at.elapsed());
+}
+
+#[tokio::test]
+async fn wait_session_outlasts_the_ordinary_timeout_and_answers_pending() {
+    let server = TestServer::start().await;
+    // The ordinary timeout is shorter than the wait: the wait must add to it.
+    let client = Client::builder(&server.base_url, &server.test_key)
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let session = client.create_session(&request(41)).await.unwrap();
+    let started = Instant::now();
+    let seen = client
+        .wait_session(&session.session_id, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(seen.status, SessionStatus::Pending);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_call_says_so_and_is_not_retried() {
+    let server = TestServer::start_with(|c| c.limits.sessions_per_window = 1).await;
+    // Were a 429 retried, the backoff alone would take seconds.
+    let client = Client::builder(&server.base_url, &server.test_key)
+        .max_retries(3)
+        .initial_backoff(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    client.create_session(&request(1)).await.unwrap();
+    let started = Instant::now();
+    let refused = client.create_session(&request(1)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "retried a 429");
+    assert_eq!(refused.status(), Some(429));
+    assert_eq!(refused.kind(), Some(ErrorType::RateLimited));
+    let wait = refused.retry_after().expect("Retry-After on a 429");
+    assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(60));
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "rate limited by the payment service, retry in {} s",
+            wait.as_secs()
+        )
+    );
+    // Other errors keep their status, type and message.
+    let missing = client.get_session("sess_nope").await.unwrap_err();
+    assert_eq!(missing.retry_after(), None);
+    assert!(missing.to_string().starts_with("404 not_found: "), "{missing}");
+}

@@ -11,17 +11,22 @@
 //! # let _ = server; Ok(()) }
 //! ```
 //!
-//! A payment is bound to the tool, its price, a canonical hash of the arguments and the
-//! caller (the authenticated subject where the server names one, else the MCP session):
-//! it cannot pay for another tool, other arguments or another caller. The tool runs at
-//! most once per payment, also under concurrent confirmations, and a result that could
-//! not be delivered is kept for the next confirmation. Payments use manual capture: the
-//! payer's funds are held when approved, captured after the tool succeeds and released
-//! after it fails, so nobody pays for a failed call.
+//! A payment is bound to the tool, its price, a canonical hash of the arguments and,
+//! where the server authenticates its users, the subject: it cannot pay for another
+//! tool, other arguments or another user. The payment id handed to the client is a
+//! secret of its own, never shown in the checkout link: holding it is the right to
+//! confirm, from any MCP session. The tool runs at most once per payment, also under
+//! concurrent confirmations, and its result is handed out only once the payment is
+//! captured. Payments use manual capture: the payer's funds are held when approved,
+//! captured after the tool succeeds and released after it fails, so nobody pays for a
+//! failed call.
 
+mod answers;
+mod confirms;
 mod mode;
 mod paid;
 mod price;
+mod seal;
 pub mod store;
 
 pub use mode::Mode;
@@ -49,9 +54,6 @@ pub enum SetupError {
     Client(#[from] walleot_client::Error),
 }
 
-/// Open payment ids by (caller, tool).
-type OpenPayments = HashMap<(String, String), std::collections::HashSet<String>>;
-
 /// Prices, mode and service connection; [`Walleot::wrap`] applies them to a server.
 #[derive(Clone)]
 pub struct Walleot {
@@ -62,14 +64,28 @@ pub struct Walleot {
     identify: Option<Identify>,
     poll_every: Duration,
     wait_for_payment: Duration,
+    payment_ttl: Duration,
+    max_open_per_caller: usize,
+    max_open: usize,
     /// Seals the request state of MCP 2026-07-28 round trips.
     state_secret: Arc<Vec<u8>>,
     /// DYNAMIC_TOOLS: the open payments of each caller, by tool, shared by every
     /// instance (stateless HTTP makes one per request).
-    open: Arc<std::sync::Mutex<OpenPayments>>,
+    open: Arc<confirms::OpenConfirms>,
     /// DYNAMIC_TOOLS on MCP 2026-07-28: changes of tool lists, for `listen` streams.
     changes: tokio::sync::broadcast::Sender<()>,
+    /// Input schemas of the priced tools, compiled once.
+    validators: Arc<std::sync::Mutex<HashMap<String, Arc<jsonschema::Validator>>>>,
 }
+
+/// How long a payment link stays payable, unless set with [`Walleot::payment_ttl`].
+pub const DEFAULT_PAYMENT_TTL: Duration = Duration::from_secs(30 * 60);
+/// Unpaid payments one caller may have open at once, unless set with
+/// [`Walleot::max_open_per_caller`].
+pub const DEFAULT_MAX_OPEN_PER_CALLER: usize = 10;
+/// Unpaid payments open at once on the whole server, unless set with
+/// [`Walleot::max_open`].
+pub const DEFAULT_MAX_OPEN: usize = 1_000;
 
 impl Walleot {
     /// `api_url` is the service's address (`http://127.0.0.1:8080`), with or without `/v1`.
@@ -83,11 +99,15 @@ impl Walleot {
             mode: Mode::default(),
             store: Arc::new(MemoryStore::new()),
             identify: None,
-            poll_every: Duration::from_secs(2),
+            poll_every: Duration::from_secs(20),
             wait_for_payment: Duration::from_secs(300),
+            payment_ttl: DEFAULT_PAYMENT_TTL,
+            max_open_per_caller: DEFAULT_MAX_OPEN_PER_CALLER,
+            max_open: DEFAULT_MAX_OPEN,
             state_secret: Arc::new(uuid::Uuid::new_v4().as_bytes().repeat(2)),
             open: Default::default(),
             changes: tokio::sync::broadcast::channel(64).0,
+            validators: Default::default(),
         })
     }
 
@@ -123,9 +143,36 @@ impl Walleot {
         self
     }
 
-    /// How often a waiting call (PROGRESS mode) asks whether the payer has paid.
+    /// How long one wait for the payer lasts before a waiting call (PROGRESS mode, or
+    /// elicitation on a long wait) sends progress again (20 s by default). The wait is a
+    /// long poll: a payment is seen as soon as it is made, whatever this is.
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.poll_every = every;
+        self
+    }
+
+    /// How long a payment link stays payable (30 minutes by default; the service
+    /// accepts 60 s to 7 days). An unpaid payment stops counting against the caps below
+    /// when its link expires.
+    pub fn payment_ttl(mut self, ttl: Duration) -> Self {
+        self.payment_ttl = ttl;
+        self
+    }
+
+    /// How many unpaid payments one caller (subject, MCP session or stdio connection)
+    /// may have open at once (10 by default). Past it a priced call is refused without
+    /// asking the service, so that one caller cannot spend the merchant key's rate
+    /// budget for everyone. Anonymous stateless requests have no caller to count by:
+    /// name one with [`Walleot::identify`].
+    pub fn max_open_per_caller(mut self, max: usize) -> Self {
+        self.max_open_per_caller = max;
+        self
+    }
+
+    /// How many unpaid payments may be open on the whole server at once (1,000 by
+    /// default).
+    pub fn max_open(mut self, max: usize) -> Self {
+        self.max_open = max;
         self
     }
 

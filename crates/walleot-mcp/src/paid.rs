@@ -4,11 +4,20 @@
 //! in tools/list, adds the confirm tools or `payment_id` arguments its mode needs, and
 //! stands in front of every tools/call of a priced tool. Everything else goes to the
 //! wrapped server unchanged.
+//!
+//! A priced call checks its arguments against the tool's input schema, opens a payment
+//! (a manual-capture session at the service, and a secret payment id for the client),
+//! and then, depending on the mode, answers with the link or waits for the payer. A
+//! paid payment is claimed once, its tool run, the held funds captured (or released
+//! after a failure), and only then is the result handed out and kept.
 
+use crate::answers::{
+    cached, payment_required, refusal, service_failure, settling, store_failure, unknown_payment,
+};
 use crate::mode::Mode;
 use crate::price::Price;
-use crate::store::{arguments_hash, Claim, PendingPayment};
-use crate::Walleot;
+use crate::store::{arguments_hash, Claim, PaymentState, PendingPayment, StoreError};
+use crate::{seal, Walleot};
 use rmcp::model::*;
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -17,6 +26,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, SessionStatus};
+use walleot_client::Session;
 
 /// Name of the companion tool that confirms a payment for `tool`.
 pub fn confirm_tool_name(tool: &str) -> String {
@@ -32,6 +42,68 @@ pub struct Paid<S> {
     connection: String,
 }
 
+/// Who is calling.
+struct Caller {
+    /// The authenticated subject, where the server names one: payments are bound to it.
+    subject: Option<String>,
+    /// What the per-caller cap and the listed confirm tools go by: the subject, the MCP
+    /// session or the stdio connection. `None` for an anonymous stateless request,
+    /// which has nothing to be told apart by.
+    owner: Option<String>,
+}
+
+/// How settling a paid payment's held funds went.
+enum Settlement {
+    /// Captured (or released): the result may be handed out.
+    Settled,
+    /// The service did not settle it now (rate limited, failing, unreachable): try
+    /// again after the wait.
+    Later(Duration),
+    /// The hold ended before it was captured: the payer was not charged.
+    Lapsed,
+}
+
+/// Waits within one call are capped here; longer ones are left to the next confirm.
+const LONGEST_INLINE_WAIT: Duration = Duration::from_secs(2);
+const SETTLE_ATTEMPTS: u32 = 3;
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh payment id: 192 random bits, the client's proof of the right to confirm.
+fn new_payment_id() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!(
+        "pay_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+fn is_newer(cx: &RequestContext<RoleServer>) -> bool {
+    cx.protocol_version()
+        .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
+}
+
+/// The client's declared elicitation capability, if any.
+fn client_elicitation(cx: &RequestContext<RoleServer>) -> Option<ElicitationCapability> {
+    cx.client_capabilities().and_then(|c| c.elicitation)
+}
+
+/// Stateless HTTP: requests arrive without a session, and the server cannot send
+/// requests (such as elicitations) back to the client.
+fn stateless(cx: &RequestContext<RoleServer>) -> bool {
+    cx.extensions
+        .get::<http::request::Parts>()
+        .is_some_and(|parts| !parts.headers.contains_key("mcp-session-id"))
+}
+
 impl<S: ServerHandler> Paid<S> {
     pub(crate) fn new(inner: S, walleot: Arc<Walleot>) -> Self {
         Paid {
@@ -44,142 +116,210 @@ impl<S: ServerHandler> Paid<S> {
     /// Tells the client its tool list changed: a notification on MCP 2025-11-25 and
     /// earlier, an event on the `subscriptions/listen` stream on 2026-07-28.
     async fn announce_tool_list_change(&self, cx: &RequestContext<RoleServer>) {
-        let newer = cx
-            .protocol_version()
-            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
-        if newer {
+        if is_newer(cx) {
             let _ = self.walleot.changes.send(());
         } else {
             let _ = cx.peer.notify_tool_list_changed().await;
         }
     }
 
-    /// The mode for this client: AUTO picks elicitation where the client declares it (a
-    /// capability that is missing or null counts as absent), else two steps.
+    /// The mode for this client: elicitation (chosen, or picked by AUTO) only where the
+    /// client declares it (a capability that is missing or null counts as absent), else
+    /// two steps.
     fn mode_for(&self, cx: &RequestContext<RoleServer>) -> Mode {
         match self.walleot.mode {
-            Mode::Auto if client_elicitation(cx).is_some() => Mode::Elicitation,
-            Mode::Auto => Mode::TwoStep,
+            Mode::Auto | Mode::Elicitation if client_elicitation(cx).is_some() => Mode::Elicitation,
+            Mode::Auto | Mode::Elicitation => Mode::TwoStep,
             other => other,
         }
     }
 
-    /// Opens (or closes) a payment of `tool`; true when its confirm tool thereby
-    /// appears (or disappears).
-    fn open_confirm(&self, caller: &str, tool: &str, payment_id: &str, open: bool) -> bool {
-        let key = (caller.to_string(), tool.to_string());
-        let mut all = self.walleot.open.lock().unwrap_or_else(|e| e.into_inner());
-        let before = all.get(&key).is_some_and(|ids| !ids.is_empty());
-        let ids = all.entry(key.clone()).or_default();
-        if open {
-            ids.insert(payment_id.to_string());
-        } else {
-            ids.remove(payment_id);
-        }
-        let after = !ids.is_empty();
-        if !after {
-            all.remove(&key);
-        }
-        before != after
-    }
-
-    fn is_open(&self, caller: &str, tool: &str) -> bool {
-        let all = self.walleot.open.lock().unwrap_or_else(|e| e.into_inner());
-        all.contains_key(&(caller.to_string(), tool.to_string()))
-    }
-
-    /// Who is calling: the authenticated subject where the server has one, else the MCP
-    /// session. Never anything the client can choose in `_meta`.
-    fn caller(&self, cx: &RequestContext<RoleServer>) -> String {
-        if let Some(identify) = &self.walleot.identify {
-            if let Some(subject) = identify(cx) {
-                return format!("subject:{subject}");
-            }
-        }
-        match cx.extensions.get::<http::request::Parts>() {
-            // HTTP with a session: the session.
-            Some(parts) => match parts
-                .headers
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(id) => format!("mcp-session:{id}"),
-                // Stateless HTTP has no session to bind to: without an authenticated
-                // subject, whoever holds the (unguessable) payment id may confirm it.
-                None => "stateless-http".to_string(),
+    /// Who is calling. Never anything the client can choose in `_meta`.
+    fn caller(&self, cx: &RequestContext<RoleServer>) -> Caller {
+        let subject = self
+            .walleot
+            .identify
+            .as_ref()
+            .and_then(|identify| identify(cx));
+        let owner = match &subject {
+            Some(subject) => Some(format!("subject:{subject}")),
+            None => match cx.extensions.get::<http::request::Parts>() {
+                // HTTP: the session, where there is one.
+                Some(parts) => parts
+                    .headers
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|id| format!("mcp-session:{id}")),
+                // stdio: one handler serves one connection.
+                None => Some(format!("connection:{}", self.connection)),
             },
-            // stdio: one handler serves one connection.
-            None => format!("connection:{}", self.connection),
-        }
+        };
+        Caller { subject, owner }
     }
 
-    /// Stateless HTTP: requests arrive without a session, and the server cannot send
-    /// requests (such as elicitations) back to the client.
-    fn stateless(cx: &RequestContext<RoleServer>) -> bool {
-        cx.extensions
-            .get::<http::request::Parts>()
-            .is_some_and(|parts| !parts.headers.contains_key("mcp-session-id"))
-    }
-
-    /// Whether the confirm tool of `tool` is offered now: always, except in RESUBMIT
-    /// (no confirm tools) and DYNAMIC_TOOLS (only while a payment is open).
-    /// `caller` is `None` where no request is at hand: then any caller counts.
-    fn offers_confirm(&self, tool: &str, caller: Option<&str>) -> bool {
-        match (self.walleot.mode, caller) {
+    /// Whether the confirm tool of `tool` is listed for `owner`: always, except in
+    /// RESUBMIT (no confirm tools) and DYNAMIC_TOOLS (only while a payment of the caller
+    /// is open; an anonymous stateless caller, who cannot be told apart, always sees it).
+    fn lists_confirm(&self, tool: &str, owner: Option<&str>) -> bool {
+        match (self.walleot.mode, owner) {
             (Mode::Resubmit, _) => false,
-            (Mode::DynamicTools, Some(caller)) => self.is_open(caller, tool),
+            (Mode::DynamicTools, Some(owner)) => self.walleot.open.is_open(owner, tool, now_unix()),
             _ => true,
         }
     }
 
-    /// The priced tool a confirm tool name stands for.
-    fn confirmed_tool(&self, name: &str, caller: Option<&str>) -> Option<String> {
+    /// The priced tool a confirm tool name stands for. A confirmation is accepted
+    /// whether or not its tool is listed now: the payment id is what it takes.
+    fn confirmed_tool(&self, name: &str) -> Option<String> {
         let tool = name.strip_prefix("confirm_")?.strip_suffix("_payment")?;
-        (self.walleot.prices.contains_key(tool) && self.offers_confirm(tool, caller))
+        (self.walleot.prices.contains_key(tool) && self.walleot.mode != Mode::Resubmit)
             .then(|| tool.to_string())
     }
 
+    /// Checks the arguments against the tool's input schema before any money is asked
+    /// for; a tool that publishes no schema is not checked.
+    fn validate(&self, tool: &str, arguments: &Map<String, Value>) -> Result<(), McpError> {
+        let validator = {
+            let mut cache = self
+                .walleot
+                .validators
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match cache.get(tool) {
+                Some(validator) => validator.clone(),
+                None => {
+                    let Some(schema) = self.inner.get_tool(tool).map(|t| t.input_schema) else {
+                        return Ok(());
+                    };
+                    let Ok(validator) =
+                        jsonschema::validator_for(&Value::Object((*schema).clone()))
+                    else {
+                        return Ok(());
+                    };
+                    let validator = Arc::new(validator);
+                    cache.insert(tool.to_string(), validator.clone());
+                    validator
+                }
+            }
+        };
+        let instance = Value::Object(arguments.clone());
+        let problems: Vec<String> = validator
+            .iter_errors(&instance)
+            .take(5)
+            .map(|e| match e.instance_path().to_string() {
+                path if path.is_empty() => e.to_string(),
+                path => format!("{path}: {e}"),
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(McpError::invalid_params(
+            format!(
+                "invalid arguments for `{tool}` ({}); nothing was charged",
+                problems.join("; ")
+            ),
+            None,
+        ))
+    }
+
+    /// Opens a payment for a call: a manual-capture session at the service and a secret
+    /// payment id, within the caps on open payments.
     async fn start_payment(
         &self,
         tool: &str,
         arguments: Map<String, Value>,
         price: &Price,
-        caller: String,
+        caller: &Caller,
     ) -> Result<PendingPayment, CallToolResult> {
+        let walleot = &self.walleot;
+        let now = now_unix();
+        let owner = caller.owner.clone().unwrap_or_default();
+        let open = walleot
+            .store
+            .open_counts(&owner, now)
+            .await
+            .map_err(|e| store_failure(&e))?;
+        let ttl_minutes = walleot.payment_ttl.as_secs().div_ceil(60);
+        if caller.owner.is_some() && open.owner >= walleot.max_open_per_caller {
+            return Err(refusal(&format!(
+                "{} unpaid payments are open for this caller, the most allowed: pay one of them, or call again once they expire (within {ttl_minutes} min). Nothing was charged.",
+                open.owner
+            )));
+        }
+        if open.total >= walleot.max_open {
+            return Err(refusal(&format!(
+                "too many unpaid payments are open on this server; try again within {ttl_minutes} min. Nothing was charged."
+            )));
+        }
         let request = CreateSessionRequest {
             amount: price.minor,
             currency: price.currency.code().to_string(),
             description: Some(format!("Tool call: {tool}")),
+            expires_in: Some(walleot.payment_ttl.as_secs() as i64),
             capture_method: Some(CaptureMethod::Manual),
-            ..Default::default()
         };
-        let session = self
-            .walleot
+        let session = walleot
             .client
             .create_session(&request)
             .await
-            .map_err(|e| service_failure(&e.to_string()))?;
+            .map_err(|e| service_failure(&e))?;
         let pending = PendingPayment {
-            payment_id: session.session_id,
+            payment_id: new_payment_id(),
+            session_id: session.session_id,
             payment_url: session.url,
             tool: tool.to_string(),
             arguments_hash: arguments_hash(&arguments),
             arguments,
             amount_minor: price.minor,
             currency: price.currency.code().to_string(),
-            caller,
+            subject: caller.subject.clone(),
+            owner,
+            expires_at: session.expires_at,
+            expires_unix: now + walleot.payment_ttl.as_secs() as i64,
         };
-        self.walleot
-            .store
-            .put(pending.clone())
-            .await
-            .map_err(|e| service_failure(&e.to_string()))?;
+        if let Err(e) = walleot.store.put(pending.clone()).await {
+            // Not kept, so nobody could confirm it: nobody must pay it either.
+            let _ = walleot.client.cancel_session(&pending.session_id).await;
+            return Err(match e {
+                StoreError::Full => refusal(
+                    "too many payments are open on this server; try again later. Nothing was charged.",
+                ),
+                e => store_failure(&e),
+            });
+        }
         Ok(pending)
     }
 
+    /// Whether the session pays for this payment now; the answer to give otherwise.
+    fn check_paid(
+        &self,
+        pending: &PendingPayment,
+        price: &Price,
+        next_step: &str,
+        session: &Session,
+    ) -> Result<(), CallToolResult> {
+        if session.amount != pending.amount_minor || session.currency.code() != pending.currency {
+            return Err(refusal("the payment does not match this tool's price"));
+        }
+        match (session.status, session.capture_status) {
+            (
+                SessionStatus::Paid,
+                None | Some(CaptureStatus::Held) | Some(CaptureStatus::Captured),
+            ) => Ok(()),
+            (SessionStatus::Pending, _) => {
+                Err(payment_required(pending, price, next_step, "pending"))
+            }
+            (status, _) => Err(refusal(&format!(
+                "the payment is {status}; nothing was charged. Call `{}` again for a new payment link.",
+                pending.tool
+            ))),
+        }
+    }
+
     /// Runs the tool of a paid payment once: checks the payment with the service,
-    /// claims it, runs the tool, captures the held funds after success or releases them
-    /// after failure, and keeps the result for a repeated confirmation.
+    /// claims it, runs the tool, captures the held funds after success (or releases
+    /// them after failure), and hands out and keeps the result once that is done.
     async fn run_paid(
         &self,
         pending: &PendingPayment,
@@ -188,39 +328,40 @@ impl<S: ServerHandler> Paid<S> {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let store = &self.walleot.store;
-        if let Ok(Some((_, crate::store::PaymentState::Done { result, .. }))) =
-            store.get(&pending.payment_id).await
-        {
-            return Ok(cached(result).into());
+        match store.get(&pending.payment_id).await {
+            Ok(Some((_, PaymentState::AwaitingPayment))) => {}
+            Ok(Some((_, PaymentState::Done { result, .. }))) => return Ok(cached(result).into()),
+            Ok(Some((_, PaymentState::Ran { result, succeeded }))) => {
+                return Ok(self
+                    .settle_and_answer(pending, result, succeeded, next_step)
+                    .await
+                    .into())
+            }
+            Ok(Some((_, PaymentState::Running))) => {
+                return Ok(self.wait_for_result(pending, next_step).await.into())
+            }
+            Ok(None) => return Ok(unknown_payment(&pending.tool).into()),
+            Err(e) => return Ok(store_failure(&e).into()),
         }
-        let session = match self.walleot.client.get_session(&pending.payment_id).await {
+        let session = match self.walleot.client.get_session(&pending.session_id).await {
             Ok(s) => s,
-            Err(e) => return Ok(service_failure(&e.to_string()).into()),
+            Err(e) => return Ok(service_failure(&e).into()),
         };
-        if session.amount != pending.amount_minor || session.currency.code() != pending.currency {
-            return Ok(refusal("the payment does not match this tool's price").into());
-        }
-        match (session.status, session.capture_status) {
-            (SessionStatus::Paid, None | Some(CaptureStatus::Held) | Some(CaptureStatus::Captured)) => {}
-            (SessionStatus::Pending, _) => {
-                return Ok(payment_required(pending, price, next_step, "pending", false).into())
-            }
-            (status, _) => {
-                return Ok(refusal(&format!(
-                    "the payment is {status}; nothing was charged. Call `{}` again for a new payment link.",
-                    pending.tool
-                ))
-                .into())
-            }
+        if let Err(answer) = self.check_paid(pending, price, next_step, &session) {
+            return Ok(answer.into());
         }
         match store.claim(&pending.payment_id).await {
             Ok(Claim::Run) => {}
             Ok(Claim::Done { result, .. }) => return Ok(cached(result).into()),
-            Ok(Claim::Running) => {
-                return Ok(self.wait_for_result(&pending.payment_id).await.into())
+            Ok(Claim::Settle { result, succeeded }) => {
+                return Ok(self
+                    .settle_and_answer(pending, result, succeeded, next_step)
+                    .await
+                    .into())
             }
-            Ok(Claim::Unknown) => return Ok(unknown_payment().into()),
-            Err(e) => return Ok(service_failure(&e.to_string()).into()),
+            Ok(Claim::Running) => return Ok(self.wait_for_result(pending, next_step).await.into()),
+            Ok(Claim::Unknown) => return Ok(unknown_payment(&pending.tool).into()),
+            Err(e) => return Ok(store_failure(&e).into()),
         }
         let mut params = CallToolRequestParams::new(pending.tool.clone());
         params.arguments = Some(pending.arguments.clone());
@@ -240,60 +381,160 @@ impl<S: ServerHandler> Paid<S> {
                 false,
             ),
         };
-        let settled = if succeeded {
-            self.walleot
-                .client
-                .capture_session(&pending.payment_id)
-                .await
-        } else {
-            self.walleot
-                .client
-                .release_session(&pending.payment_id)
-                .await
-        };
-        if let Err(e) = settled {
-            // The hold lapses back to the payer by itself if it is never captured.
-            tracing::warn!(payment = %pending.payment_id, error = %e, succeeded, "settling a payment failed");
-        }
         let kept = serde_json::to_value(&result).unwrap_or(Value::Null);
-        if let Err(e) = store.finish(&pending.payment_id, kept, succeeded).await {
-            tracing::warn!(payment = %pending.payment_id, error = %e, "keeping a paid result failed");
+        if let Err(e) = store
+            .ran(&pending.payment_id, kept.clone(), succeeded)
+            .await
+        {
+            tracing::warn!(payment = %pending.session_id, error = %e, "keeping a result to settle failed");
         }
-        Ok(result.into())
+        Ok(self
+            .settle_and_answer(pending, kept, succeeded, next_step)
+            .await
+            .into())
+    }
+
+    /// Settles a payment whose tool ran, then answers: the result once captured, a
+    /// "being settled" answer while the service does not capture, a refusal if the hold
+    /// lapsed first. A failed tool's answer costs nothing, so it is handed out at once;
+    /// its release is retried by the next confirmation if it did not go through.
+    async fn settle_and_answer(
+        &self,
+        pending: &PendingPayment,
+        result: Value,
+        succeeded: bool,
+        next_step: &str,
+    ) -> CallToolResult {
+        let store = &self.walleot.store;
+        match self.settle(pending, succeeded).await {
+            Settlement::Settled => {
+                if let Err(e) = store
+                    .finish(&pending.payment_id, result.clone(), succeeded)
+                    .await
+                {
+                    tracing::warn!(payment = %pending.session_id, error = %e, "keeping a paid result failed");
+                }
+                cached(result)
+            }
+            Settlement::Later(_) if !succeeded => cached(result),
+            Settlement::Later(wait) => {
+                let again = next_step
+                    .split(" once paid")
+                    .next()
+                    .unwrap_or(next_step)
+                    .replace("call", "Call");
+                settling(pending, wait, &again)
+            }
+            Settlement::Lapsed => {
+                let refused = refusal(&format!(
+                    "the payer's held funds lapsed before the payment could be captured: nothing was charged, and the result is not handed out. Call `{}` again for a new payment link.",
+                    pending.tool
+                ));
+                let kept = serde_json::to_value(&refused).unwrap_or(Value::Null);
+                if let Err(e) = store.finish(&pending.payment_id, kept, false).await {
+                    tracing::warn!(payment = %pending.session_id, error = %e, "recording a lapsed payment failed");
+                }
+                refused
+            }
+        }
+    }
+
+    /// Captures (or releases) the held funds, retrying briefly under the client's
+    /// idempotency keys; a wait longer than [`LONGEST_INLINE_WAIT`] is left to the next
+    /// confirmation.
+    async fn settle(&self, pending: &PendingPayment, capture: bool) -> Settlement {
+        let client = &self.walleot.client;
+        let id = &pending.session_id;
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            let outcome = if capture {
+                client.capture_session(id).await
+            } else {
+                client.release_session(id).await
+            };
+            let error = match outcome {
+                Ok(_) => return Settlement::Settled,
+                Err(e) => e,
+            };
+            match error.status() {
+                // The hold ended some other way: see how.
+                Some(409) | Some(404) => {
+                    return match client.get_session(id).await {
+                        Ok(s) if s.capture_status == Some(CaptureStatus::Captured) => {
+                            Settlement::Settled
+                        }
+                        Ok(_) if !capture => Settlement::Settled,
+                        Ok(_) => Settlement::Lapsed,
+                        Err(e) => Settlement::Later(e.retry_after().unwrap_or(backoff)),
+                    }
+                }
+                Some(status) if status != 429 && status < 500 => {
+                    tracing::warn!(payment = %id, error = %error, "the service refused to settle a payment");
+                    return Settlement::Later(Duration::from_secs(60));
+                }
+                _ => {}
+            }
+            let wait = error.retry_after().unwrap_or(backoff);
+            tracing::warn!(payment = %id, error = %error, attempt, "settling a payment failed");
+            if attempt == SETTLE_ATTEMPTS || wait > LONGEST_INLINE_WAIT {
+                return Settlement::Later(wait);
+            }
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
+        }
+        Settlement::Later(backoff)
     }
 
     /// A concurrent confirmation is running the tool: wait for its result.
-    async fn wait_for_result(&self, payment_id: &str) -> CallToolResult {
+    async fn wait_for_result(&self, pending: &PendingPayment, next_step: &str) -> CallToolResult {
         let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
         while tokio::time::Instant::now() < deadline {
-            if let Ok(Some((_, crate::store::PaymentState::Done { result, .. }))) =
-                self.walleot.store.get(payment_id).await
-            {
-                return cached(result);
+            match self.walleot.store.get(&pending.payment_id).await {
+                Ok(Some((_, PaymentState::Done { result, .. }))) => return cached(result),
+                Ok(Some((
+                    _,
+                    PaymentState::Ran {
+                        result,
+                        succeeded: false,
+                    },
+                ))) => return cached(result),
+                Ok(Some((_, PaymentState::Ran { .. }))) => {
+                    let again = next_step.split(" once paid").next().unwrap_or(next_step);
+                    return settling(
+                        pending,
+                        Duration::from_secs(1),
+                        &again.replace("call", "Call"),
+                    );
+                }
+                _ => {}
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         refusal("the paid tool is still running; confirm again in a moment to get its result")
     }
 
-    /// A payment the caller may use for `tool`, or the refusal to answer.
+    /// A payment the caller may use for `tool`, or the refusal to answer. Without a
+    /// subject, holding the secret payment id is the right to confirm, from any session.
     async fn payment_for(
         &self,
         payment_id: Option<&Value>,
         tool: &str,
-        caller: &str,
+        caller: &Caller,
     ) -> Result<PendingPayment, CallToolResult> {
         let Some(payment_id) = payment_id.and_then(Value::as_str) else {
             return Err(refusal("`payment_id` (a string) is required"));
         };
         match self.walleot.store.get(payment_id).await {
-            // Another tool's or another caller's payment reads as unknown: nothing about
-            // it is revealed.
-            Ok(Some((pending, _))) if pending.tool == tool && pending.caller == caller => {
+            // Another tool's or another subject's payment reads as unknown: nothing
+            // about it is revealed.
+            Ok(Some((pending, _)))
+                if pending.tool == tool
+                    && (pending.subject.is_none() || pending.subject == caller.subject) =>
+            {
                 Ok(pending)
             }
-            Ok(_) => Err(unknown_payment()),
-            Err(e) => Err(service_failure(&e.to_string())),
+            Ok(_) => Err(unknown_payment(tool)),
+            Err(e) => Err(store_failure(&e)),
         }
     }
 
@@ -320,12 +561,20 @@ impl<S: ServerHandler> Paid<S> {
         let announce = cx.clone();
         let answer = self.run_paid(&pending, &price, &next, cx).await;
         if self.walleot.mode == Mode::DynamicTools {
-            let ran = matches!(
+            // The confirm tool goes once its result is handed out or the payment ended
+            // unpaid; a confirmation is still accepted after that.
+            let delivered = matches!(
                 self.walleot.store.get(&pending.payment_id).await,
-                Ok(Some((_, crate::store::PaymentState::Done { .. })))
+                Ok(Some((_, PaymentState::Done { .. })))
             );
-            // The confirm tool goes once no payment of its tool is open any more.
-            if ran && self.open_confirm(&caller, tool, &pending.payment_id, false) {
+            let ended = matches!(&answer, Ok(CallToolResponse::Complete(r))
+                if r.structured_content.as_ref().and_then(|s| s.get("status")) == Some(&json!("refused")));
+            if (delivered || ended)
+                && self
+                    .walleot
+                    .open
+                    .close(&pending.owner, tool, &pending.payment_id, now_unix())
+            {
                 self.announce_tool_list_change(&announce).await;
             }
         }
@@ -340,154 +589,79 @@ impl<S: ServerHandler> Paid<S> {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let caller = self.caller(&cx);
-        let state = request.request_state.clone();
-        let responses = request.input_responses.clone().unwrap_or_default();
         let mut arguments = request.arguments.unwrap_or_default();
-        let newer = cx
-            .protocol_version()
-            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
-        match self.mode_for(&cx) {
-            Mode::Elicitation if newer => {
-                self.input_required_call(tool, price, arguments, caller, state, responses, cx)
-                    .await
+        let mode = self.mode_for(&cx);
+        if self.walleot.mode == Mode::Resubmit {
+            if let Some(payment_id) = arguments.remove("payment_id") {
+                return self
+                    .resubmitted(tool, &price, payment_id, arguments, &caller, cx)
+                    .await;
             }
+        }
+        let elicits = matches!(self.walleot.mode, Mode::Elicitation | Mode::Auto);
+        if let (true, Some(state)) = (elicits && is_newer(&cx), request.request_state) {
+            let responses = request.input_responses.unwrap_or_default();
+            return self
+                .input_returned(tool, &price, arguments, &caller, &state, responses, cx)
+                .await;
+        }
+        self.validate(tool, &arguments)?;
+        let pending = match self.start_payment(tool, arguments, &price, &caller).await {
+            Ok(p) => p,
+            Err(refused) => return Ok(refused.into()),
+        };
+        let confirm_next = format!(
+            "call `{}` with this payment_id once paid",
+            confirm_tool_name(tool)
+        );
+        match mode {
             Mode::Resubmit => {
-                let payment_id = arguments.remove("payment_id");
                 let next = format!(
                     "call `{tool}` again with the same arguments and this payment_id once paid"
                 );
-                match payment_id {
-                    None => match self.start_payment(tool, arguments, &price, caller).await {
-                        Ok(pending) => {
-                            Ok(
-                                payment_required(&pending, &price, &next, "payment_required", true)
-                                    .into(),
-                            )
-                        }
-                        Err(failure) => Ok(failure.into()),
-                    },
-                    Some(id) => {
-                        let pending = match self.payment_for(Some(&id), tool, &caller).await {
-                            Ok(p) => p,
-                            Err(refused) => return Ok(refused.into()),
-                        };
-                        if pending.arguments_hash != arguments_hash(&arguments) {
-                            return Ok(refusal(
-                                "this payment was made for other arguments; it cannot pay for this call",
-                            )
-                            .into());
-                        }
-                        self.run_paid(&pending, &price, &next, cx).await
-                    }
-                }
-            }
-            Mode::TwoStep | Mode::Auto => {
-                let next = format!(
-                    "call `{}` with this payment_id once paid",
-                    confirm_tool_name(tool)
-                );
-                match self.start_payment(tool, arguments, &price, caller).await {
-                    Ok(pending) => {
-                        Ok(
-                            payment_required(&pending, &price, &next, "payment_required", false)
-                                .into(),
-                        )
-                    }
-                    Err(failure) => Ok(failure.into()),
-                }
+                Ok(payment_required(&pending, &price, &next, "payment_required").into())
             }
             Mode::DynamicTools => {
                 let next = format!(
                     "call `{}` (now in the tool list) with this payment_id once paid",
                     confirm_tool_name(tool)
                 );
-                let pending = match self.start_payment(tool, arguments, &price, caller).await {
-                    Ok(p) => p,
-                    Err(failure) => return Ok(failure.into()),
-                };
-                if self.open_confirm(&pending.caller, tool, &pending.payment_id, true) {
-                    self.announce_tool_list_change(&cx).await;
+                if let Some(owner) = &caller.owner {
+                    let now = now_unix();
+                    if self.walleot.open.open(
+                        owner,
+                        tool,
+                        &pending.payment_id,
+                        pending.expires_unix,
+                        now,
+                    ) {
+                        self.announce_tool_list_change(&cx).await;
+                    }
                 }
-                Ok(payment_required(&pending, &price, &next, "payment_required", false).into())
+                Ok(payment_required(&pending, &price, &next, "payment_required").into())
             }
-            Mode::Progress => self.progress_call(tool, price, arguments, caller, cx).await,
-            Mode::Elicitation => {
-                self.elicitation_call(tool, price, arguments, caller, cx)
-                    .await
+            Mode::Progress => self.progress_call(pending, price, cx).await,
+            Mode::Elicitation if is_newer(&cx) => Ok(self.input_required(&pending, &price, &cx)),
+            Mode::Elicitation => self.elicitation_call(pending, price, cx).await,
+            Mode::TwoStep | Mode::Auto => {
+                Ok(payment_required(&pending, &price, &confirm_next, "payment_required").into())
             }
         }
     }
 
-    /// MCP 2026-07-28 forbids server-to-client requests: the call answers an
-    /// `InputRequiredResult` asking the client to show the payment link, with the payment
-    /// sealed in the request state; the client's retry carries the state back, and the
-    /// tool runs once the payment is made. The seal binds the retry to this payment, tool
-    /// and arguments, whichever server instance receives it.
-    #[allow(clippy::too_many_arguments)]
-    async fn input_required_call(
+    /// RESUBMIT's second call: the same arguments with the payment id.
+    async fn resubmitted(
         &self,
         tool: &str,
-        price: Price,
+        price: &Price,
+        payment_id: Value,
         arguments: Map<String, Value>,
-        caller: String,
-        state: Option<String>,
-        responses: InputResponses,
+        caller: &Caller,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let next = format!("call `{tool}` again once paid");
-        let Some(state) = state else {
-            let pending = match self.start_payment(tool, arguments, &price, caller).await {
-                Ok(p) => p,
-                Err(failure) => return Ok(failure.into()),
-            };
-            let message = format!(
-                "`{tool}` costs {}. Pay at {}",
-                price.display(),
-                pending.payment_url
-            );
-            let url_mode = client_elicitation(&cx).is_some_and(|c| c.url.is_some());
-            let request = if url_mode {
-                ElicitRequestParams::UrlElicitationParams {
-                    meta: None,
-                    message,
-                    url: pending.payment_url.clone(),
-                    elicitation_id: String::new(),
-                }
-            } else {
-                let Ok(schema) = ElicitationSchema::builder().required_bool("paid").build() else {
-                    return Ok(payment_required(
-                        &pending,
-                        &price,
-                        &next,
-                        "payment_required",
-                        false,
-                    )
-                    .into());
-                };
-                ElicitRequestParams::FormElicitationParams {
-                    meta: None,
-                    message: format!("{message}, then confirm here."),
-                    requested_schema: schema,
-                }
-            };
-            let mut requests = InputRequests::new();
-            requests.insert(
-                "payment".into(),
-                InputRequest::Elicitation(ElicitRequest::new(request)),
-            );
-            return Ok(InputRequiredResult::new(
-                Some(requests),
-                Some(self.seal(&pending.payment_id)),
-            )
-            .into());
-        };
-        let Some(payment_id) = self.open_seal(&state) else {
-            return Ok(refusal("the request state is not valid; call the tool again").into());
-        };
-        let pending = match self.walleot.store.get(&payment_id).await {
-            Ok(Some((pending, _))) if pending.tool == tool => pending,
-            Ok(_) => return Ok(unknown_payment().into()),
-            Err(e) => return Ok(service_failure(&e.to_string()).into()),
+        let pending = match self.payment_for(Some(&payment_id), tool, caller).await {
+            Ok(p) => p,
+            Err(refused) => return Ok(refused.into()),
         };
         if pending.arguments_hash != arguments_hash(&arguments) {
             return Ok(refusal(
@@ -495,54 +669,195 @@ impl<S: ServerHandler> Paid<S> {
             )
             .into());
         }
-        let accepted = responses
-            .get("payment")
-            .and_then(|answer| answer.get("action"))
-            .and_then(Value::as_str)
-            == Some("accept");
-        if !accepted {
-            let _ = self
-                .walleot
-                .client
-                .cancel_session(&pending.payment_id)
-                .await;
-            return Ok(refusal("the payment was declined; nothing was charged").into());
-        }
-        if let Err(answer) = self.await_payment(&pending, &price, &next, &cx).await {
-            return Ok(answer.into());
-        }
-        self.run_paid(&pending, &price, &next, cx).await
+        let next =
+            format!("call `{tool}` again with the same arguments and this payment_id once paid");
+        self.run_paid(&pending, price, &next, cx).await
     }
 
-    /// Polls the service until the payer has paid, within the wait; the answer to give
-    /// otherwise.
+    /// What the client is asked to show: the payment link (URL elicitation where it
+    /// declares that mode), else a form whose `paid` box the payer ticks once done.
+    fn elicitation_request(
+        &self,
+        pending: &PendingPayment,
+        price: &Price,
+        url_mode: bool,
+    ) -> Option<ElicitRequestParams> {
+        let message = format!(
+            "`{}` costs {}. Pay at {}",
+            pending.tool,
+            price.display(),
+            pending.payment_url
+        );
+        if url_mode {
+            return Some(ElicitRequestParams::UrlElicitationParams {
+                meta: None,
+                message,
+                url: pending.payment_url.clone(),
+                elicitation_id: pending.payment_id.clone(),
+            });
+        }
+        let schema = ElicitationSchema::builder()
+            .required_bool("paid")
+            .build()
+            .ok()?;
+        Some(ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: format!("{message}, then confirm here."),
+            requested_schema: schema,
+        })
+    }
+
+    /// MCP 2026-07-28 forbids server-to-client requests: the call answers an
+    /// `InputRequiredResult` asking the client to show the payment link, with the payment
+    /// sealed in the request state; the client's retry carries the state back, and the
+    /// tool runs once the payment is made. The seal binds the retry to this payment, tool
+    /// and arguments, whichever server instance receives it.
+    fn input_required(
+        &self,
+        pending: &PendingPayment,
+        price: &Price,
+        cx: &RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let url_mode = client_elicitation(cx).is_some_and(|c| c.url.is_some());
+        let Some(request) = self.elicitation_request(pending, price, url_mode) else {
+            let next = format!(
+                "call `{}` with this payment_id once paid",
+                confirm_tool_name(&pending.tool)
+            );
+            return payment_required(pending, price, &next, "payment_required").into();
+        };
+        let mut requests = InputRequests::new();
+        requests.insert(
+            "payment".into(),
+            InputRequest::Elicitation(ElicitRequest::new(request)),
+        );
+        InputRequiredResult::new(
+            Some(requests),
+            Some(seal::seal(&self.walleot.state_secret, &pending.payment_id)),
+        )
+        .into()
+    }
+
+    /// The retry of an input-required round trip: the payer's answer and the sealed
+    /// payment.
+    #[allow(clippy::too_many_arguments)]
+    async fn input_returned(
+        &self,
+        tool: &str,
+        price: &Price,
+        arguments: Map<String, Value>,
+        caller: &Caller,
+        state: &str,
+        responses: InputResponses,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let Some(payment_id) = seal::open(&self.walleot.state_secret, state) else {
+            return Ok(refusal("the request state is not valid; call the tool again").into());
+        };
+        let pending = match self
+            .payment_for(Some(&json!(payment_id)), tool, caller)
+            .await
+        {
+            Ok(p) => p,
+            Err(refused) => return Ok(refused.into()),
+        };
+        if pending.arguments_hash != arguments_hash(&arguments) {
+            return Ok(refusal(
+                "this payment was made for other arguments; it cannot pay for this call",
+            )
+            .into());
+        }
+        let next = format!("call `{tool}` again once paid");
+        let answer = responses.get("payment");
+        let action = answer.and_then(|a| a.get("action")).and_then(Value::as_str);
+        let says_unpaid = answer
+            .and_then(|a| a.get("content"))
+            .and_then(|c| c.get("paid"))
+            == Some(&Value::Bool(false));
+        match action {
+            Some("accept") => {}
+            Some("decline") => return Ok(self.declined(&pending).await.into()),
+            // Dismissed without an answer: the link stays payable.
+            _ => {
+                let next = format!(
+                    "call `{}` with this payment_id once paid",
+                    confirm_tool_name(tool)
+                );
+                return Ok(payment_required(&pending, price, &next, "payment_required").into());
+            }
+        }
+        let wait = if says_unpaid {
+            Duration::ZERO
+        } else {
+            self.walleot.wait_for_payment
+        };
+        if let Err(answer) = self
+            .await_payment(&pending, price, &next, &cx, wait, None)
+            .await
+        {
+            return Ok(answer.into());
+        }
+        self.run_paid(&pending, price, &next, cx).await
+    }
+
+    /// The payer declined: the session is cancelled, so nothing will be paid.
+    async fn declined(&self, pending: &PendingPayment) -> CallToolResult {
+        let _ = self
+            .walleot
+            .client
+            .cancel_session(&pending.session_id)
+            .await;
+        refusal("the payer declined the payment; nothing was charged")
+    }
+
+    /// Waits until the payer has paid, within `wait`, with long polls of the service
+    /// (a payment is seen as soon as it is made); the answer to give otherwise. Where the
+    /// call has a progress token, each poll first reports progress (with `message`, or a
+    /// default one), so that clients and sessions do not time out; a client that no
+    /// longer takes progress has gone, and the wait ends.
     async fn await_payment(
         &self,
         pending: &PendingPayment,
         price: &Price,
         next: &str,
         cx: &RequestContext<RoleServer>,
+        wait: Duration,
+        message: Option<String>,
     ) -> Result<(), CallToolResult> {
-        let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
+        let deadline = tokio::time::Instant::now() + wait;
         let token = cx.meta.get_progress_token();
+        let message = message.unwrap_or_else(|| {
+            format!(
+                "Waiting for the payment of {} at {}",
+                price.display(),
+                pending.payment_url
+            )
+        });
+        let pending_answer = || payment_required(pending, price, next, "pending");
         let mut step = 0.0;
         loop {
-            // Long waits report progress so that clients and sessions do not time out.
             if let Some(token) = &token {
                 step += 1.0;
-                let message = format!(
-                    "Waiting for the payment of {} at {}",
-                    price.display(),
-                    pending.payment_url
-                );
-                let _ = cx
-                    .peer
-                    .notify_progress(
-                        ProgressNotificationParam::new(token.clone(), step).with_message(message),
-                    )
-                    .await;
+                let progress = ProgressNotificationParam::new(token.clone(), step)
+                    .with_message(message.clone());
+                if cx.peer.notify_progress(progress).await.is_err() {
+                    return Err(pending_answer());
+                }
             }
-            match self.walleot.client.get_session(&pending.payment_id).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let poll = left.min(self.walleot.poll_every.max(Duration::from_secs(1)));
+            let client = &self.walleot.client;
+            let seen = tokio::select! {
+                seen = async {
+                    if poll.is_zero() {
+                        client.get_session(&pending.session_id).await
+                    } else {
+                        client.wait_session(&pending.session_id, poll).await
+                    }
+                } => seen,
+                _ = cx.ct.cancelled() => return Err(pending_answer()),
+            };
+            match seen {
                 Ok(s) if s.status == SessionStatus::Paid => return Ok(()),
                 Ok(s) if s.status != SessionStatus::Pending => {
                     return Err(refusal(&format!(
@@ -550,82 +865,50 @@ impl<S: ServerHandler> Paid<S> {
                         s.status
                     )))
                 }
-                _ if tokio::time::Instant::now() >= deadline => {
-                    return Err(payment_required(pending, price, next, "pending", false))
+                Ok(_) => {}
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(service_failure(&e))
                 }
-                _ => {}
+                // A failing poll is not retried at once.
+                Err(e) => {
+                    let pause = e
+                        .retry_after()
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = cx.ct.cancelled() => return Err(pending_answer()),
+                    }
+                }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.walleot.poll_every) => {}
-                _ = cx.ct.cancelled() => return Err(payment_required(pending, price, next, "pending", false)),
+            if tokio::time::Instant::now() >= deadline {
+                return Err(pending_answer());
             }
         }
     }
 
-    /// `payment_id.mac`: the payment, sealed with the state secret.
-    fn seal(&self, payment_id: &str) -> String {
-        use base64::Engine;
-        use hmac::Mac;
-        let tag = self.mac(payment_id).finalize().into_bytes();
-        format!(
-            "{payment_id}.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
-        )
-    }
-
-    fn open_seal(&self, state: &str) -> Option<String> {
-        use base64::Engine;
-        use hmac::Mac;
-        let (payment_id, tag) = state.rsplit_once('.')?;
-        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(tag)
-            .ok()?;
-        // `verify_slice` compares in constant time.
-        self.mac(payment_id)
-            .verify_slice(&tag)
-            .ok()
-            .map(|()| payment_id.to_string())
-    }
-
-    fn mac(&self, payment_id: &str) -> hmac::Hmac<sha2::Sha256> {
-        use hmac::Mac;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.walleot.state_secret)
-            .expect("any key length");
-        mac.update(b"walleot-mcp-request-state");
-        mac.update(payment_id.as_bytes());
-        mac
-    }
-
     /// Asks the client to show the payment link (URL elicitation where declared, else a
-    /// form) and waits for the payer; then runs the tool in the same call. A client
-    /// without elicitation, a timeout, or a payment still open gets the two-step answer.
+    /// form) and waits for the payer; then runs the tool in the same call. A timeout, a
+    /// dismissed request or a payment still open gets the two-step answer.
     async fn elicitation_call(
         &self,
-        tool: &str,
+        pending: PendingPayment,
         price: Price,
-        arguments: Map<String, Value>,
-        caller: String,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let next = format!(
             "call `{}` with this payment_id once paid",
-            confirm_tool_name(tool)
+            confirm_tool_name(&pending.tool)
         );
-        let pending = match self.start_payment(tool, arguments, &price, caller).await {
-            Ok(p) => p,
-            Err(failure) => return Ok(failure.into()),
+        let fallback = || payment_required(&pending, &price, &next, "payment_required");
+        let Some(capability) = client_elicitation(&cx) else {
+            return Ok(fallback().into());
         };
-        let fallback = |status: &str| payment_required(&pending, &price, &next, status, false);
-        let newer = cx
-            .protocol_version()
-            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
-        let Some(capability) = client_elicitation(&cx).filter(|_| !newer) else {
-            return Ok(fallback("payment_required").into());
-        };
-        if Self::stateless(&cx) {
+        let url_mode = capability.url.is_some();
+        if stateless(&cx) {
             // No way to send the elicitation: tell a URL-capable client which URL to open
             // (error -32042 of MCP 2025-11-25); others get two steps.
-            if capability.url.is_some() {
+            if url_mode {
                 return Err(McpError::new(
                     ErrorCode(-32042),
                     "URL elicitation required: open the payment link, then call the tool again",
@@ -633,55 +916,38 @@ impl<S: ServerHandler> Paid<S> {
                         "mode": "url",
                         "elicitationId": pending.payment_id,
                         "url": pending.payment_url,
-                        "message": format!("`{tool}` costs {}", price.display()),
+                        "message": format!("`{}` costs {}", pending.tool, price.display()),
                     }]})),
                 ));
             }
-            return Ok(fallback("payment_required").into());
+            return Ok(fallback().into());
         }
-        let message = format!(
-            "`{tool}` costs {}. Pay at {}",
-            price.display(),
-            pending.payment_url
-        );
-        let url_mode = capability.url.is_some();
-        let request = if url_mode {
-            ElicitRequestParams::UrlElicitationParams {
-                meta: None,
-                message,
-                url: pending.payment_url.clone(),
-                elicitation_id: pending.payment_id.clone(),
-            }
-        } else {
-            let schema = match ElicitationSchema::builder().required_bool("paid").build() {
-                Ok(schema) => schema,
-                Err(_) => return Ok(fallback("payment_required").into()),
-            };
-            ElicitRequestParams::FormElicitationParams {
-                meta: None,
-                message: format!("{message}, then confirm here."),
-                requested_schema: schema,
-            }
+        let Some(request) = self.elicitation_request(&pending, &price, url_mode) else {
+            return Ok(fallback().into());
         };
         let answer = cx
             .peer
             .create_elicitation_with_timeout(request, Some(self.walleot.wait_for_payment))
             .await;
-        match answer {
-            Ok(result) if result.action == ElicitationAction::Accept => {}
-            Ok(_) => {
-                // Declined or cancelled: nothing was paid, and nothing will be.
-                let _ = self
-                    .walleot
-                    .client
-                    .cancel_session(&pending.payment_id)
-                    .await;
-                return Ok(refusal("the payment was declined; nothing was charged").into());
+        let says_unpaid = match answer {
+            Ok(result) if result.action == ElicitationAction::Accept => {
+                result.content.as_ref().and_then(|c| c.get("paid")) == Some(&Value::Bool(false))
             }
-            Err(_) => return Ok(fallback("payment_required").into()),
-        }
-        // The payer says done: give the service a moment to record the payment.
-        if let Err(answer) = self.await_payment(&pending, &price, &next, &cx).await {
+            Ok(result) if result.action == ElicitationAction::Decline => {
+                return Ok(self.declined(&pending).await.into())
+            }
+            // Dismissed by the client, or no answer in time: the link stays payable.
+            Ok(_) | Err(_) => return Ok(fallback().into()),
+        };
+        let wait = if says_unpaid {
+            Duration::ZERO
+        } else {
+            self.walleot.wait_for_payment
+        };
+        if let Err(answer) = self
+            .await_payment(&pending, &price, &next, &cx, wait, None)
+            .await
+        {
             return Ok(answer.into());
         }
         if url_mode {
@@ -697,61 +963,35 @@ impl<S: ServerHandler> Paid<S> {
         self.run_paid(&pending, &price, &next, cx).await
     }
 
-    /// Streams the payment link in progress notifications while polling for the payer,
+    /// Streams the payment link in progress notifications while waiting for the payer,
     /// then runs the tool in the same call. Without a progress token, or when the wait
     /// ends, the answer names the confirm tool instead, so that nothing is lost.
     async fn progress_call(
         &self,
-        tool: &str,
+        pending: PendingPayment,
         price: Price,
-        arguments: Map<String, Value>,
-        caller: String,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let next = format!(
             "call `{}` with this payment_id once paid",
-            confirm_tool_name(tool)
+            confirm_tool_name(&pending.tool)
         );
-        let pending = match self.start_payment(tool, arguments, &price, caller).await {
-            Ok(p) => p,
-            Err(failure) => return Ok(failure.into()),
-        };
-        let Some(token) = cx.meta.get_progress_token() else {
-            return Ok(payment_required(&pending, &price, &next, "payment_required", false).into());
-        };
-        let deadline = tokio::time::Instant::now() + self.walleot.wait_for_payment;
-        let mut step = 0.0;
+        if cx.meta.get_progress_token().is_none() {
+            return Ok(payment_required(&pending, &price, &next, "payment_required").into());
+        }
         let message = format!(
             "Payment of {} required: open {}",
             price.display(),
             pending.payment_url
         );
-        while tokio::time::Instant::now() < deadline {
-            step += 1.0;
-            let progress =
-                ProgressNotificationParam::new(token.clone(), step).with_message(message.clone());
-            if cx.peer.notify_progress(progress).await.is_err() {
-                break;
-            }
-            match self.walleot.client.get_session(&pending.payment_id).await {
-                Ok(s) if s.status == SessionStatus::Paid => {
-                    return self.run_paid(&pending, &price, &next, cx).await
-                }
-                Ok(s) if s.status != SessionStatus::Pending => {
-                    return Ok(refusal(&format!(
-                        "the payment is {}; nothing was charged",
-                        s.status
-                    ))
-                    .into())
-                }
-                _ => {}
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.walleot.poll_every) => {}
-                _ = cx.ct.cancelled() => break,
-            }
+        let wait = self.walleot.wait_for_payment;
+        match self
+            .await_payment(&pending, &price, &next, &cx, wait, Some(message))
+            .await
+        {
+            Ok(()) => self.run_paid(&pending, &price, &next, cx).await,
+            Err(answer) => Ok(answer.into()),
         }
-        Ok(payment_required(&pending, &price, &next, "payment_required", false).into())
     }
 
     fn confirm_tool(tool: &str, price: &Price) -> Tool {
@@ -768,84 +1008,6 @@ impl<S: ServerHandler> Paid<S> {
         confirm.meta = None;
         confirm
     }
-}
-
-/// The client's declared elicitation capability, if any.
-fn client_elicitation(cx: &RequestContext<RoleServer>) -> Option<ElicitationCapability> {
-    cx.client_capabilities().and_then(|c| c.elicitation)
-}
-
-fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResult {
-    let mut result = if is_error {
-        CallToolResult::error(vec![ContentBlock::text(text)])
-    } else {
-        CallToolResult::success(vec![ContentBlock::text(text)])
-    };
-    result.structured_content = Some(structured);
-    result
-}
-
-/// The machine-readable answer that asks for payment.
-fn payment_required(
-    p: &PendingPayment,
-    price: &Price,
-    next_step: &str,
-    status: &str,
-    is_error: bool,
-) -> CallToolResult {
-    let structured = json!({
-        "status": status,
-        "paymentId": p.payment_id,
-        "paymentUrl": p.payment_url,
-        "amount": price.major_text(),
-        "amountMinor": price.minor,
-        "currency": price.currency.code().to_ascii_uppercase(),
-        "tool": p.tool,
-        "nextStep": next_step,
-    });
-    let text = if status == "pending" {
-        format!(
-            "The payment of {} is not completed yet. Open {} to pay, then {next_step}.",
-            price.display(),
-            p.payment_url
-        )
-    } else {
-        format!(
-            "`{}` costs {}. Open {} to pay, then {next_step}. payment_id: {}",
-            p.tool,
-            price.display(),
-            p.payment_url,
-            p.payment_id
-        )
-    };
-    text_result(text, structured, is_error)
-}
-
-fn refusal(message: &str) -> CallToolResult {
-    text_result(
-        message.to_string(),
-        json!({"status": "refused", "message": message}),
-        true,
-    )
-}
-
-fn unknown_payment() -> CallToolResult {
-    refusal("unknown payment_id for this tool and caller")
-}
-
-fn service_failure(detail: &str) -> CallToolResult {
-    let message = format!(
-        "the payment service could not be reached ({detail}); nothing was charged, try again"
-    );
-    text_result(
-        message.clone(),
-        json!({"status": "error", "message": message}),
-        true,
-    )
-}
-
-fn cached(result: Value) -> CallToolResult {
-    serde_json::from_value(result).unwrap_or_else(|_| refusal("the kept result could not be read"))
 }
 
 impl<S: ServerHandler> ServerHandler for Paid<S> {
@@ -887,7 +1049,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
                 }
                 tool.input_schema = Arc::new(schema);
             }
-            if self.offers_confirm(tool.name.as_ref(), Some(&caller)) {
+            if self.lists_confirm(tool.name.as_ref(), caller.owner.as_deref()) {
                 confirms.push(Self::confirm_tool(tool.name.as_ref(), price));
             }
         }
@@ -896,7 +1058,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        if let Some(tool) = self.confirmed_tool(name, None) {
+        if let Some(tool) = self.confirmed_tool(name) {
             return Some(Self::confirm_tool(&tool, &self.walleot.prices[&tool]));
         }
         self.inner.get_tool(name)
@@ -908,7 +1070,7 @@ impl<S: ServerHandler> ServerHandler for Paid<S> {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
-        if let Some(tool) = self.confirmed_tool(&name, Some(&self.caller(&context))) {
+        if let Some(tool) = self.confirmed_tool(&name) {
             return self.confirm(&tool, request, context).await;
         }
         match self.walleot.prices.get(&name).cloned() {

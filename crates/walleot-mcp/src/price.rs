@@ -43,11 +43,15 @@ impl Price {
             .to_string()
     }
 
+    /// The amount in major units as a JSON number (`0.19`), written from the exact
+    /// decimal text, for display by clients; `amountMinor` carries the exact figure.
+    pub fn major_number(&self) -> Value {
+        serde_json::from_str(&self.major_text()).unwrap_or(Value::Null)
+    }
+
     /// What tools/list shows in a priced tool's `_meta`: `{"amount":0.19,"currency":"USD"}`.
-    /// The number is written from the exact decimal text, for display by clients.
     pub fn meta(&self) -> Value {
-        let amount: Value = serde_json::from_str(&self.major_text()).unwrap_or(Value::Null);
-        json!({"amount": amount, "currency": self.currency.code().to_ascii_uppercase()})
+        json!({"amount": self.major_number(), "currency": self.currency.code().to_ascii_uppercase()})
     }
 }
 

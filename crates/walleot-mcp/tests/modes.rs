@@ -353,6 +353,16 @@ fn payment_id_of(result: &CallToolResult) -> String {
         .to_string()
 }
 
+/// The session a payment-required answer links to: the end of its `paymentUrl`.
+fn session_of(result: &CallToolResult) -> String {
+    session_in(&structured(result))
+}
+
+fn session_in(required: &Value) -> String {
+    let url = required["paymentUrl"].as_str().expect("a paymentUrl");
+    url.rsplit('/').next().unwrap().to_string()
+}
+
 fn text(result: &CallToolResult) -> String {
     result
         .content
@@ -408,12 +418,14 @@ async fn two_step_pays_then_runs_once_and_captures() {
     assert_eq!(required["status"], "payment_required");
     assert_eq!(
         (
-            required["amount"].as_str(),
+            required["amount"].as_f64(),
             required["amountMinor"].as_i64(),
             required["currency"].as_str()
         ),
-        (Some("0.19"), Some(19), Some("USD"))
+        (Some(0.19), Some(19), Some("USD"))
     );
+    assert!(required["expiresAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(first.is_error, Some(true), "the tool's work was not handed out");
     assert_eq!(
         required["nextStep"]
             .as_str()
@@ -421,10 +433,12 @@ async fn two_step_pays_then_runs_once_and_captures() {
         Some(true)
     );
     let payment_id = required["paymentId"].as_str().unwrap().to_string();
-    assert!(required["paymentUrl"]
-        .as_str()
-        .unwrap()
-        .ends_with(&format!("/checkout/{payment_id}")));
+    let session = session_in(&required);
+    assert!(session.starts_with("sess_"));
+    assert!(
+        payment_id.len() >= 26 && !required["paymentUrl"].as_str().unwrap().contains(&payment_id),
+        "the payment id is a secret of its own, not in the checkout link"
+    );
     assert_eq!(
         setup.runs.load(Ordering::SeqCst),
         0,
@@ -440,8 +454,8 @@ async fn two_step_pays_then_runs_once_and_captures() {
     assert_eq!(structured(&early)["status"], "pending");
     assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
 
-    setup.pay(&payment_id).await;
-    assert_eq!(setup.session(&payment_id).await["captureStatus"], "held");
+    setup.pay(&session).await;
+    assert_eq!(setup.session(&session).await["captureStatus"], "held");
     let done = call(
         &client,
         "confirm_add_payment",
@@ -451,7 +465,7 @@ async fn two_step_pays_then_runs_once_and_captures() {
     assert_eq!(text(&done), "3");
     assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
     assert_eq!(
-        setup.session(&payment_id).await["captureStatus"],
+        setup.session(&session).await["captureStatus"],
         "captured"
     );
     assert_eq!(setup.merchant_balance().await, 19);
@@ -471,8 +485,9 @@ async fn two_step_pays_then_runs_once_and_captures() {
 async fn a_cheap_payment_does_not_confirm_an_expensive_tool() {
     let setup = Setup::start(Mode::TwoStep).await;
     let client = setup.client().await;
-    let cheap = payment_id_of(&call(&client, "add", json!({"a": 1, "b": 1})).await);
-    setup.pay(&cheap).await;
+    let answer = call(&client, "add", json!({"a": 1, "b": 1})).await;
+    let cheap = payment_id_of(&answer);
+    setup.pay(&session_of(&answer)).await;
     let stolen = call(
         &client,
         "confirm_premium_analysis_payment",
@@ -494,24 +509,26 @@ async fn a_cheap_payment_does_not_confirm_an_expensive_tool() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_cannot_be_used_from_another_session() {
+async fn the_checkout_link_does_not_confirm_but_the_payment_id_survives_a_reconnect() {
     let setup = Setup::start(Mode::TwoStep).await;
     let owner = setup.client().await;
+    let answer = call(&owner, "add", json!({"a": 2, "b": 2})).await;
+    let payment_id = payment_id_of(&answer);
+    let session = session_of(&answer);
+    setup.pay(&session).await;
+    // Whoever saw the checkout link knows the session id: that takes nothing.
     let thief = setup.client().await;
-    let payment_id = payment_id_of(&call(&owner, "add", json!({"a": 2, "b": 2})).await);
-    setup.pay(&payment_id).await;
-    let stolen = call(
-        &thief,
-        "confirm_add_payment",
-        json!({"payment_id": payment_id}),
-    )
-    .await;
+    let stolen = call(&thief, "confirm_add_payment", json!({"payment_id": session})).await;
     assert_eq!(stolen.is_error, Some(true));
     assert_eq!(setup.runs.load(Ordering::SeqCst), 0);
+    // The payer's agent drops its MCP session and opens another: the paid payment
+    // still confirms with its payment id.
+    owner.cancel().await.unwrap();
+    let reconnected = setup.client().await;
     assert_eq!(
         text(
             &call(
-                &owner,
+                &reconnected,
                 "confirm_add_payment",
                 json!({"payment_id": payment_id})
             )
@@ -519,18 +536,16 @@ async fn a_payment_cannot_be_used_from_another_session() {
         ),
         "4"
     );
+    assert_eq!(setup.runs.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_confirms_run_the_tool_once() {
     let setup = Setup::start(Mode::TwoStep).await;
     let client = Arc::new(setup.client().await);
-    let payment_id = structured(&call(&client, "add", json!({"a": 20, "b": 22})).await)
-        ["paymentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    setup.pay(&payment_id).await;
+    let answer = call(&client, "add", json!({"a": 20, "b": 22})).await;
+    let payment_id = payment_id_of(&answer);
+    setup.pay(&session_of(&answer)).await;
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (client, id) = (client.clone(), payment_id.clone());
@@ -550,8 +565,9 @@ async fn concurrent_confirms_run_the_tool_once() {
 async fn a_failing_tool_costs_the_payer_nothing() {
     let setup = Setup::start(Mode::TwoStep).await;
     let client = setup.client().await;
-    let payment_id = payment_id_of(&call(&client, "flaky", json!({})).await);
-    setup.pay(&payment_id).await;
+    let answer = call(&client, "flaky", json!({})).await;
+    let payment_id = payment_id_of(&answer);
+    setup.pay(&session_of(&answer)).await;
     let failed = call(
         &client,
         "confirm_flaky_payment",
@@ -560,7 +576,7 @@ async fn a_failing_tool_costs_the_payer_nothing() {
     .await;
     assert_eq!(failed.is_error, Some(true));
     assert!(text(&failed).contains("upstream is down"));
-    let session = setup.session(&payment_id).await;
+    let session = setup.session(&session_of(&answer)).await;
     assert_eq!(
         (
             session["status"].as_str(),
@@ -594,7 +610,7 @@ async fn resubmit_runs_only_the_paid_arguments() {
         "the first call answers an error carrying the link"
     );
     let payment_id = payment_id_of(&first);
-    setup.pay(&payment_id).await;
+    setup.pay(&session_of(&first)).await;
     let other_args = call(
         &client,
         "add",
@@ -771,7 +787,8 @@ async fn dynamic_tools_offer_the_confirm_tool_only_while_a_payment_is_open() {
     assert!(
         !names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
     );
-    let payment_id = payment_id_of(&call(&client, "add", json!({"a": 4, "b": 4})).await);
+    let answer = call(&client, "add", json!({"a": 4, "b": 4})).await;
+    let payment_id = payment_id_of(&answer);
     assert!(
         names(client.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
     );
@@ -780,7 +797,7 @@ async fn dynamic_tools_offer_the_confirm_tool_only_while_a_payment_is_open() {
     assert!(
         !names(other.list_all_tools().await.unwrap()).contains(&"confirm_add_payment".to_string())
     );
-    setup.pay(&payment_id).await;
+    setup.pay(&session_of(&answer)).await;
     assert_eq!(
         text(
             &call(
@@ -826,10 +843,10 @@ async fn client_with_token(url: &str, token: &str) -> RunningService<RoleClient,
         .unwrap()
 }
 
-async fn pay_with(service: &TestServer, payment_id: &str) {
+async fn pay_with(service: &TestServer, session: &str) {
     let paid = reqwest::Client::new()
         .post(format!(
-            "{}/v1/test_helpers/sessions/{payment_id}/pay",
+            "{}/v1/test_helpers/sessions/{session}/pay",
             service.base_url
         ))
         .bearer_auth(&service.test_key)
@@ -856,7 +873,7 @@ async fn a_persistent_store_survives_a_restart_of_the_mcp_server() {
     let payment_id = payment_id_of(&required);
     drop(client);
     server.abort();
-    pay_with(&service, &payment_id).await;
+    pay_with(&service, &session_of(&required)).await;
 
     let store = Arc::new(walleot_mcp::store::SqliteStore::open(&path).await.unwrap());
     let second = paywall(&service, Mode::Resubmit, None)
@@ -912,7 +929,7 @@ async fn the_example_server_is_paid_over_stdio() {
     .await;
     let payment_id = payment_id_of(&required);
     assert_eq!(structured(&required)["amountMinor"], 50);
-    pay_with(&service, &payment_id).await;
+    pay_with(&service, &session_of(&required)).await;
     let done = call(
         &client,
         "confirm_premium_analysis_payment",
@@ -1038,7 +1055,11 @@ async fn on_mcp_2026_07_28_elicitation_becomes_an_input_required_round_trip() {
 async fn a_forged_or_moved_request_state_runs_nothing() {
     use rmcp::{ClientLifecycleMode, ClientServiceExt};
     let setup = Setup::start(Mode::Elicitation).await;
-    let client = Recorder::default()
+    let form_only = Recorder {
+        elicitation: Some(ElicitationCapability::new().with_form(FormElicitationCapability::new())),
+        ..Recorder::default()
+    };
+    let client = form_only
         .serve_with_lifecycle(
             StreamableHttpClientTransport::from_uri(setup.mcp_url.clone()),
             ClientLifecycleMode::Discover {
@@ -1057,9 +1078,16 @@ async fn a_forged_or_moved_request_state_runs_nothing() {
     let CallToolResponse::InputRequired(required) = first else {
         panic!("expected an input-required result");
     };
-    let state = required.request_state.unwrap();
+    let state = required.request_state.clone().unwrap();
     let payment_id = state.split('.').next().unwrap().to_string();
-    setup.pay(&payment_id).await;
+    let shown = serde_json::to_string(&required).unwrap();
+    let session = shown.split("/checkout/").nth(1).unwrap();
+    let session: String = session
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert!(!shown.contains(&format!("/checkout/{payment_id}")));
+    setup.pay(&session).await;
     let accept: InputResponses = [("payment".to_string(), json!({"action": "accept"}))]
         .into_iter()
         .collect();
@@ -1103,8 +1131,9 @@ async fn stateless_http_binds_payments_to_the_authenticated_subject() {
     let walleot = paywall(&service, Mode::TwoStep, None).identify(bearer_subject());
     let (url, _server) = serve_mcp_with(walleot, runs.clone(), stateless()).await;
     let alice = client_with_token(&url, "alice-token").await;
-    let payment_id = payment_id_of(&call(&alice, "add", json!({"a": 3, "b": 3})).await);
-    pay_with(&service, &payment_id).await;
+    let answer = call(&alice, "add", json!({"a": 3, "b": 3})).await;
+    let payment_id = payment_id_of(&answer);
+    pay_with(&service, &session_of(&answer)).await;
     let mallory = client_with_token(&url, "mallory-token").await;
     let stolen = call(
         &mallory,
@@ -1246,6 +1275,7 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stdio() {
         };
         let required = structured(&call(&client, "add", json!({"a": 2, "b": 5})).await);
         let payment_id = required["paymentId"].as_str().unwrap().to_string();
+        let session = session_in(&required);
         if let Some(changes) = &mut changes {
             let change = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
             assert!(
@@ -1264,7 +1294,7 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stdio() {
                 "{names:?}"
             );
         }
-        pay_with(&service, &payment_id).await;
+        pay_with(&service, &session).await;
         let done = call(
             &client,
             "confirm_add_payment",
@@ -1279,7 +1309,7 @@ async fn every_mode_works_on_an_mcp_2026_07_28_session_over_stdio() {
     let client = example_on_2026(&service, "resubmit", Recorder::default()).await;
     let first = call(&client, "add", json!({"a": 1, "b": 1})).await;
     let payment_id = payment_id_of(&first);
-    pay_with(&service, &payment_id).await;
+    pay_with(&service, &session_of(&first)).await;
     assert_eq!(
         text(
             &call(
@@ -1390,7 +1420,7 @@ async fn paid_add(
         "two-step" | "dynamic-tools" => {
             let required = structured(&call(client, "add", arguments).await);
             let payment_id = required["paymentId"].as_str().unwrap().to_string();
-            pay_with(service, &payment_id).await;
+            pay_with(service, &session_in(&required)).await;
             text(
                 &call(
                     client,
@@ -1403,7 +1433,7 @@ async fn paid_add(
         "resubmit" => {
             let required = structured(&call(client, "add", arguments).await);
             let payment_id = required["paymentId"].as_str().unwrap().to_string();
-            pay_with(service, &payment_id).await;
+            pay_with(service, &session_in(&required)).await;
             text(
                 &call(
                     client,
@@ -1523,8 +1553,9 @@ async fn two_server_instances_share_payments_through_one_store_file() {
     }
     let on_a = client_with_token(&urls[0], "carol-token").await;
     let on_b = client_with_token(&urls[1], "carol-token").await;
-    let payment_id = payment_id_of(&call(&on_a, "add", json!({"a": 9, "b": 9})).await);
-    pay_with(&service, &payment_id).await;
+    let answer = call(&on_a, "add", json!({"a": 9, "b": 9})).await;
+    let payment_id = payment_id_of(&answer);
+    pay_with(&service, &session_of(&answer)).await;
     let confirm = || json!({"payment_id": payment_id});
     let (from_a, from_b) = tokio::join!(
         call(&on_a, "confirm_add_payment", confirm()),

@@ -4,6 +4,8 @@
 use crate::domain::clock::rfc3339;
 use crate::domain::wallets::{format_voucher_code, WalletPolicy, Wallets};
 use crate::domain::{Clock, Mode, SystemClock};
+use crate::http::server::ConnectionLimits;
+use crate::pages::PageLimits;
 use crate::ratelimit::Limits;
 use crate::startup::{self, Application, Config, Services};
 use clap::{Args, Parser, Subcommand};
@@ -98,6 +100,20 @@ pub struct ServeArgs {
     /// Status checks (and other GETs) allowed per key per minute.
     #[arg(long, env = "WALLEOT_RATE_LIMIT_STATUS", default_value_t = Limits::default().status_per_window)]
     pub rate_limit_status: u32,
+    /// New wallets the payer's pages make per client address per hour.
+    #[arg(long, env = "WALLEOT_RATE_LIMIT_WALLETS", default_value_t = PageLimits::default().wallets_per_hour)]
+    pub rate_limit_wallets: u32,
+    /// Passkey and authenticator-app enrolment requests per client address per hour (a
+    /// passkey takes two).
+    #[arg(long, env = "WALLEOT_RATE_LIMIT_ENROLMENTS", default_value_t = PageLimits::default().enrolments_per_hour)]
+    pub rate_limit_enrolments: u32,
+    /// Payment approval requests (passkey: two each; app code; the pay button) per client
+    /// address per hour.
+    #[arg(long, env = "WALLEOT_RATE_LIMIT_APPROVALS", default_value_t = PageLimits::default().approvals_per_hour)]
+    pub rate_limit_approvals: u32,
+    /// Voucher redemptions and test-credit top-ups per client address per hour.
+    #[arg(long, env = "WALLEOT_RATE_LIMIT_TOP_UPS", default_value_t = PageLimits::default().top_ups_per_hour)]
+    pub rate_limit_top_ups: u32,
     /// Largest session amount, in minor units.
     #[arg(long, env = "WALLEOT_MAX_AMOUNT", default_value_t = 99_999_999)]
     pub max_amount: i64,
@@ -112,6 +128,20 @@ pub struct ServeArgs {
     /// return to the payer uncaptured.
     #[arg(long, env = "WALLEOT_HOLD_TTL", default_value_t = 24 * 3600)]
     pub hold_ttl: i64,
+    /// Payments without a second factor (auto-approved, or one click on "Pay") a payer
+    /// may make to one merchant per hour; beyond it each asks for the passkey or app.
+    #[arg(long, env = "WALLEOT_AUTO_APPROVALS_PER_HOUR", default_value_t = WalletPolicy::default().auto_approvals_per_hour)]
+    pub auto_approvals_per_hour: i64,
+    /// Seconds a client has to send a request's headers (also how long an idle
+    /// kept-alive connection stays open).
+    #[arg(long, env = "WALLEOT_HEADER_TIMEOUT", default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in.
+    #[arg(long, env = "WALLEOT_BODY_TIMEOUT", default_value_t = ConnectionLimits::default().body_timeout.as_secs())]
+    pub body_timeout: u64,
+    /// Most connections open at once; more clients wait until one closes.
+    #[arg(long, env = "WALLEOT_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +285,12 @@ async fn serve(
     };
     config.limits.sessions_per_window = args.rate_limit_sessions;
     config.limits.status_per_window = args.rate_limit_status;
+    config.page_limits = PageLimits {
+        wallets_per_hour: args.rate_limit_wallets,
+        enrolments_per_hour: args.rate_limit_enrolments,
+        approvals_per_hour: args.rate_limit_approvals,
+        top_ups_per_hour: args.rate_limit_top_ups,
+    };
     config.sessions.max_amount = args.max_amount;
     config.sessions.default_ttl_secs = args.session_ttl;
     anyhow::ensure!(
@@ -264,6 +300,21 @@ async fn serve(
     anyhow::ensure!(args.hold_ttl > 0, "--hold-ttl must be positive");
     config.wallets.sandbox_credit_major = args.sandbox_credit;
     config.wallets.hold_ms = args.hold_ttl * 1000;
+    anyhow::ensure!(
+        args.header_timeout > 0 && args.body_timeout > 0,
+        "--header-timeout and --body-timeout must be positive"
+    );
+    anyhow::ensure!(args.max_connections > 0, "--max-connections must be positive");
+    config.connections = ConnectionLimits {
+        header_timeout: Duration::from_secs(args.header_timeout),
+        body_timeout: Duration::from_secs(args.body_timeout),
+        max_connections: args.max_connections,
+    };
+    anyhow::ensure!(
+        args.auto_approvals_per_hour >= 0,
+        "--auto-approvals-per-hour must not be negative"
+    );
+    config.wallets.auto_approvals_per_hour = args.auto_approvals_per_hour;
     let first_key = services.bootstrap(clock.now_ms()).await?;
     let app = Application::build(config.clone(), services, clock).await?;
     let base = format!("http://{}", app.local_addr());

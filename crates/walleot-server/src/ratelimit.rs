@@ -1,4 +1,5 @@
-//! Per-key request budgets in fixed one-minute windows, kept in memory.
+//! Per-key request budgets in fixed one-minute windows, kept in memory; the payer's
+//! pages count their own buckets per client address, in windows of their own length.
 //!
 //! Each instance of the service counts on its own; with several instances behind a
 //! balancer a key's effective budget is the per-instance budget times their number.
@@ -15,6 +16,14 @@ pub enum Bucket {
     Status,
     /// Requests without a valid key, counted per client address.
     Anonymous,
+    /// New wallets made from the pages, per client address.
+    Wallets,
+    /// Passkey and authenticator-app enrolments, per client address.
+    Enrolments,
+    /// Approvals of payments (passkey, app code, the pay button), per client address.
+    Approvals,
+    /// Voucher redemptions and test credits, per client address.
+    TopUps,
 }
 
 impl Bucket {
@@ -24,6 +33,10 @@ impl Bucket {
             Bucket::Sessions => "sessions",
             Bucket::Status => "status",
             Bucket::Anonymous => "anonymous",
+            Bucket::Wallets => "wallets",
+            Bucket::Enrolments => "enrolments",
+            Bucket::Approvals => "approvals",
+            Bucket::TopUps => "top-ups",
         }
     }
 }
@@ -49,11 +62,13 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The budget of an API bucket; the pages name theirs with each check.
     pub fn of(&self, bucket: Bucket) -> u32 {
         match bucket {
             Bucket::Sessions => self.sessions_per_window,
             Bucket::Status => self.status_per_window,
             Bucket::Anonymous => self.anonymous_per_window,
+            Bucket::Wallets | Bucket::Enrolments | Bucket::Approvals | Bucket::TopUps => u32::MAX,
         }
     }
 }
@@ -72,6 +87,7 @@ pub struct Decision {
 
 struct Window {
     started_ms: i64,
+    length_ms: i64,
     used: u32,
 }
 
@@ -97,19 +113,40 @@ impl RateLimiter {
 
     /// Counts one request of `who` against `bucket` at `now_ms`.
     pub fn check(&self, bucket: Bucket, who: &str, now_ms: i64) -> Decision {
-        let limit = self.limits.of(bucket);
-        let window_ms = i64::from(self.limits.window_secs) * 1000;
+        self.check_budget(
+            bucket,
+            self.limits.of(bucket),
+            self.limits.window_secs,
+            who,
+            now_ms,
+        )
+    }
+
+    /// Counts one request of `who` against `bucket`, whose budget is `limit` requests
+    /// per `window_secs`.
+    pub fn check_budget(
+        &self,
+        bucket: Bucket,
+        limit: u32,
+        window_secs: u32,
+        who: &str,
+        now_ms: i64,
+    ) -> Decision {
+        let window_ms = i64::from(window_secs.max(1)) * 1000;
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > PRUNE_ABOVE {
-            windows.retain(|_, w| now_ms - w.started_ms < window_ms);
+            windows.retain(|_, w| now_ms - w.started_ms < w.length_ms);
         }
-        let window = windows.entry((bucket, who.to_string())).or_insert(Window {
+        let fresh = Window {
             started_ms: now_ms,
+            length_ms: window_ms,
             used: 0,
-        });
+        };
+        let window = windows.entry((bucket, who.to_string())).or_insert(fresh);
         if now_ms - window.started_ms >= window_ms {
             *window = Window {
                 started_ms: now_ms,
+                length_ms: window_ms,
                 used: 0,
             };
         }
@@ -124,7 +161,7 @@ impl RateLimiter {
             limit,
             remaining: limit - window.used,
             reset_secs: (left_ms as u64).div_ceil(1000),
-            window_secs: self.limits.window_secs,
+            window_secs,
         }
     }
 }
@@ -163,6 +200,23 @@ mod tests {
         assert!(!l.check(Bucket::Sessions, "a", 1).allowed);
         assert!(l.check(Bucket::Sessions, "b", 1).allowed);
         assert!(l.check(Bucket::Status, "a", 1).allowed);
+    }
+
+    #[test]
+    fn budgets_named_by_the_caller_keep_their_own_window() {
+        let l = limiter(5);
+        let t = 1_000_000;
+        assert!(l.check_budget(Bucket::Wallets, 1, 3600, "a", t).allowed);
+        let refused = l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 120_000);
+        assert!(!refused.allowed);
+        assert_eq!((refused.reset_secs, refused.window_secs), (3480, 3600));
+        // Pruning for the one-minute API windows keeps the hour's.
+        for i in 0..=PRUNE_ABOVE {
+            l.check(Bucket::Status, &i.to_string(), t + 120_000);
+        }
+        l.check(Bucket::Status, "late", t + 240_000);
+        assert!(!l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 240_000).allowed);
+        assert!(l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 3_600_000).allowed);
     }
 
     #[test]

@@ -8,8 +8,9 @@ use crate::domain::topups::TopUps;
 use crate::domain::wallets::{WalletPolicy, Wallets};
 use crate::domain::{ApiKey, Clock, KeyHasher, Mode};
 use crate::http::idempotency::IdempotencyPolicy;
+use crate::http::server::ConnectionLimits;
 use crate::http::{router, AppState};
-use crate::pages::PageContext;
+use crate::pages::{PageContext, PageLimits};
 use crate::ratelimit::{Limits, RateLimiter};
 use crate::store::{self, Store};
 use anyhow::Context;
@@ -25,6 +26,8 @@ pub struct Config {
     /// Base of checkout links; derived from the bound address when absent.
     pub public_url: Option<String>,
     pub limits: Limits,
+    /// Per-address hourly limits of the payer's pages.
+    pub page_limits: PageLimits,
     pub sessions: SessionPolicy,
     pub wallets: WalletPolicy,
     pub idempotency: IdempotencyPolicy,
@@ -32,6 +35,8 @@ pub struct Config {
     pub sweep_every: Duration,
     /// Secret for hashing API keys; kept in the database when absent.
     pub key_secret: Option<String>,
+    /// Read deadlines and the bound on open connections.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Config {
@@ -41,11 +46,13 @@ impl Default for Config {
             database_url: default_database_url(),
             public_url: None,
             limits: Limits::default(),
+            page_limits: PageLimits::default(),
             sessions: SessionPolicy::default(),
             wallets: WalletPolicy::default(),
             idempotency: IdempotencyPolicy::default(),
             sweep_every: Duration::from_secs(5),
             key_secret: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -107,6 +114,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     sweep_every: Duration,
+    connections: ConnectionLimits,
 }
 
 impl Application {
@@ -151,13 +159,14 @@ impl Application {
             clock,
             limiter: Arc::new(RateLimiter::new(config.limits)),
             idempotency: config.idempotency,
-            pages: Arc::new(PageContext::new(&public_url, page_secret)),
+            pages: Arc::new(PageContext::new(&public_url, page_secret, config.page_limits)),
             public_url: public_url.into(),
         };
         Ok(Application {
             listener,
             state,
             sweep_every: config.sweep_every,
+            connections: config.connections,
         })
     }
 
@@ -178,12 +187,8 @@ impl Application {
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(sweep(self.state.clone(), self.sweep_every));
         let app = router(self.state);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served =
+            crate::http::server::serve(self.listener, app, self.connections, shutdown).await;
         // Each sweep is one transaction: stopping between two loses nothing.
         sweeper.abort();
         served.context("serving HTTP")

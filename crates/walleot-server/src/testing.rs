@@ -273,7 +273,8 @@ impl CheckoutPayer {
         payer
     }
 
-    /// A page as this payer sees it.
+    /// A page as this payer sees it, opened as a browser opens a link the payer
+    /// clicked (with the Fetch Metadata that lets a small charge pay itself).
     pub async fn page(&self, path_or_url: &str) -> String {
         let url = if path_or_url.starts_with("http") {
             path_or_url.to_string()
@@ -282,6 +283,10 @@ impl CheckoutPayer {
         };
         self.http
             .get(url)
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-dest", "document")
+            .header("sec-fetch-user", "?1")
             .send()
             .await
             .expect("the page answers")

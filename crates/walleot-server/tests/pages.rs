@@ -27,9 +27,14 @@ impl Browser {
         }
     }
 
+    /// A page opened as the payer opens a link: a top-level navigation they started.
     async fn get(&self, path: &str) -> Response {
         self.http
             .get(format!("{}{path}", self.base))
+            .header("sec-fetch-site", "none")
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-dest", "document")
+            .header("sec-fetch-user", "?1")
             .send()
             .await
             .unwrap()
@@ -494,4 +499,607 @@ async fn random_paths_and_forms_never_get_a_500() {
             );
         }
     }
+}
+
+/// Return addresses a hostile link could carry, as they appear in a query string or a
+/// form body (still percent-encoded).
+const HOSTILE_RETURNS: &[&str] = &[
+    "//evil.example",
+    "///evil.example",
+    "%2F%2Fevil.example",
+    "/%2F/evil.example",
+    "/%5Cevil.example",
+    "%5C%5Cevil.example",
+    "/%5C/evil.example",
+    "/%09/evil.example/x",
+    "/%09%09/evil.example",
+    "%09/evil.example",
+    "/%0d%0a/evil.example",
+    "/%0D%0ASet-Cookie:%20walleot_payer=x",
+    "/%0a/evil.example",
+    "%00",
+    "/%00/evil.example",
+    "/%20/evil.example",
+    "%20//evil.example",
+    "/%C2%A0/evil.example",
+    "/%E2%80%A8/evil.example",
+    "https://evil.example",
+    "https:%2F%2Fevil.example",
+    "http:evil.example",
+    "javascript:alert(1)",
+    "/..//evil.example",
+    "/.//evil.example",
+    "/a/../..//evil.example",
+    "/%2e%2e//evil.example",
+    "/%252e%252e//evil.example",
+    "/%2e//evil.example",
+    "",
+];
+
+/// What a browser makes of a `Location`: it must stay on `base`'s origin, as a path with
+/// nothing a browser would strip or read as a slash.
+fn assert_stays_local(base: &str, location: &str, case: &str) {
+    assert!(
+        location.starts_with('/')
+            && !location.starts_with("//")
+            && !location.contains('\\')
+            && !location.chars().any(|c| c.is_control() || c.is_whitespace()),
+        "{case:?} redirected to {location:?}"
+    );
+    let base = url::Url::parse(base).unwrap();
+    assert_eq!(
+        base.join(location).unwrap().origin(),
+        base.origin(),
+        "{case:?} redirected to {location:?}"
+    );
+}
+
+fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+impl Browser {
+    /// A form posted with a body written by hand, so that hostile values arrive exactly.
+    async fn raw_form(&self, path: &str, body: String) -> Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn hostile_return_addresses_only_ever_lead_back_to_this_site() {
+    // One enrolment and one top-up per case: more than the hourly limits allow.
+    let server = TestServer::start_with(|c| {
+        c.page_limits.enrolments_per_hour = 1000;
+        c.page_limits.top_ups_per_hour = 1000;
+    })
+    .await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    for case in HOSTILE_RETURNS {
+        // The enrolment form carries the address on; the confirmation redirects to it.
+        let form = browser.get(&format!("/wallet/totp?return_to={case}")).await;
+        assert_eq!(form.status(), 200, "{case:?}");
+        let html = form.text().await.unwrap();
+        let carried = between(&html, "name=\"return_to\" value=\"", "\"").replace("&#x2f;", "/");
+        assert_eq!(carried, "/wallet", "{case:?}");
+        let secret_text = between(&html, "id=\"totp-secret\">", "<").to_string();
+        let seal = between(&html, "name=\"seal\" value=\"", "\"").to_string();
+        let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
+        let secret = totp::secret_from_text(&secret_text).unwrap();
+        let code = totp::code_at(
+            &secret,
+            server.clock.now_ms() / 1000 / totp::STEP_SECS,
+        );
+        let enrolled = browser
+            .raw_form(
+                "/wallet/totp",
+                format!("csrf={csrf}&secret={secret_text}&seal={seal}&code={code}&return_to={case}"),
+            )
+            .await;
+        assert_eq!(enrolled.status(), 303, "{case:?}");
+        assert_stays_local(&browser.base, &location(&enrolled), case);
+        assert_eq!(location(&enrolled), "/wallet?notice=totp", "{case:?}");
+
+        let topped_up = browser
+            .raw_form(
+                "/wallet/credits",
+                format!("csrf={csrf}&currency=usd&return_to={case}"),
+            )
+            .await;
+        assert_eq!(topped_up.status(), 303, "{case:?}");
+        assert_eq!(location(&topped_up), "/wallet?notice=credits", "{case:?}");
+    }
+    // A path of this site is kept, query and all.
+    let csrf = browser.csrf().await;
+    let kept = browser
+        .raw_form(
+            "/wallet/credits",
+            format!("csrf={csrf}&currency=usd&return_to=/checkout/sess_x%3Fa%3Db"),
+        )
+        .await;
+    assert_eq!(location(&kept), "/checkout/sess_x?a=b");
+}
+
+#[tokio::test]
+async fn hostile_payment_ids_in_form_paths_never_redirect_away_or_fail() {
+    let server = TestServer::start().await;
+    let stranger = Browser::new(&server);
+    let payer = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&payer.base);
+    payer.register(&mut authenticator).await;
+    for browser in [&stranger, &payer] {
+        let csrf = browser.csrf().await;
+        for id in [
+            "%0d%0a",
+            "%0a",
+            "%09",
+            "%00",
+            "%2F%2Fevil.example",
+            "%5C%5Cevil.example",
+            "..%2F..%2F%2Fevil.example",
+        ] {
+            for action in ["approve", "decline"] {
+                let response = browser
+                    .raw_form(
+                        &format!("/checkout/{id}/{action}"),
+                        format!("csrf={csrf}&code=123456"),
+                    )
+                    .await;
+                let status = response.status().as_u16();
+                assert!(status < 500, "{action} {id}: {status}");
+                if status == 303 {
+                    assert_stays_local(&browser.base, &location(&response), id);
+                }
+            }
+        }
+    }
+}
+
+/// The Fetch Metadata a browser sends when the payer opens a link themselves.
+const PAYER_OPENS_LINK: &[(&str, &str)] = &[
+    ("sec-fetch-site", "cross-site"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+    ("sec-fetch-user", "?1"),
+];
+
+impl Browser {
+    /// Opens a page with the given request headers, as a browser would send them.
+    async fn open(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The wallet's balance table, as the wallet page shows it.
+    async fn balances(&self) -> String {
+        let html = self.page("/wallet").await;
+        between(&html, "<table id=\"balances\">", "</table>").to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_checkout_opened_without_fetch_metadata_waits_for_one_click_on_pay() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    let id = session(&server, 20).await;
+
+    let html = browser
+        .open(&format!("/checkout/{id}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(between(&html, "data-state=\"", "\""), "confirm");
+    assert!(html.contains(&format!("action=\"/checkout/{id}/pay\"")), "{html}");
+    assert_eq!(status(&server, &id).await, "pending");
+    assert!(browser.balances().await.contains("10.00 USD"));
+
+    // The button is a form of this site: without its token it does nothing.
+    let path = format!("/checkout/{id}/pay");
+    assert_eq!(browser.form(&path, &[("csrf", "forged")]).await.status(), 403);
+    assert_eq!(status(&server, &id).await, "pending");
+    let token = browser.csrf().await;
+    let paid = browser.form(&path, &[("csrf", token.as_str())]).await;
+    assert_eq!(paid.status(), 303);
+    assert_eq!(location(&paid), format!("/checkout/{id}"));
+    assert_eq!(status(&server, &id).await, "paid");
+    assert!(browser.balances().await.contains("9.80 USD"));
+    assert_eq!(server.transfers_of(&id).await, 1);
+    let approval = server.services.store.approval_of(&id).await.unwrap().unwrap();
+    assert_eq!(approval.method.as_str(), "auto");
+    // Pressed again, nothing more is charged.
+    let again = browser.form(&path, &[("csrf", token.as_str())]).await;
+    assert_eq!(again.status(), 303);
+    assert_eq!(server.transfers_of(&id).await, 1);
+}
+
+#[tokio::test]
+async fn a_charge_pays_itself_only_on_a_navigation_the_payer_started() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    let nav = |site: &'static str, user: bool| {
+        let mut h = vec![
+            ("sec-fetch-site", site),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ];
+        if user {
+            h.push(("sec-fetch-user", "?1"));
+        }
+        h
+    };
+    let cases: Vec<(&str, Vec<(&str, &str)>, bool)> = vec![
+        ("no fetch metadata", vec![], false),
+        ("typed or bookmarked", vec![("sec-fetch-site", "none")], true),
+        ("typed, full metadata", nav("none", true), true),
+        ("from a page of this site", nav("same-origin", false), true),
+        ("a link clicked on another site", PAYER_OPENS_LINK.to_vec(), true),
+        (
+            "a link clicked, no destination",
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-user", "?1"),
+            ],
+            true,
+        ),
+        ("a redirect or script of another site", nav("cross-site", false), false),
+        ("a sibling subdomain, no click", nav("same-site", false), false),
+        ("the header alone", vec![("sec-fetch-user", "?1")], false),
+        (
+            "a click into a frame",
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "iframe"),
+                ("sec-fetch-user", "?1"),
+            ],
+            false,
+        ),
+        (
+            "an image of another site",
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+            ],
+            false,
+        ),
+        (
+            "a script's fetch on this site",
+            vec![
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-mode", "cors"),
+                ("sec-fetch-dest", "empty"),
+            ],
+            false,
+        ),
+        (
+            "a prefetch",
+            [nav("none", false), vec![("sec-purpose", "prefetch")]].concat(),
+            false,
+        ),
+        (
+            "a prerender of a clicked link",
+            [PAYER_OPENS_LINK.to_vec(), vec![("sec-purpose", "prefetch;prerender")]].concat(),
+            false,
+        ),
+        (
+            "an old prefetch header",
+            [nav("none", false), vec![("purpose", "prefetch")]].concat(),
+            false,
+        ),
+        ("nonsense", vec![("sec-fetch-site", "everywhere")], false),
+    ];
+    for (case, headers, pays) in cases {
+        let id = session(&server, 20).await;
+        let html = browser
+            .open(&format!("/checkout/{id}"), &headers)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let shown = between(&html, "data-state=\"", "\"").to_string();
+        let expected = if pays { ("paid", "paid") } else { ("confirm", "pending") };
+        assert_eq!((shown.as_str(), status(&server, &id).await.as_str()), expected, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn sixty_drive_by_page_loads_charge_nothing() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(session(&server, 20).await);
+    }
+    let browser = &browser;
+    let loads = ids.iter().enumerate().map(|(i, id)| {
+        let headers: &[(&str, &str)] = if i % 2 == 0 {
+            &[]
+        } else {
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "document"),
+            ]
+        };
+        let path = format!("/checkout/{id}");
+        async move { browser.open(&path, headers).await }
+    });
+    for response in futures::future::join_all(loads).await {
+        assert_eq!(response.status(), 200);
+    }
+    for id in &ids {
+        assert_eq!(status(&server, id).await, "pending");
+        assert_eq!(server.transfers_of(id).await, 0);
+    }
+    assert!(browser.balances().await.contains("10.00 USD"));
+}
+
+#[tokio::test]
+async fn wallet_creation_is_limited_per_address_with_a_429_page() {
+    let server = TestServer::start().await;
+    let credits = || async {
+        let (_, transfers) = server.services.store.ledger_snapshot().await.unwrap();
+        transfers.iter().filter(|t| t.kind == "sandbox_credit").count()
+    };
+    // The default: ten new wallets per address per hour.
+    for _ in 0..10 {
+        let browser = Browser::new(&server);
+        browser
+            .register(&mut SoftAuthenticator::new(&browser.base))
+            .await;
+    }
+    assert_eq!(credits().await, 10);
+
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    let (_, options) = browser.json("/webauthn/register/options", json!({})).await;
+    let mut answer = authenticator.register(&options["publicKey"]);
+    answer["challengeId"] = options["challengeId"].clone();
+    let (code, body) = browser.json("/webauthn/register/finish", answer).await;
+    assert_eq!((code, &body["error"]["type"]), (429, &json!("rate_limited")), "{body}");
+
+    // The authenticator-app way is refused too, with a page.
+    let html = browser.page("/wallet/totp").await;
+    let secret_text = between(&html, "id=\"totp-secret\">", "<").to_string();
+    let seal = between(&html, "name=\"seal\" value=\"", "\"").to_string();
+    let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
+    let secret = totp::secret_from_text(&secret_text).unwrap();
+    let code = totp::code_at(&secret, server.clock.now_ms() / 1000 / totp::STEP_SECS);
+    let refused = browser
+        .form(
+            "/wallet/totp",
+            &[
+                ("csrf", csrf.as_str()),
+                ("secret", secret_text.as_str()),
+                ("seal", seal.as_str()),
+                ("code", code.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert!(refused.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(refused.text().await.unwrap().contains("Too many"));
+    assert_eq!(credits().await, 10, "no wallet and no credits beyond the limit");
+    assert!(!browser.page("/wallet").await.contains("id=\"balances\""));
+
+    // The hour passes.
+    server.clock.advance_ms(3600 * 1000);
+    let later = Browser::new(&server);
+    later.register(&mut SoftAuthenticator::new(&later.base)).await;
+    assert_eq!(credits().await, 11);
+}
+
+#[tokio::test]
+async fn payments_without_a_tap_are_limited_per_merchant_and_hour() {
+    let server = TestServer::start_with(|c| c.wallets.auto_approvals_per_hour = 3).await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    assert!(browser
+        .page("/wallet")
+        .await
+        .contains("At most 3 such payments to each merchant within an hour"));
+
+    // Two open as the payer opens them, one with the pay button: three in the hour.
+    for _ in 0..2 {
+        let id = session(&server, 20).await;
+        assert_eq!(browser.state_of(&id).await, "paid");
+    }
+    let clicked = session(&server, 20).await;
+    browser.open(&format!("/checkout/{clicked}"), &[]).await;
+    let token = browser.csrf().await;
+    let pay = format!("/checkout/{clicked}/pay");
+    browser.form(&pay, &[("csrf", token.as_str())]).await;
+    assert_eq!(status(&server, &clicked).await, "paid");
+
+    // The fourth asks for the second factor, however it is opened or clicked.
+    let fourth = session(&server, 20).await;
+    let html = browser.page(&format!("/checkout/{fourth}")).await;
+    assert_eq!(between(&html, "data-state=\"", "\""), "approve");
+    assert!(html.contains("You have made 3 payments without a tap"), "{html}");
+    let pay = format!("/checkout/{fourth}/pay");
+    assert_eq!(browser.form(&pay, &[("csrf", token.as_str())]).await.status(), 303);
+    assert_eq!(status(&server, &fourth).await, "pending");
+    let (code, _) = browser.approve(&mut authenticator, &fourth).await;
+    assert_eq!(code, 200);
+    assert_eq!(status(&server, &fourth).await, "paid");
+
+    // Another merchant counts apart.
+    let other = server
+        .other_merchant_key("Other merchant", walleot_server::domain::Mode::Test)
+        .await;
+    let body: Value = Client::new()
+        .post(format!("{}/v1/sessions", server.base_url))
+        .bearer_auth(&other)
+        .json(&json!({"amount": 20, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let elsewhere = body["sessionId"].as_str().unwrap();
+    assert_eq!(browser.state_of(elsewhere).await, "paid");
+
+    // An hour after the first, the count has room again.
+    server.clock.advance_ms(3600 * 1000);
+    let later = session(&server, 20).await;
+    assert_eq!(browser.state_of(&later).await, "paid");
+}
+
+#[tokio::test]
+async fn the_hourly_limit_holds_under_concurrent_page_loads() {
+    let server = TestServer::start_with(|c| c.wallets.auto_approvals_per_hour = 5).await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(session(&server, 20).await);
+    }
+    let browser = &browser;
+    let loads = ids.iter().map(|id| {
+        let path = format!("/checkout/{id}");
+        async move { browser.get(&path).await }
+    });
+    futures::future::join_all(loads).await;
+    let mut paid = 0;
+    for id in &ids {
+        if status(&server, id).await == "paid" {
+            paid += 1;
+        }
+    }
+    assert_eq!(paid, 5);
+    assert!(browser.balances().await.contains("9.00 USD"));
+}
+
+#[tokio::test]
+async fn approvals_and_top_ups_are_limited_per_address_with_a_429_page() {
+    let server = TestServer::start_with(|c| {
+        c.page_limits.approvals_per_hour = 3;
+        c.page_limits.top_ups_per_hour = 2;
+    })
+    .await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+
+    // A passkey approval takes two requests of the three.
+    let first = session(&server, 250).await;
+    assert_eq!(browser.approve(&mut authenticator, &first).await.0, 200);
+    let second = session(&server, 300).await;
+    let (code, options) = browser
+        .json("/webauthn/approve/options", json!({"sessionId": second}))
+        .await;
+    assert_eq!(code, 200);
+    let mut answer = authenticator.assert(&options["publicKey"]);
+    answer["challengeId"] = options["challengeId"].clone();
+    let csrf = browser.csrf().await;
+    let refused = browser
+        .http
+        .post(format!("{}/webauthn/approve/finish", browser.base))
+        .header("origin", &browser.base)
+        .header("x-csrf-token", &csrf)
+        .json(&answer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limited", "{body}");
+    assert_eq!(status(&server, &second).await, "pending");
+    assert_eq!(server.transfers_of(&second).await, 0);
+
+    // The pay button and the app code are refused alike, with a page.
+    let small = session(&server, 20).await;
+    browser.open(&format!("/checkout/{small}"), &[]).await;
+    for (path, fields) in [
+        (format!("/checkout/{small}/pay"), vec![("csrf", csrf.as_str())]),
+        (
+            format!("/checkout/{second}/approve"),
+            vec![("csrf", csrf.as_str()), ("code", "123456")],
+        ),
+    ] {
+        let refused = browser.form(&path, &fields).await;
+        assert_eq!(refused.status(), 429, "{path}");
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3600).contains(&retry), "{retry}");
+        assert!(refused.text().await.unwrap().contains("Too many attempts"));
+    }
+    assert_eq!(status(&server, &small).await, "pending");
+    assert_eq!(status(&server, &second).await, "pending");
+
+    // Two top-ups, then the third voucher waits for the next hour.
+    let vouchers = server
+        .wallets()
+        .create_vouchers(500, walleot_api::Currency::USD, false, 2)
+        .await
+        .unwrap();
+    let code = |i: usize| vouchers[i].1.clone();
+    let redeem = |code: String| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move {
+            browser
+                .form(
+                    "/wallet/vouchers",
+                    &[("csrf", csrf.as_str()), ("code", code.as_str())],
+                )
+                .await
+        }
+    };
+    assert_eq!(redeem(code(0)).await.status(), 303);
+    let credits = browser
+        .form(
+            "/wallet/credits",
+            &[("csrf", csrf.as_str()), ("currency", "usd")],
+        )
+        .await;
+    assert_eq!(credits.status(), 303);
+    let balance = browser.balances().await;
+    assert!(balance.contains("22.50 USD"), "{balance}");
+    let refused = redeem(code(1)).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(browser.balances().await.contains("22.50 USD"));
+
+    server.clock.advance_ms(3600 * 1000);
+    assert_eq!(redeem(code(1)).await.status(), 303);
+    assert!(browser.balances().await.contains("27.50 USD"));
+    let (code, _) = browser.approve(&mut authenticator, &second).await;
+    assert_eq!(code, 200);
 }

@@ -187,13 +187,14 @@ impl Keys {
     /// Resolves the value of an `Authorization` header to its merchant and mode.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthenticateError> {
         let header = header.ok_or(AuthError::Missing)?;
+        // The scheme is case-insensitive (RFC 9110, section 11.1); spaces may follow it.
         let raw = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, rest)| rest.trim())
             .ok_or(AuthError::Malformed(
                 "the Authorization header must read `Bearer <secret key>`",
-            ))?
-            .trim();
+            ))?;
         let key = ApiKey::parse(raw).map_err(AuthError::Malformed)?;
         let hash = self.hasher.hash(&key);
         let record = self

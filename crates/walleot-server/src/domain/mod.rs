@@ -32,6 +32,10 @@ pub enum DomainError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Could not be done just now, but the same request may succeed when sent again;
+    /// never kept as the final answer of an `Idempotency-Key`.
+    #[error("{0}")]
+    Retry(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }

@@ -105,6 +105,55 @@ impl SessionEvent {
     }
 }
 
+/// The first character of a description that a checkout would show invisibly or that
+/// would reorder the text around it, with its position: control characters other than
+/// the newline, bidirectional controls and marks, zero-width and other format (Cf)
+/// characters, and line or paragraph separators. A zero-width joiner or non-joiner is
+/// allowed between two visible characters, where emoji sequences and some scripts
+/// need it.
+pub fn hidden_character(text: &str) -> Option<(usize, char)> {
+    let chars: Vec<char> = text.chars().collect();
+    let visible = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(|c| !c.is_whitespace() && !is_format(*c) && !c.is_control())
+    };
+    chars.iter().enumerate().find_map(|(i, &c)| {
+        let hidden = match c {
+            '\n' => false,
+            '\u{200C}' | '\u{200D}' => !(visible(i.checked_sub(1)) && visible(Some(i + 1))),
+            '\u{2028}' | '\u{2029}' => true,
+            c => c.is_control() || is_format(c),
+        };
+        hidden.then_some((i, c))
+    })
+}
+
+/// Unicode general category Cf (format characters), as of Unicode 16.
+fn is_format(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD
+        | 0x0600..=0x0605
+        | 0x061C
+        | 0x06DD
+        | 0x070F
+        | 0x0890..=0x0891
+        | 0x08E2
+        | 0x180E
+        | 0x200B..=0x200F
+        | 0x202A..=0x202E
+        | 0x2060..=0x2064
+        | 0x2066..=0x206F
+        | 0xFEFF
+        | 0xFFF9..=0xFFFB
+        | 0x110BD
+        | 0x110CD
+        | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A
+        | 0xE0001
+        | 0xE0020..=0xE007F)
+}
+
 /// The session's merchant and mode, as if its own key asked.
 fn owner_of(session: &SessionRecord) -> Principal {
     Principal {
@@ -121,6 +170,23 @@ pub struct ListQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     pub status: Option<SessionStatus>,
+}
+
+/// How often a waiting read looks at the database when nothing in this process woke it.
+pub const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// Completes when `changes` names `id`, or when it lagged and may have missed it.
+async fn changed(changes: &mut tokio::sync::broadcast::Receiver<String>, id: &str) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match changes.recv().await {
+            Ok(changed) if changed == id => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            // No sender any more: only the periodic re-read is left.
+            Err(RecvError::Closed) => std::future::pending().await,
+        }
+    }
 }
 
 pub const DEFAULT_PAGE: i64 = 10;
@@ -190,10 +256,15 @@ impl Sessions {
                     ),
                 ));
             }
-            if description.chars().any(|c| c.is_control() && c != '\n') {
+            if let Some((at, c)) = hidden_character(description) {
                 return Err(DomainError::invalid(
                     "description",
-                    "must not contain control characters",
+                    format!(
+                        "must be plain visible text: U+{:04X} at character {} is a control, \
+                         invisible formatting or bidirectional override character",
+                        c as u32,
+                        at + 1
+                    ),
                 ));
             }
         }
@@ -244,14 +315,50 @@ impl Sessions {
     }
 
     pub async fn get(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
-        let session = self.find(owner, id).await?;
+        let mut session = self.find(owner, id).await?;
         let now = self.clock.now_ms();
+        if session.capture_status == Some(CaptureStatus::Held)
+            && self.store.lapse_hold_if_due(&session.id, now).await?
+        {
+            session = self.find(owner, id).await?;
+        }
         if session.status == SessionStatus::Pending
             && session.status_at(now) == SessionStatus::Expired
         {
             return self.record_expiry(owner, session, now).await;
         }
         Ok(session)
+    }
+
+    /// Reads a session, waiting up to `wait` while it is pending: answers as soon as its
+    /// status changes (also when its expiry passes), else at the end of the wait with
+    /// the session as it then is. Changes made in this process wake the wait at once;
+    /// the session is also re-read every [`WAIT_RECHECK`], so that changes made by
+    /// another process sharing the database are seen too. Nothing is held in between.
+    pub async fn wait(
+        &self,
+        owner: &Principal,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> Result<SessionRecord, DomainError> {
+        // Subscribe before the first read, so that no change slips in between.
+        let mut changes = self.store.session_changes();
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let session = self.get(owner, id).await?;
+            let now = tokio::time::Instant::now();
+            if session.status != SessionStatus::Pending || now >= until {
+                return Ok(session);
+            }
+            let to_expiry = (session.expires_at - self.clock.now_ms()).max(0) as u64;
+            let nap = (until - now)
+                .min(WAIT_RECHECK)
+                .min(std::time::Duration::from_millis(to_expiry));
+            tokio::select! {
+                _ = changed(&mut changes, &session.id) => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
     }
 
     pub async fn list(
@@ -343,8 +450,9 @@ impl Sessions {
                 )))
             }
             Err(PayError::NotFound) => Err(DomainError::NotFound(format!("no session `{id}`"))),
-            Err(PayError::InsufficientFunds { .. }) => Err(DomainError::Conflict(
-                "the sandbox payer could not be funded".into(),
+            // The top-up and the charge share a transaction, so this is not expected.
+            Err(PayError::InsufficientFunds { .. }) => Err(DomainError::Retry(
+                "the sandbox payer could not be funded; retry the request".into(),
             )),
             Err(PayError::Store(e)) => Err(e.into()),
         }
@@ -396,6 +504,13 @@ impl Sessions {
                         "the session is {}; only held funds can be {verb}",
                         current.status
                     ),
+                    (CaptureMethod::Manual, Some(CaptureStatus::Released))
+                        if current.status == SessionStatus::Expired =>
+                    {
+                        "the hold passed its deadline; the funds went back to the payer and \
+                         the session expired"
+                            .to_string()
+                    }
                     (CaptureMethod::Manual, Some(status)) => {
                         format!("the funds were already {}", status.as_str())
                     }

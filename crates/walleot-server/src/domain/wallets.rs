@@ -24,6 +24,10 @@ pub struct WalletPolicy {
     /// How long the funds of an approved manual-capture session stay held before they
     /// return to the payer uncaptured.
     pub hold_ms: i64,
+    /// Payments without a second factor (auto-approved, or one click on "Pay") that a
+    /// payer makes to one merchant in one mode within an hour; beyond it each takes the
+    /// second factor, so that a merchant cannot drain a wallet in small charges.
+    pub auto_approvals_per_hour: i64,
 }
 
 impl Default for WalletPolicy {
@@ -33,6 +37,7 @@ impl Default for WalletPolicy {
             max_failed_attempts: 5,
             lock_ms: 15 * 60 * 1000,
             hold_ms: 24 * 3600 * 1000,
+            auto_approvals_per_hour: 20,
         }
     }
 }
@@ -46,9 +51,11 @@ pub fn default_threshold(currency: Currency) -> i64 {
 /// What a checkout page can do for a signed-in payer and a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckoutStep {
-    /// At or under the threshold, funds available: pay at once.
+    /// At or under the threshold, funds available, within the hourly number of such
+    /// payments: paid without a second factor.
     AutoApprove,
-    /// Above the threshold: one tap on a second factor.
+    /// Above the threshold, or beyond the hourly number of payments without a second
+    /// factor: one tap on a second factor.
     NeedsApproval,
     /// Approvals are locked after failed attempts, until this instant.
     Locked {
@@ -69,7 +76,21 @@ pub struct Assessment {
     pub available: i64,
     /// The payer's auto-approve threshold in the session's currency.
     pub threshold: i64,
+    /// Within the threshold, but the hourly number of payments without a second factor
+    /// to this merchant is used up.
+    pub auto_limit_reached: bool,
 }
+
+/// The answer to a payment without a second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutoPayment {
+    Paid(SessionRecord),
+    /// The hourly number of such payments to this merchant is used up; nothing moved.
+    LimitReached,
+}
+
+/// The span of [`WalletPolicy::auto_approvals_per_hour`].
+const HOUR_MS: i64 = 3600 * 1000;
 
 /// Why a payment did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -221,11 +242,24 @@ impl Wallets {
             .unwrap_or(0);
         let threshold = self.threshold(&payer.id, session.currency).await?;
         let status = session.status_at(now);
+        let payable = status == SessionStatus::Pending && available >= session.amount;
+        let auto_limit_reached = payable
+            && session.amount <= threshold
+            && self
+                .store
+                .auto_approvals_since(
+                    &payer.id,
+                    &session.merchant_id,
+                    session.livemode,
+                    now - HOUR_MS,
+                )
+                .await?
+                >= self.policy.auto_approvals_per_hour;
         let step = if status != SessionStatus::Pending {
             CheckoutStep::Closed(status)
         } else if available < session.amount {
             CheckoutStep::InsufficientFunds { available }
-        } else if session.amount <= threshold {
+        } else if session.amount <= threshold && !auto_limit_reached {
             CheckoutStep::AutoApprove
         } else if payer.locked_until > now {
             CheckoutStep::Locked {
@@ -238,7 +272,35 @@ impl Wallets {
             step,
             available,
             threshold,
+            auto_limit_reached,
         })
+    }
+
+    /// Pays the session without a second factor, within the payer's hourly number of
+    /// such payments to its merchant, counted in the payment's own transaction. The
+    /// caller has checked the threshold; `evidence` says what the payer did.
+    pub async fn pay_without_factor(
+        &self,
+        session_id: &str,
+        payer_id: &str,
+        evidence: String,
+    ) -> Result<AutoPayment, PayError> {
+        let payment = SessionPayment {
+            session_id: session_id.to_string(),
+            payer_id: payer_id.to_string(),
+            method: ApprovalMethod::Auto,
+            evidence: Some(evidence),
+            hold_ms: self.policy.hold_ms,
+            fund_from_sandbox: false,
+            auto_limit_per_hour: Some(self.policy.auto_approvals_per_hour),
+        };
+        let now = self.clock.now_ms();
+        match self.store.pay_session(&payment, now).await? {
+            PayOutcome::Paid(session) => Ok(AutoPayment::Paid(session)),
+            PayOutcome::AutoLimitReached => Ok(AutoPayment::LimitReached),
+            PayOutcome::Refused(session) => Err(PayError::Closed(session.status_at(now))),
+            PayOutcome::NotFound => Err(PayError::NotFound),
+        }
     }
 
     /// Charges the payer's wallet for the session, recording how it was approved.
@@ -255,17 +317,26 @@ impl Wallets {
             method,
             evidence,
             hold_ms: self.policy.hold_ms,
+            fund_from_sandbox: false,
+            auto_limit_per_hour: None,
         };
+        self.charge(&payment).await
+    }
+
+    async fn charge(&self, payment: &SessionPayment) -> Result<SessionRecord, PayError> {
         let now = self.clock.now_ms();
-        match self.store.pay_session(&payment, now).await? {
+        match self.store.pay_session(payment, now).await? {
             PayOutcome::Paid(session) => Ok(session),
             PayOutcome::Refused(session) => Err(PayError::Closed(session.status_at(now))),
             PayOutcome::NotFound => Err(PayError::NotFound),
+            // Only payments that name a limit can meet it (`pay_without_factor`).
+            PayOutcome::AutoLimitReached => Err(PayError::Closed(SessionStatus::Pending)),
         }
     }
 
     /// Pays a test session from the merchant's sandbox payer, topped up from sandbox
-    /// funds as needed: the path of a real payment, without a browser.
+    /// funds as needed in the payment's own transaction: the path of a real payment,
+    /// without a browser.
     pub async fn pay_as_sandbox_payer(
         &self,
         session: &SessionRecord,
@@ -285,32 +356,16 @@ impl Wallets {
                 }
             }
         }
-        let available = self
-            .store
-            .accounts_of(AccountKind::Wallet, &payer_id)
-            .await?
-            .iter()
-            .find(|a| a.currency == session.currency && !a.livemode)
-            .map(Account::available)
-            .unwrap_or(0);
-        if available < session.amount {
-            self.store
-                .transfer(
-                    &TransferSpec {
-                        debit: AccountRef::sandbox(session.currency),
-                        credit: AccountRef::wallet(&payer_id, session.currency, false),
-                        amount: session.amount - available,
-                        kind: TransferKind::SandboxCredit,
-                        session_id: None,
-                        memo: Some("sandbox payer top-up".into()),
-                        hold_until: None,
-                    },
-                    self.clock.now_ms(),
-                )
-                .await?;
-        }
-        self.pay(&session.id, &payer_id, ApprovalMethod::TestHelper, None)
-            .await
+        self.charge(&SessionPayment {
+            session_id: session.id.clone(),
+            payer_id,
+            method: ApprovalMethod::TestHelper,
+            evidence: None,
+            hold_ms: self.policy.hold_ms,
+            fund_from_sandbox: !session.livemode,
+            auto_limit_per_hour: None,
+        })
+        .await
     }
 
     /// Counts a failed second factor; returns the payer as it now stands.

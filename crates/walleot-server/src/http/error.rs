@@ -13,7 +13,15 @@ pub struct ApiError {
     pub status: StatusCode,
     pub kind: ErrorType,
     pub message: String,
+    /// The same request may succeed later: its answer must not be kept for its
+    /// `Idempotency-Key` (see [`Retryable`]).
+    pub retryable: bool,
 }
+
+/// Marks an answer that a retry with the same `Idempotency-Key` should run again
+/// rather than replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Retryable;
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: ErrorType, message: impl Into<String>) -> Self {
@@ -21,6 +29,7 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            retryable: false,
         }
     }
 
@@ -50,6 +59,10 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(m) => {
                 ApiError::new(StatusCode::FORBIDDEN, ErrorType::Forbidden, m)
             }
+            DomainError::Retry(m) => ApiError {
+                retryable: true,
+                ..ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, m)
+            },
             DomainError::Store(e) => e.into(),
         }
     }
@@ -90,6 +103,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.retryable {
+            response.extensions_mut().insert(Retryable);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -37,7 +37,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|e: BytesRejection| body_rejection(e.status()))?;
+            .map_err(|e: BytesRejection| {
+                if super::server::is_body_timeout(&e) {
+                    body_timed_out()
+                } else {
+                    body_rejection(e.status())
+                }
+            })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -52,6 +58,15 @@ pub fn body_rejection(status: StatusCode) -> ApiError {
     } else {
         ApiError::invalid("the request body could not be read")
     }
+}
+
+/// The body did not arrive within the body deadline (see [`super::server`]).
+pub fn body_timed_out() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        ErrorType::InvalidRequest,
+        "the request body did not arrive in time",
+    )
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -4,12 +4,12 @@
 //! request with a key runs; its answer is kept (for at least 24 hours) and replayed to
 //! any later request with the same key and the same method, path and body, with the
 //! header `Idempotent-Replayed: true`. The same key with another request answers 422;
-//! a duplicate that arrives while the first still runs answers 409. Server errors are
-//! not kept, so the request can be retried. Handlers that create something record the
+//! a duplicate that arrives while the first still runs answers 409. Server errors and
+//! answers marked [`Retryable`] are not kept, so the request can be retried. Handlers that create something record the
 //! answer in the same transaction as the thing they create (see [`Recorded`]), so a
 //! crash between the two cannot let a retry create it twice.
 
-use super::error::ApiError;
+use super::error::{ApiError, Retryable};
 use super::extract::body_rejection;
 use super::AppState;
 use crate::domain::Principal;
@@ -95,6 +95,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
+        Err(e) if super::server::is_body_timeout(&e) => {
+            return super::extract::body_timed_out().into_response()
+        }
         Err(_) => return body_rejection(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
     };
     let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
@@ -139,7 +142,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let response = next.run(req).await;
 
     let status = response.status();
-    if status.is_server_error() {
+    if status.is_server_error() || response.extensions().get::<Retryable>().is_some() {
         if let Err(e) = state
             .store
             .release_idempotency_key(&claimed.scope, &claimed.key)

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod gate;
 pub mod idempotency;
 pub mod openapi;
+pub mod server;
 pub mod sessions;
 pub mod test_helpers;
 
@@ -17,9 +18,9 @@ use crate::domain::wallets::Wallets;
 use crate::domain::Clock;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -52,7 +53,11 @@ impl AppState {
     }
 }
 
+/// `Strict-Transport-Security` of every answer of a service reached over HTTPS: two years.
+const HSTS: &str = "max-age=63072000";
+
 pub fn router(state: AppState) -> Router {
+    let https = state.public_url.to_ascii_lowercase().starts_with("https://");
     let v1 = Router::new()
         .merge(sessions::routes())
         .merge(test_helpers::routes())
@@ -61,18 +66,52 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn(refuse_declared_oversize))
         .layer(from_fn_with_state(state.clone(), gate::gate));
-    Router::new()
+    let app = Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health))
         .merge(crate::pages::routes())
         .fallback(not_found)
+        .layer(from_fn(|req: Request, next: Next| async move {
+            // `/v1` refuses inside its gate, so that the answer has rate-limit headers.
+            if req.uri().path().starts_with("/v1/") {
+                next.run(req).await
+            } else {
+                refuse_declared_oversize(req, next).await
+            }
+        }))
         .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    if https {
+        app.layer(map_response(|mut response: Response| async move {
+            response.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(HSTS),
+            );
+            response
+        }))
+    } else {
+        app
+    }
+}
+
+/// Answers 413 at once to a request that declares a body over the limit, instead of
+/// waiting for a body that may never come.
+async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > idempotency::MAX_BODY as u64) {
+        return extract::body_rejection(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

@@ -65,13 +65,41 @@ async fn create(
     Ok(response)
 }
 
+/// Longest long poll, in seconds.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+/// Query of a read. Other parameters are ignored, as they always were.
+#[derive(Debug, Deserialize)]
+struct ReadParams {
+    wait: Option<String>,
+}
+
 async fn read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<ReadParams>,
 ) -> Result<Json<Session>, ApiError> {
-    let record = state.sessions.get(&principal, &id).await?;
+    let record = match params.wait.as_deref().map(parse_wait).transpose()? {
+        Some(secs) if secs > 0 => {
+            let wait = std::time::Duration::from_secs(secs);
+            state.sessions.wait(&principal, &id, wait).await?
+        }
+        _ => state.sessions.get(&principal, &id).await?,
+    };
     Ok(Json(to_wire(&state, record)))
+}
+
+/// `wait` is a whole number of seconds from 0 to [`MAX_WAIT_SECS`], digits only.
+fn parse_wait(raw: &str) -> Result<u64, ApiError> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|secs| raw.bytes().all(|b| b.is_ascii_digit()) && *secs <= MAX_WAIT_SECS)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "wait: must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"
+            ))
+        })
 }
 
 #[derive(Debug, Deserialize)]

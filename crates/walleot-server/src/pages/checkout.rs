@@ -1,11 +1,12 @@
 //! `/checkout/{id}`: what the payer sees when a tool asks for money.
 
-use super::{PageError, PagePath, Visitor};
+use super::{spend, ClientAddr, PageError, PagePath, Visitor};
+use crate::ratelimit::Bucket;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::{ApprovalMethod, Payer};
 use crate::domain::sessions::SessionRecord;
-use crate::domain::wallets::{Assessment, CheckoutStep, PayError};
+use crate::domain::wallets::{Assessment, AutoPayment, CheckoutStep, PayError};
 use crate::http::AppState;
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use minijinja::context;
 use serde::Deserialize;
+use serde_json::json;
 use walleot_api::SessionStatus;
 
 pub fn routes() -> Router<AppState> {
@@ -22,6 +24,39 @@ pub fn routes() -> Router<AppState> {
         .route("/checkout/{id}", get(show))
         .route("/checkout/{id}/decline", post(decline))
         .route("/checkout/{id}/approve", post(approve_with_code))
+        .route("/checkout/{id}/pay", post(pay_with_click))
+}
+
+/// Whether the request opening the page is a top-level navigation the payer started,
+/// by its Fetch Metadata (headers no page can set): typed, bookmarked or reached from a
+/// page of this site (`Sec-Fetch-Site: none` or `same-origin`), or a link the payer
+/// clicked elsewhere (`Sec-Fetch-User: ?1` on a navigation). Another site's redirect or
+/// script, a frame, a prefetch, or a browser that sends no Fetch Metadata gets the pay
+/// button instead: opening a link must not be enough for someone else to charge.
+fn started_by_payer(headers: &HeaderMap) -> Option<&'static str> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    let prefetch = ["sec-purpose", "purpose"]
+        .iter()
+        .any(|name| get(name).is_some_and(|v| v.contains("prefetch") || v.contains("prerender")));
+    let mode = get("sec-fetch-mode");
+    let navigation = mode.as_deref().is_none_or(|m| m == "navigate")
+        && get("sec-fetch-dest").is_none_or(|d| d == "document");
+    if prefetch || !navigation {
+        return None;
+    }
+    let clicked = get("sec-fetch-user").as_deref() == Some("?1") && mode.as_deref() == Some("navigate");
+    match get("sec-fetch-site").as_deref() {
+        Some("none") => Some("none"),
+        Some("same-origin") => Some("same-origin"),
+        Some("same-site") if clicked => Some("same-site"),
+        Some("cross-site") if clicked => Some("cross-site"),
+        _ => None,
+    }
 }
 
 async fn show(
@@ -45,16 +80,21 @@ async fn show_inner(
     let mut assessed = None;
     if let Some(payer) = &visitor.payer {
         let assessment = state.wallets.assess(payer, &session).await?;
-        if assessment.step == CheckoutStep::AutoApprove {
-            // Within the payer's own limit: paid as the page opens, no click.
+        let started = started_by_payer(headers);
+        if let (CheckoutStep::AutoApprove, Some(site)) = (&assessment.step, started) {
+            // Within the payer's own limit, opened by the payer: paid as the page opens.
+            let evidence = json!({"trigger": "navigation", "secFetchSite": site}).to_string();
             match state
                 .wallets
-                .pay(&session.id, &payer.id, ApprovalMethod::Auto, None)
+                .pay_without_factor(&session.id, &payer.id, evidence)
                 .await
             {
-                Ok(paid) => return page(state, &visitor, &paid, &merchant, None, true, None).await,
+                Ok(AutoPayment::Paid(paid)) => {
+                    return page(state, &visitor, &paid, &merchant, None, true, None).await
+                }
                 Err(PayError::Store(e)) => return Err(e.into()),
-                Err(_) => {} // lost a race: show the session as it now stands
+                // The hourly number ran out, or a race was lost: show what now stands.
+                Ok(AutoPayment::LimitReached) | Err(_) => {}
             }
             let (session, merchant) = state.sessions.for_checkout(id).await?;
             return page(state, &visitor, &session, &merchant, None, false, None).await;
@@ -130,6 +170,7 @@ async fn pending_view(
         step,
         available,
         threshold,
+        auto_limit_reached,
     } = match assessed {
         Some(known) => known,
         None => state.wallets.assess(payer, session).await?,
@@ -141,7 +182,9 @@ async fn pending_view(
         .await?
         .is_some_and(|t| t.confirmed);
     let (name, until) = match step {
-        CheckoutStep::AutoApprove | CheckoutStep::NeedsApproval => ("approve", None),
+        // Not paid as the page opened: one click on "Pay", no second factor.
+        CheckoutStep::AutoApprove => ("confirm", None),
+        CheckoutStep::NeedsApproval => ("approve", None),
         CheckoutStep::Locked { until } => ("locked", Some(rfc3339(until))),
         CheckoutStep::InsufficientFunds { .. } => ("insufficient", None),
         CheckoutStep::Closed(status) => (status.as_str(), None),
@@ -153,7 +196,50 @@ async fn pending_view(
         threshold => currency.format_amount(threshold),
         has_passkey => has_passkey,
         has_totp => has_totp,
+        auto_limit_reached => auto_limit_reached,
+        auto_per_hour => state.wallets.policy().auto_approvals_per_hour,
     })
+}
+
+/// "Pay": one deliberate click of the payer, on this site's own form, for a charge
+/// within the auto-approve limit (and its hourly number); no second factor. Anything
+/// else goes back to the page, which asks for what it needs.
+async fn pay_with_click(
+    State(state): State<AppState>,
+    PagePath(id): PagePath,
+    client: ClientAddr,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let result = async {
+        let visitor = Visitor::from_headers(&state, &headers).await?;
+        let Ok(Form(form)) = form else {
+            return Err(PageError::Forbidden);
+        };
+        visitor.check_csrf(&state, &headers, &form.csrf)?;
+        spend(&state, Bucket::Approvals, &client)?;
+        let (session, _) = state.sessions.for_checkout(&id).await?;
+        let back = format!("/checkout/{}", session.id);
+        let Some(payer) = visitor.payer.clone() else {
+            return Ok(visitor.redirect(&state, &back));
+        };
+        if state.wallets.step(&payer, &session).await? == CheckoutStep::AutoApprove {
+            let evidence = json!({"trigger": "click"}).to_string();
+            match state
+                .wallets
+                .pay_without_factor(&session.id, &payer.id, evidence)
+                .await
+            {
+                Err(PayError::Store(e)) => return Err(e.into()),
+                Err(PayError::NotFound) => return Err(PageError::NotFound),
+                // Paid, or not payable this way after all: the page shows which.
+                Ok(_) | Err(_) => {}
+            }
+        }
+        Ok(visitor.redirect(&state, &back))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 #[derive(Deserialize)]
@@ -194,6 +280,7 @@ struct CodeForm {
 async fn approve_with_code(
     State(state): State<AppState>,
     PagePath(id): PagePath,
+    client: ClientAddr,
     headers: HeaderMap,
     form: Result<Form<CodeForm>, FormRejection>,
 ) -> Response {
@@ -203,10 +290,11 @@ async fn approve_with_code(
             return Err(PageError::Forbidden);
         };
         visitor.check_csrf(&state, &headers, &form.csrf)?;
-        let Some(payer) = visitor.payer.clone() else {
-            return Ok(visitor.redirect(&state, &format!("/checkout/{id}")));
-        };
+        spend(&state, Bucket::Approvals, &client)?;
         let (session, merchant) = state.sessions.for_checkout(&id).await?;
+        let Some(payer) = visitor.payer.clone() else {
+            return Ok(visitor.redirect(&state, &format!("/checkout/{}", session.id)));
+        };
         if payer.locked_until > state.clock.now_ms() {
             return page(&state, &visitor, &session, &merchant, None, false, None).await;
         }

@@ -14,6 +14,7 @@ mod wallet;
 use crate::domain::factors::webauthn::RelyingParty;
 use crate::domain::payers::Payer;
 use crate::http::AppState;
+use crate::ratelimit::Bucket;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -43,10 +44,99 @@ pub struct PageContext {
     /// `None` when the public URL has no host name (passkeys then cannot work).
     pub rp: Option<RelyingParty>,
     secure_cookies: bool,
+    limits: PageLimits,
+}
+
+/// Requests per client address per hour on the forms that make wallets, add factors,
+/// approve payments or add money: enough for people, not for scripts.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    /// New wallets (by passkey or authenticator app).
+    pub wallets_per_hour: u32,
+    /// Passkey and authenticator-app enrolment requests (a passkey takes two).
+    pub enrolments_per_hour: u32,
+    /// Approval requests: passkey (two each), app code, the pay button.
+    pub approvals_per_hour: u32,
+    /// Voucher redemptions and test credits.
+    pub top_ups_per_hour: u32,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        PageLimits {
+            wallets_per_hour: 10,
+            enrolments_per_hour: 30,
+            approvals_per_hour: 120,
+            top_ups_per_hour: 30,
+        }
+    }
+}
+
+impl PageLimits {
+    fn of(&self, bucket: Bucket) -> u32 {
+        match bucket {
+            Bucket::Wallets => self.wallets_per_hour,
+            Bucket::Enrolments => self.enrolments_per_hour,
+            Bucket::Approvals => self.approvals_per_hour,
+            Bucket::TopUps => self.top_ups_per_hour,
+            Bucket::Sessions | Bucket::Status | Bucket::Anonymous => u32::MAX,
+        }
+    }
+}
+
+/// The window of the page limits.
+const LIMIT_WINDOW_SECS: u32 = 3600;
+
+/// Spends one request of `client` from a page budget; a spent budget is refused with
+/// the wait until it refills.
+pub fn spend(state: &AppState, bucket: Bucket, client: &ClientAddr) -> Result<(), PageError> {
+    let limit = state.pages.limits.of(bucket);
+    let now = state.clock.now_ms();
+    let decision = state
+        .limiter
+        .check_budget(bucket, limit, LIMIT_WINDOW_SECS, &client.0, now);
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(PageError::RateLimited {
+            retry_after_secs: decision.reset_secs,
+        })
+    }
+}
+
+/// The address a request came from, as the page limits count it: an IPv6 address by
+/// its /64, the block one subscriber usually holds.
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use std::net::IpAddr;
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let key = match ip {
+            Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            None => "unknown".into(),
+        };
+        Ok(ClientAddr(key))
+    }
 }
 
 impl PageContext {
-    pub fn new(public_url: &str, secret: Vec<u8>) -> Self {
+    pub fn new(public_url: &str, secret: Vec<u8>, limits: PageLimits) -> Self {
         let mut templates = Environment::new();
         for (name, source) in [
             ("layout.html", include_str!("../../templates/layout.html")),
@@ -73,6 +163,7 @@ impl PageContext {
             secret,
             rp,
             secure_cookies: public_url.starts_with("https://"),
+            limits,
         }
     }
 
@@ -295,17 +386,43 @@ impl Visitor {
         self.finish(state, response)
     }
 
+    /// A 303 to a path of this site; a path built from input that is not one leads to
+    /// the wallet instead (and never to a header that cannot be written).
     pub fn redirect(&self, state: &AppState, to: &str) -> Response {
-        self.finish(state, Redirect::to(to).into_response())
+        let to = safe_return(Some(to), "/wallet");
+        self.finish(state, Redirect::to(&to).into_response())
     }
 }
 
-/// Only paths of this site may be returned to.
+/// Only paths of this site may be returned to; anything else gives `fallback`.
 pub fn safe_return(raw: Option<&str>, fallback: &str) -> String {
-    match raw {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
-        _ => fallback.to_string(),
+    raw.and_then(local_path)
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+/// `raw` as a path and query of this site, or `None`. Browsers drop tabs and line
+/// breaks from URLs and read backslashes as slashes, so `/\t/host` or `/\host` would
+/// lead to another host: such characters are refused outright. What remains is resolved
+/// against an origin of our own, which it must keep, and dot segments that fold into
+/// `//host` are refused after resolution.
+fn local_path(raw: &str) -> Option<String> {
+    const MAX_LEN: usize = 2048;
+    let plain = |c: char| !(c.is_control() || c.is_whitespace() || c == '\\');
+    if raw.len() > MAX_LEN || !raw.starts_with('/') || !raw.chars().all(plain) {
+        return None;
     }
+    let origin = url::Url::parse("http://walleot.invalid/").expect("a valid URL");
+    let resolved = origin.join(raw).ok()?;
+    if resolved.origin() != origin.origin() {
+        return None;
+    }
+    let mut path = resolved.path().to_string();
+    if let Some(query) = resolved.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let local = path.starts_with('/') && !path.starts_with("//") && path.chars().all(plain);
+    local.then_some(path)
 }
 
 /// Why a page could not be shown; each renders as a page of its own.
@@ -315,6 +432,10 @@ pub enum PageError {
     /// A missing or wrong CSRF token, or a request from another site.
     Forbidden,
     BadRequest(String),
+    /// A page budget of this client address is spent.
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Internal,
 }
 
@@ -351,6 +472,15 @@ impl IntoResponse for PageError {
                     .to_string(),
             ),
             PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "That did not work", m.clone()),
+            PageError::RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                format!(
+                    "Too many attempts came from your network in the last hour. Nothing was \
+                     changed. Please try again in {}.",
+                    wait_text(*retry_after_secs)
+                ),
+            ),
             PageError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
@@ -364,12 +494,27 @@ impl IntoResponse for PageError {
              <body><main class=\"card\"><h1>{title}</h1><p>{}</p></main></body></html>",
             minijinja::HtmlEscape(&text)
         );
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             html,
         )
-            .into_response()
+            .into_response();
+        if let PageError::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+/// A wait in words: "1 minute", "12 minutes", "30 seconds".
+pub fn wait_text(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} seconds"),
+        60..=119 => "1 minute".into(),
+        _ => format!("{} minutes", secs.div_ceil(60)),
     }
 }
 

@@ -2,14 +2,14 @@
 //! options, runs the ceremony, and sends the result back; errors answer in the API's
 //! error shape.
 
-use super::Visitor;
+use super::{ClientAddr, PageError, Visitor};
 use crate::domain::factors::webauthn::{self, RelyingParty};
 use crate::domain::payers::{ApprovalMethod, Challenge, ChallengePurpose, Passkey};
 use crate::domain::wallets::{CheckoutStep, PayError};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::http::AppState;
-use crate::store::StoreError;
+use crate::ratelimit::Bucket;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -44,6 +44,14 @@ impl From<super::PageError> for ApiError {
                 "reload the page and try again",
             ),
             super::PageError::BadRequest(m) => ApiError::invalid(m),
+            super::PageError::RateLimited { retry_after_secs } => refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorType::RateLimited,
+                &format!(
+                    "too many attempts from your network; try again in {}",
+                    super::wait_text(retry_after_secs)
+                ),
+            ),
             super::PageError::Internal => ApiError::internal(),
         }
     }
@@ -76,22 +84,52 @@ fn signed_in(visitor: &Visitor) -> Result<crate::domain::payers::Payer, ApiError
     })
 }
 
+/// Spends one request from a page budget; when it is spent, notes the wait for the
+/// answer's `Retry-After`.
+fn spend(
+    state: &AppState,
+    bucket: Bucket,
+    client: &ClientAddr,
+    retry_after: &mut Option<u64>,
+) -> Result<(), ApiError> {
+    super::spend(state, bucket, client).map_err(|e| {
+        if let PageError::RateLimited { retry_after_secs } = e {
+            *retry_after = Some(retry_after_secs);
+        }
+        ApiError::from(e)
+    })
+}
+
 fn answer(
     visitor: &Visitor,
     state: &AppState,
     result: Result<serde_json::Value, ApiError>,
+    retry_after: Option<u64>,
 ) -> Response {
     match result {
         Ok(body) => visitor.finish(state, Json(body).into_response()),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, secs.into());
+            }
+            response
+        }
     }
 }
 
-async fn register_options(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn register_options(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+) -> Response {
     let (visitor, rp) = match start(&state, &headers).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
+    let mut retry_after = None;
     let challenge = Challenge {
         id: crate::domain::ids::new_id("chal"),
         purpose: ChallengePurpose::Register,
@@ -102,14 +140,14 @@ async fn register_options(State(state): State<AppState>, headers: HeaderMap) -> 
         expires_at: state.clock.now_ms() + CHALLENGE_MS,
     };
     let result = async {
+        spend(&state, Bucket::Enrolments, &client, &mut retry_after)?;
         state.store.insert_challenge(&challenge).await?;
         let options =
             webauthn::registration_options(&rp, &challenge.challenge, &webauthn::random_bytes(16));
-        Ok::<_, StoreError>(json!({"challengeId": challenge.id, "publicKey": options}))
+        Ok::<_, ApiError>(json!({"challengeId": challenge.id, "publicKey": options}))
     }
-    .await
-    .map_err(ApiError::from);
-    answer(&visitor, &state, result)
+    .await;
+    answer(&visitor, &state, result, retry_after)
 }
 
 #[derive(Deserialize)]
@@ -124,6 +162,7 @@ struct Registration {
 
 async fn register_finish(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Result<ApiJson<Registration>, ApiError>,
 ) -> Response {
@@ -131,7 +170,9 @@ async fn register_finish(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
+    let mut retry_after = None;
     let result = async {
+        spend(&state, Bucket::Enrolments, &client, &mut retry_after)?;
         let ApiJson(body) = body?;
         let now = state.clock.now_ms();
         let challenge = state
@@ -162,7 +203,10 @@ async fn register_finish(
                 .payer(&id)
                 .await?
                 .ok_or_else(|| ApiError::invalid("unknown payer"))?,
-            None => state.wallets.register().await?,
+            None => {
+                spend(&state, Bucket::Wallets, &client, &mut retry_after)?;
+                state.wallets.register().await?
+            }
         };
         state
             .store
@@ -180,7 +224,7 @@ async fn register_finish(
         Ok(json!({"ok": true}))
     }
     .await;
-    answer(&visitor, &state, result)
+    answer(&visitor, &state, result, retry_after)
 }
 
 #[derive(Deserialize)]
@@ -191,6 +235,7 @@ struct ApproveStart {
 
 async fn approve_options(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Result<ApiJson<ApproveStart>, ApiError>,
 ) -> Response {
@@ -198,7 +243,9 @@ async fn approve_options(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
+    let mut retry_after = None;
     let result = async {
+        spend(&state, Bucket::Approvals, &client, &mut retry_after)?;
         let ApiJson(body) = body?;
         let payer = signed_in(&visitor)?;
         let (session, _) = state.sessions.for_checkout(&body.session_id).await?;
@@ -259,7 +306,7 @@ async fn approve_options(
         }))
     }
     .await;
-    answer(&visitor, &state, result)
+    answer(&visitor, &state, result, retry_after)
 }
 
 #[derive(Deserialize)]
@@ -275,6 +322,7 @@ struct Assertion {
 
 async fn approve_finish(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     body: Result<ApiJson<Assertion>, ApiError>,
 ) -> Response {
@@ -282,7 +330,9 @@ async fn approve_finish(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
+    let mut retry_after = None;
     let result = async {
+        spend(&state, Bucket::Approvals, &client, &mut retry_after)?;
         let ApiJson(body) = body?;
         let payer = signed_in(&visitor)?;
         let now = state.clock.now_ms();
@@ -396,5 +446,5 @@ async fn approve_finish(
         }
     }
     .await;
-    answer(&visitor, &state, result)
+    answer(&visitor, &state, result, retry_after)
 }

@@ -1,6 +1,7 @@
 //! `/wallet`: balances, history, the auto-approve threshold, top-ups, second factors.
 
-use super::{safe_return, PageError, Visitor};
+use super::{safe_return, spend, ClientAddr, PageError, Visitor};
+use crate::ratelimit::Bucket;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::TotpRecord;
@@ -138,7 +139,10 @@ async fn wallet_page(
         state,
         if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
         "wallet.html",
-        context! { title => "Wallet", balances, thresholds, history, passkeys, totp, notice, error },
+        context! {
+            title => "Wallet", balances, thresholds, history, passkeys, totp, notice, error,
+            auto_per_hour => state.wallets.policy().auto_approvals_per_hour,
+        },
     ))
 }
 
@@ -217,6 +221,7 @@ struct CreditsForm {
 
 async fn add_credits(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     form: Result<Form<CreditsForm>, FormRejection>,
 ) -> Response {
@@ -233,15 +238,17 @@ async fn add_credits(
     let to = form.return_to.as_deref();
     answer(
         top_up(
-            &state, &headers, &form.csrf, to, "credits", "sandbox", request,
+            &state, &client, &headers, &form.csrf, to, "credits", "sandbox", request,
         )
         .await,
     )
 }
 
 /// Tops up the signed-in payer's wallet from the named source.
+#[allow(clippy::too_many_arguments)]
 async fn top_up(
     state: &AppState,
+    client: &ClientAddr,
     headers: &HeaderMap,
     csrf: &str,
     return_to: Option<&str>,
@@ -261,6 +268,7 @@ async fn top_up(
         return_to,
         notice,
         |payer| async move {
+            spend(state, Bucket::TopUps, client)?;
             source
                 .top_up(&payer, &request)
                 .await
@@ -285,6 +293,7 @@ struct VoucherForm {
 
 async fn redeem(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     form: Result<Form<VoucherForm>, FormRejection>,
 ) -> Response {
@@ -298,7 +307,7 @@ async fn redeem(
     let to = form.return_to.as_deref();
     answer(
         top_up(
-            &state, &headers, &form.csrf, to, "voucher", "voucher", request,
+            &state, &client, &headers, &form.csrf, to, "voucher", "voucher", request,
         )
         .await,
     )
@@ -405,6 +414,7 @@ struct TotpConfirm {
 
 async fn totp_confirm(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     form: Result<Form<TotpConfirm>, FormRejection>,
 ) -> Response {
@@ -415,6 +425,7 @@ async fn totp_confirm(
                 return Err(PageError::Forbidden);
             };
             visitor.check_csrf(&state, &headers, &form.csrf)?;
+            spend(&state, Bucket::Enrolments, &client)?;
             let payer_id = visitor.payer.as_ref().map(|p| p.id.clone());
             let expected = seal(&state, &form.secret, payer_id.as_deref());
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -437,7 +448,10 @@ async fn totp_confirm(
             };
             let payer = match &visitor.payer {
                 Some(p) => p.clone(),
-                None => state.wallets.register().await?,
+                None => {
+                    spend(&state, Bucket::Wallets, &client)?;
+                    state.wallets.register().await?
+                }
             };
             state
                 .store

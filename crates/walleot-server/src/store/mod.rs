@@ -104,6 +104,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Answers when the database can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The ids of sessions whose status (or capture status) this process changed, sent
+    /// once the change is committed, so that long polls wake without re-reading. A
+    /// receiver that lags misses ids: it should then re-read what it watches. Changes
+    /// made by another process sharing the database are not seen here.
+    fn session_changes(&self) -> tokio::sync::broadcast::Receiver<String>;
+
     /// A secret kept by the database itself, created on first use.
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
@@ -220,6 +226,15 @@ pub struct SessionPayment {
     pub evidence: Option<String>,
     /// For manual capture: how long the funds stay held before they lapse back.
     pub hold_ms: i64,
+    /// Test mode only: first top the wallet up from sandbox funds by what it lacks, in
+    /// the same transaction as the charge, so that concurrent payments cannot spend
+    /// each other's top-up (the sandbox payer of the test helpers).
+    pub fund_from_sandbox: bool,
+    /// For payments without a second factor: at most this many such approvals of the
+    /// payer for the session's merchant and mode within the past hour, this one
+    /// included, counted in the payment's own transaction. Beyond it nothing moves and
+    /// the answer is [`PayOutcome::AutoLimitReached`].
+    pub auto_limit_per_hour: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +244,9 @@ pub enum PayOutcome {
     /// The session is not payable (not pending, or expired); nothing moved.
     Refused(SessionRecord),
     NotFound,
+    /// The payer's hourly number of payments without a second factor for this
+    /// merchant is used up; nothing moved.
+    AutoLimitReached,
 }
 
 /// A line of a wallet's history.
@@ -263,6 +281,10 @@ pub trait LedgerStore: Send + Sync + 'static {
     ) -> Result<Transfer, StoreError>;
     /// Lapses up to `batch` pending transfers past their deadline; returns how many.
     async fn lapse_due(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError>;
+    /// Lapses the hold of one session when its deadline has passed, as the sweeper would
+    /// (the funds go back, the session expires), so that a read never shows funds held
+    /// past their deadline. False when nothing of this session was due.
+    async fn lapse_hold_if_due(&self, session_id: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Charges the payer's wallet for a pending session and marks it paid, with its
     /// event and approval, in one transaction. Insufficient funds refuse with
     /// [`LedgerError::InsufficientFunds`] and change nothing.
@@ -309,6 +331,15 @@ pub trait PayerStore: Send + Sync + 'static {
         lock_ms: i64,
     ) -> Result<Payer, StoreError>;
     async fn clear_failed_attempts(&self, payer_id: &str) -> Result<(), StoreError>;
+    /// How many payments without a second factor the payer made to the merchant in
+    /// one mode since `since_ms`.
+    async fn auto_approvals_since(
+        &self,
+        payer_id: &str,
+        merchant_id: &str,
+        livemode: bool,
+        since_ms: i64,
+    ) -> Result<i64, StoreError>;
 
     async fn thresholds(
         &self,

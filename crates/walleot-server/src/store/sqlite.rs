@@ -35,7 +35,12 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// New sessions and payments go to the group committer (see [`group_commit`]).
     jobs: tokio::sync::mpsc::Sender<WriteJob>,
+    /// Ids of sessions whose status changed, after commit (see `session_changes`).
+    changes: tokio::sync::broadcast::Sender<String>,
 }
+
+/// Ids kept for slow receivers of session changes before they lag.
+const CHANGES_BUFFER: usize = 4096;
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
 
@@ -84,7 +89,11 @@ const GROUP_MAX: usize = 256;
 /// arrival order, and one `fsync` makes them all durable before any is answered. Under
 /// load many requests share a sync; alone, a request commits at once. A job that fails
 /// is rolled back to its savepoint and fails alone.
-async fn group_commit(writer: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<WriteJob>) {
+async fn group_commit(
+    writer: SqlitePool,
+    mut queue: tokio::sync::mpsc::Receiver<WriteJob>,
+    changes: tokio::sync::broadcast::Sender<String>,
+) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -130,6 +139,13 @@ async fn group_commit(writer: SqlitePool, mut queue: tokio::sync::mpsc::Receiver
         }
         .await;
         let commit = committed.map_err(|e| e.to_string());
+        if commit.is_ok() {
+            for outcome in &outcomes {
+                if let Outcome::Payment(Ok(crate::store::PayOutcome::Paid(paid)), _) = outcome {
+                    let _ = changes.send(paid.id.clone());
+                }
+            }
+        }
         for outcome in outcomes {
             outcome.answer(&commit);
         }
@@ -215,16 +231,23 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let (jobs, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
-        tokio::spawn(group_commit(writer.clone(), queue));
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFER);
+        tokio::spawn(group_commit(writer.clone(), queue, changes.clone()));
         Ok(SqliteStore {
             writer,
             reader,
             jobs,
+            changes,
         })
     }
 
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Tells the watchers of a session that it changed; nobody listening is fine.
+    fn changed(&self, session_id: &str) {
+        let _ = self.changes.send(session_id.to_string());
     }
 }
 
@@ -319,6 +342,10 @@ impl SessionStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    fn session_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
     }
 
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
@@ -565,6 +592,9 @@ impl SessionStore for SqliteStore {
             },
         };
         tx.commit().await?;
+        if let Transition::Applied(session) = &outcome {
+            self.changed(&session.id);
+        }
         Ok(outcome)
     }
 
@@ -594,6 +624,24 @@ impl SessionStore for SqliteStore {
         let (Some(hold), Some(CaptureStatus::Held)) = (hold, session.capture_status) else {
             return Ok(Transition::Refused(session));
         };
+        // Past its deadline a hold is lapsed, whether or not the sweeper came by yet.
+        let lapses_at: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT lapses_at FROM transfers WHERE id = ? AND state = 'pending'")
+                .bind(&hold)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if matches!(lapses_at, Some(Some(deadline)) if deadline <= now_ms) {
+            ledger::lapse_in(&mut tx, &hold, now_ms).await?;
+            let row = sqlx::query(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+            ))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            self.changed(id);
+            return Ok(Transition::Refused(session_from_row(&row)?));
+        }
         let to = if capture {
             TransferState::Posted
         } else {
@@ -625,6 +673,7 @@ impl SessionStore for SqliteStore {
         let event = SessionEvent::named(id, kind, Some(SessionStatus::Paid), status, now_ms);
         insert_event(&mut tx, &event).await?;
         tx.commit().await?;
+        self.changed(id);
         Ok(Transition::Applied(session_from_row(&updated)?))
     }
 
@@ -650,6 +699,9 @@ impl SessionStore for SqliteStore {
             insert_event(&mut tx, &event).await?;
         }
         tx.commit().await?;
+        for id in &ids {
+            self.changed(id);
+        }
         Ok(ids.len())
     }
 

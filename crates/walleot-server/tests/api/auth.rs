@@ -174,3 +174,61 @@ async fn keys_are_stored_only_as_hashes() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_accepted_in_any_case() {
+    let app = spawn_app().await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        for header in [
+            format!("{scheme} {}", app.key()),
+            format!("{scheme}   {}", app.key()),
+        ] {
+            let response = app
+                .http
+                .get(app.url("/v1/sessions"))
+                .header("authorization", &header)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{header:?}");
+        }
+    }
+    // Another scheme stays refused, whatever its case.
+    let response = app
+        .http
+        .get(app.url("/v1/sessions"))
+        .header("authorization", format!("BEARERX {}", app.key()))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn answers_carry_hsts_when_the_public_url_is_https() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.public_url = Some("https://pay.example.com".into());
+    })
+    .await;
+    for (path, key) in [
+        ("/v1/sessions", Some(app.key())),
+        ("/v1/sessions", None),
+        ("/v1/nope", Some(app.key())),
+        ("/v1/openapi.json", None),
+        ("/healthz", None),
+        ("/wallet", None),
+    ] {
+        let response = app.request(Method::GET, path, key, None).await;
+        assert_eq!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap()),
+            Some("max-age=63072000"),
+            "{path}"
+        );
+    }
+    let plain = spawn_app().await;
+    let response = plain.get("/v1/sessions", plain.key()).await;
+    assert!(!response.headers().contains_key("strict-transport-security"));
+}

@@ -1,4 +1,4 @@
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 use walleot_server::domain::payers::ApprovalMethod;
 
@@ -293,4 +293,95 @@ async fn a_racing_capture_and_release_settle_once() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A manual-capture session paid by the sandbox payer, on a service whose holds last
+/// three seconds and whose sweeper waits an hour.
+async fn held_briefly() -> (crate::helpers::App, String, String) {
+    let app = spawn_app_with(|c| c.wallets.hold_ms = 3_000).await;
+    let session = app
+        .create_session_with(
+            app.key(),
+            json!({"amount": 300, "currency": "usd", "captureMethod": "manual"}),
+        )
+        .await;
+    let id = session["sessionId"].as_str().unwrap().to_string();
+    let paid = app
+        .post(&format!("/v1/test_helpers/sessions/{id}/pay"), app.key())
+        .await;
+    assert_eq!(paid.status(), 200);
+    let payer = format!("payer_sandbox_{}", app.server.merchant_id);
+    assert_eq!(balances(&app, &payer).await, (0, 0, 300));
+    (app, id, payer)
+}
+
+#[tokio::test]
+async fn a_capture_after_the_hold_deadline_is_refused_without_waiting_for_the_sweeper() {
+    let (app, id, payer) = held_briefly().await;
+    app.server.clock.advance_ms(3_001);
+    let message = assert_error(
+        app.post(&format!("/v1/sessions/{id}/capture"), app.key())
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(message.contains("deadline"), "{message}");
+    let session = read(&app, &id).await;
+    assert_eq!(
+        (
+            session["status"].as_str(),
+            session["captureStatus"].as_str()
+        ),
+        (Some("expired"), Some("released"))
+    );
+    assert_eq!(balances(&app, &payer).await, (300, 0, 0));
+    let kinds: Vec<_> = app
+        .server
+        .services
+        .store
+        .session_events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["session.created", "session.paid", "session.released"]
+    );
+    assert!(app
+        .server
+        .wallets()
+        .verify_ledger()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_read_after_the_hold_deadline_shows_the_session_expired_and_the_funds_returned() {
+    let (app, id, payer) = held_briefly().await;
+    app.server.clock.advance_ms(2_000);
+    assert_eq!(read(&app, &id).await["captureStatus"], "held", "not yet due");
+    app.server.clock.advance_ms(1_001);
+    let session = read(&app, &id).await;
+    assert_eq!(
+        (
+            session["status"].as_str(),
+            session["captureStatus"].as_str()
+        ),
+        (Some("expired"), Some("released"))
+    );
+    assert_eq!(balances(&app, &payer).await, (300, 0, 0));
+    // The sweeper, coming by later, finds nothing left to do.
+    use walleot_server::domain::Clock;
+    let store = &app.server.services.store;
+    assert_eq!(
+        store
+            .lapse_due(app.server.clock.now_ms(), 10)
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -282,3 +282,64 @@ async fn the_health_check_answers_ok() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
 }
+
+#[tokio::test]
+async fn descriptions_with_hidden_or_reordering_characters_are_refused() {
+    let app = spawn_app().await;
+    for (description, culprit) in [
+        ("pay \u{202E}001$ rof", "U+202E"),
+        ("left\u{202A}embed", "U+202A"),
+        ("isolate \u{2066}x\u{2069}", "U+2066"),
+        ("mark\u{200F}", "U+200F"),
+        ("mark\u{200E}", "U+200E"),
+        ("arabic mark \u{061C}", "U+061C"),
+        ("zero\u{200B}width", "U+200B"),
+        ("word\u{2060}joiner", "U+2060"),
+        ("invisible\u{2062}times", "U+2062"),
+        ("\u{FEFF}bom", "U+FEFF"),
+        ("soft\u{00AD}hyphen", "U+00AD"),
+        ("tag \u{E0041}", "U+E0041"),
+        ("line\u{2028}separator", "U+2028"),
+        ("tab\there", "U+0009"),
+        ("carriage\rreturn", "U+000D"),
+        ("escape \u{1B}[31m", "U+001B"),
+        ("c1 \u{85} control", "U+0085"),
+        ("trailing joiner \u{200D}", "U+200D"),
+        ("\u{200C}leading non-joiner", "U+200C"),
+    ] {
+        let response = app
+            .post_json(
+                "/v1/sessions",
+                app.key(),
+                &json!({"amount": 200, "currency": "usd", "description": description}),
+            )
+            .await;
+        let message = assert_error(response, 400, "invalid_request").await;
+        assert!(
+            message.starts_with("description") && message.contains(culprit),
+            "{description:?}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn descriptions_in_any_script_with_newlines_and_emoji_are_accepted() {
+    let app = spawn_app().await;
+    for description in [
+        "Pro feature unlock",
+        "two\nlines",
+        "Analyse für 0,50 €",
+        "تحليل البيانات",
+        "می‌خواهم",
+        "family 👨\u{200D}👩\u{200D}👧 and ❤\u{FE0F}",
+        "日本語の説明",
+    ] {
+        let session = app
+            .create_session_with(
+                app.key(),
+                json!({"amount": 200, "currency": "usd", "description": description}),
+            )
+            .await;
+        assert_eq!(session["description"], description);
+    }
+}

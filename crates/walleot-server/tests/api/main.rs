@@ -3,11 +3,14 @@
 
 mod auth;
 mod capture;
+mod concurrency;
 mod create;
 mod fuzz;
 mod helpers;
 mod idempotency;
 mod lifecycle;
 mod list;
+mod long_poll;
 mod openapi;
 mod rate_limits;
+mod slow_clients;

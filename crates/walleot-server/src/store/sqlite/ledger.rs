@@ -248,6 +248,9 @@ pub(super) async fn resolve_in(
     Ok(transfer)
 }
 
+/// The span of the limit on payments without a second factor.
+const HOUR_MS: i64 = 3600 * 1000;
+
 /// Charges the payer's wallet for a pending session inside `tx`: the transfer, the
 /// status change, its event and the approval. An error leaves `tx` to be rolled back.
 pub(super) async fn pay_session_in(
@@ -268,6 +271,18 @@ pub(super) async fn pay_session_in(
     if session.status_at(now_ms) != SessionStatus::Pending {
         return Ok(PayOutcome::Refused(session));
     }
+    if let Some(limit) = payment.auto_limit_per_hour {
+        let used: i64 = sqlx::query_scalar(super::payers::AUTO_APPROVALS_SINCE)
+            .bind(&payment.payer_id)
+            .bind(now_ms - HOUR_MS)
+            .bind(&session.merchant_id)
+            .bind(session.livemode)
+            .fetch_one(&mut **tx)
+            .await?;
+        if used >= limit {
+            return Ok(PayOutcome::AutoLimitReached);
+        }
+    }
     let spec = TransferSpec {
         debit: AccountRef::wallet(&payment.payer_id, session.currency, session.livemode),
         credit: AccountRef::merchant(&session.merchant_id, session.currency, session.livemode),
@@ -278,6 +293,22 @@ pub(super) async fn pay_session_in(
         hold_until: (session.capture_method == CaptureMethod::Manual)
             .then_some(now_ms + payment.hold_ms),
     };
+    if payment.fund_from_sandbox && !session.livemode {
+        let wallet = open_account(tx, &spec.debit, now_ms).await?;
+        let short = session.amount - wallet.available();
+        if short > 0 {
+            let top_up = TransferSpec {
+                debit: AccountRef::sandbox(session.currency),
+                credit: spec.debit.clone(),
+                amount: short,
+                kind: TransferKind::SandboxCredit,
+                session_id: None,
+                memo: Some("sandbox payer top-up".into()),
+                hold_until: None,
+            };
+            transfer_in(tx, &top_up, now_ms).await?;
+        }
+    }
     // An error here drops the transaction: nothing of the payment is written.
     let transfer = transfer_in(tx, &spec, now_ms).await?;
     let held = transfer.state == TransferState::Pending;
@@ -315,6 +346,41 @@ pub(super) async fn pay_session_in(
     Ok(PayOutcome::Paid(paid))
 }
 
+/// Lapses a pending hold inside `tx`: the money goes back to the payer and, when it
+/// held a session's funds, that session expires with its event. Returns the session.
+pub(super) async fn lapse_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    transfer_id: &str,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    let lapsed = resolve_in(tx, transfer_id, TransferState::Lapsed, now_ms).await?;
+    let Some(session_id) = lapsed.session_id else {
+        return Ok(None);
+    };
+    // A hold that lapses uncaptured gives the money back; the session expires.
+    let released = sqlx::query(
+        "UPDATE sessions SET status = 'expired', capture_status = 'released', updated_at = ? \
+         WHERE id = ? AND hold_transfer_id = ? AND capture_status = 'held'",
+    )
+    .bind(now_ms)
+    .bind(&session_id)
+    .bind(transfer_id)
+    .execute(&mut **tx)
+    .await?;
+    if released.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let event = SessionEvent::named(
+        &session_id,
+        "session.released",
+        Some(SessionStatus::Paid),
+        SessionStatus::Expired,
+        now_ms,
+    );
+    insert_event(tx, &event).await?;
+    Ok(Some(session_id))
+}
+
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn transfer(&self, spec: &TransferSpec, now_ms: i64) -> Result<Transfer, StoreError> {
@@ -345,34 +411,47 @@ impl LedgerStore for SqliteStore {
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
+        let mut released_sessions = Vec::new();
         for id in &due {
-            let lapsed = resolve_in(&mut tx, id, TransferState::Lapsed, now_ms).await?;
-            let Some(session_id) = lapsed.session_id else {
-                continue;
-            };
-            // A hold that lapses uncaptured gives the money back; the session expires.
-            let released = sqlx::query(
-                "UPDATE sessions SET status = 'expired', capture_status = 'released', updated_at = ? \
-                 WHERE id = ? AND hold_transfer_id = ? AND capture_status = 'held'",
-            )
-            .bind(now_ms)
-            .bind(&session_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if released.rows_affected() == 1 {
-                let event = SessionEvent::named(
-                    &session_id,
-                    "session.released",
-                    Some(SessionStatus::Paid),
-                    SessionStatus::Expired,
-                    now_ms,
-                );
-                insert_event(&mut tx, &event).await?;
+            if let Some(session_id) = lapse_in(&mut tx, id, now_ms).await? {
+                released_sessions.push(session_id);
             }
         }
         tx.commit().await?;
+        for id in &released_sessions {
+            self.changed(id);
+        }
         Ok(due.len())
+    }
+
+    async fn lapse_hold_if_due(&self, session_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        const DUE: &str = "SELECT t.id FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id \
+                           WHERE s.id = ? AND s.capture_status = 'held' AND t.state = 'pending' \
+                             AND t.lapses_at <= ?";
+        // Read first: the hold of a session that is read is rarely due.
+        let due: Option<String> = sqlx::query_scalar(DUE)
+            .bind(session_id)
+            .bind(now_ms)
+            .fetch_optional(&self.reader)
+            .await?;
+        if due.is_none() {
+            return Ok(false);
+        }
+        let mut tx = self.write().await?;
+        let due: Option<String> = sqlx::query_scalar(DUE)
+            .bind(session_id)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let lapsed = match due {
+            Some(hold) => lapse_in(&mut tx, &hold, now_ms).await?.is_some(),
+            None => false,
+        };
+        tx.commit().await?;
+        if lapsed {
+            self.changed(session_id);
+        }
+        Ok(lapsed)
     }
 
     async fn pay_session(

@@ -28,6 +28,13 @@ fn passkey_from_row(row: &SqliteRow) -> Result<Passkey, StoreError> {
 }
 
 const PAYER_COLUMNS: &str = "id, created_at, failed_attempts, locked_until";
+
+/// Approvals without a second factor of one payer for one merchant and mode since an
+/// instant: the figure the hourly limit of such approvals is checked against.
+pub(super) const AUTO_APPROVALS_SINCE: &str = "SELECT COUNT(*) FROM approvals a \
+     JOIN sessions s ON s.id = a.session_id \
+     WHERE a.payer_id = ? AND a.method = 'auto' AND a.created_at > ? \
+     AND s.merchant_id = ? AND s.livemode = ?";
 const PASSKEY_COLUMNS: &str = "credential_id, payer_id, public_key, sign_count, created_at";
 
 #[async_trait]
@@ -88,6 +95,22 @@ impl PayerStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn auto_approvals_since(
+        &self,
+        payer_id: &str,
+        merchant_id: &str,
+        livemode: bool,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(AUTO_APPROVALS_SINCE)
+            .bind(payer_id)
+            .bind(since_ms)
+            .bind(merchant_id)
+            .bind(livemode)
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     async fn thresholds(&self, payer_id: &str) -> Result<Vec<(Currency, i64)>, StoreError> {

@@ -1,0 +1,156 @@
+//! `GET /v1/sessions/{id}?wait=SECONDS`: a read that waits for a pending session to
+//! change.
+
+use crate::helpers::{assert_error, spawn_app, App};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use walleot_api::SessionStatus;
+use walleot_server::domain::Clock;
+use walleot_server::store::{SessionStore, SqliteStore, Transition};
+
+/// Starts a waiting read in the background; it resolves to the answer and its status.
+fn wait_in_background(app: &App, id: &str, wait: &str) -> tokio::task::JoinHandle<(u16, Value)> {
+    let request = app
+        .http
+        .get(app.url(&format!("/v1/sessions/{id}?wait={wait}")))
+        .bearer_auth(app.key());
+    tokio::spawn(async move {
+        let response = request.send().await.expect("the service answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    })
+}
+
+#[tokio::test]
+async fn a_waiting_read_answers_soon_after_the_payment() {
+    let app = spawn_app().await;
+    let id = app.create_session().await;
+    let started = Instant::now();
+    let waiting = wait_in_background(&app, &id, "30");
+    // Let the read reach its wait first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a pending session keeps the read waiting");
+
+    let paid_at = Instant::now();
+    let pay = app
+        .post(&format!("/v1/test_helpers/sessions/{id}/pay"), app.key())
+        .await;
+    assert_eq!(pay.status(), 200);
+    let (status, body) = waiting.await.unwrap();
+    let after_pay = paid_at.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "paid");
+    assert!(
+        after_pay < Duration::from_secs(1),
+        "answered {after_pay:?} after the payment"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_waiting_read_answers_at_the_timeout_when_nothing_happens() {
+    let app = spawn_app().await;
+    let id = app.create_session().await;
+    let started = Instant::now();
+    let (status, body) = wait_in_background(&app, &id, "1").await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "pending");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_read_answers_when_the_session_expires_by_its_deadline() {
+    let app = spawn_app().await;
+    let session = app
+        .create_session_with(
+            app.key(),
+            json!({"amount": 200, "currency": "usd", "expiresIn": 60}),
+        )
+        .await;
+    let id = session["sessionId"].as_str().unwrap().to_string();
+    let waiting = wait_in_background(&app, &id, "30");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expired_at = Instant::now();
+    app.server.clock.advance_ms(61_000);
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "expired");
+    assert!(expired_at.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_change_made_by_another_process_is_seen_while_waiting() {
+    let app = spawn_app().await;
+    let id = app.create_session().await;
+    let waiting = wait_in_background(&app, &id, "30");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another process on the same database: its changes never reach this process's
+    // notifications, only the database.
+    let other = SqliteStore::open(&format!(
+        "sqlite://{}",
+        app.server.database_path.display()
+    ))
+    .await
+    .unwrap();
+    let cancelled_at = Instant::now();
+    let done = other
+        .transition(
+            &app.server.merchant_id,
+            false,
+            &id,
+            SessionStatus::Cancelled,
+            app.server.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(done, Transition::Applied(_)));
+    let (_, body) = waiting.await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_closed_session_answers_a_waiting_read_at_once() {
+    let app = spawn_app().await;
+    let id = app.create_session().await;
+    app.post(&format!("/v1/sessions/{id}/cancel"), app.key())
+        .await;
+    let started = Instant::now();
+    let (status, body) = wait_in_background(&app, &id, "60").await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")));
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn bad_waits_are_refused_naming_wait() {
+    let app = spawn_app().await;
+    let id = app.create_session().await;
+    for wait in [
+        "-1",
+        "61",
+        "3600",
+        "abc",
+        "1.5",
+        "",
+        "+5",
+        "1e1",
+        "%205",
+        "99999999999999999999999",
+    ] {
+        let response = app
+            .get(&format!("/v1/sessions/{id}?wait={wait}"), app.key())
+            .await;
+        let message = assert_error(response, 400, "invalid_request").await;
+        assert!(message.starts_with("wait"), "{wait:?}: {message}");
+    }
+    for wait in ["0", "00"] {
+        let response = app
+            .get(&format!("/v1/sessions/{id}?wait={wait}"), app.key())
+            .await;
+        assert_eq!(response.status(), 200, "{wait:?}");
+    }
+}
