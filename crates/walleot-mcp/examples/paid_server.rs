@@ -3,6 +3,7 @@
 //! ```sh
 //! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --mode two-step
 //! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --mode resubmit --http 127.0.0.1:3001
+//! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --store sqlite:payments.db
 //! ```
 //! Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at `/mcp`.
 
@@ -14,6 +15,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use std::sync::Arc;
+use walleot_mcp::store::{MemoryStore, PaymentStore, SqliteStore};
 use walleot_mcp::{Mode, Walleot};
 
 #[derive(Clone)]
@@ -66,12 +68,17 @@ impl ServerHandler for Tools {}
 #[derive(Parser)]
 #[command(about = "An MCP server with priced tools, paid through Walleot")]
 struct Args {
-    /// two-step, resubmit or progress.
+    /// How payments happen: two-step, resubmit, elicitation, progress, dynamic-tools or
+    /// auto.
     #[arg(long, default_value = "two-step")]
     mode: Mode,
     /// Serve streamable HTTP at ADDR/mcp instead of stdio.
     #[arg(long)]
     http: Option<String>,
+    /// Where open payments are kept: `memory` (lost on restart), or `sqlite:PATH`, a
+    /// file that survives restarts and can be shared by several server processes.
+    #[arg(long, default_value = "memory")]
+    store: String,
 }
 
 #[tokio::main]
@@ -80,7 +87,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let store: Arc<dyn PaymentStore> = match args.store.split_once(':') {
+        Some(("sqlite", path)) => Arc::new(SqliteStore::open(std::path::Path::new(path)).await?),
+        None if args.store == "memory" => Arc::new(MemoryStore::new()),
+        _ => {
+            return Err(format!("unknown store `{}`: use memory or sqlite:PATH", args.store).into())
+        }
+    };
     let walleot = Walleot::from_env()?
+        .store(store)
         .mode(args.mode)
         .price("add", "0.19", "USD")?
         .price("premium_analysis", "0.50", "USD")?;

@@ -203,6 +203,9 @@ impl<S: ServerHandler> Paid<S> {
             }
         };
         let instance = Value::Object(arguments.clone());
+        if validator.is_valid(&instance) {
+            return Ok(());
+        }
         let problems: Vec<String> = validator
             .iter_errors(&instance)
             .take(5)
