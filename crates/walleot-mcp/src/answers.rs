@@ -58,10 +58,10 @@ pub(crate) fn payment_required(
 
 /// The tool ran and the payer approved, but the held funds are not captured yet: the
 /// result waits until they are.
-pub(crate) fn settling(p: &PendingPayment, retry_in: Duration, again: &str) -> CallToolResult {
+pub(crate) fn settling(p: &PendingPayment, retry_in: Duration, next_step: &str) -> CallToolResult {
     let secs = retry_in.as_secs().max(1);
     let message = format!(
-        "The payment for `{}` is being settled (the payment service asked to wait); the result is kept. {again} in {secs} s to get it.",
+        "The payment for `{}` is being settled (the payment service asked to wait); the result is kept: in {secs} s, {next_step} again to get it.",
         p.tool
     );
     text_result(

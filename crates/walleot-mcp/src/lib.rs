@@ -22,7 +22,7 @@
 //! failed call.
 
 mod answers;
-mod confirms;
+mod flows;
 mod mode;
 mod paid;
 mod price;
@@ -71,7 +71,7 @@ pub struct Walleot {
     state_secret: Arc<Vec<u8>>,
     /// DYNAMIC_TOOLS: the open payments of each caller, by tool, shared by every
     /// instance (stateless HTTP makes one per request).
-    open: Arc<confirms::OpenConfirms>,
+    open: Arc<flows::dynamic_tools::OpenConfirms>,
     /// DYNAMIC_TOOLS on MCP 2026-07-28: changes of tool lists, for `listen` streams.
     changes: tokio::sync::broadcast::Sender<()>,
     /// Input schemas of the priced tools, compiled once.
