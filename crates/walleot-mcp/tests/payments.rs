@@ -7,7 +7,6 @@
 mod support;
 
 use rmcp::model::*;
-use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -270,18 +269,9 @@ async fn dynamic_tools_accept_a_repeated_confirm_and_drop_ended_payments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elicitation_on_mcp_2026_07_28_without_declared_elicitation_falls_back_to_two_steps() {
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
     for mode in [Mode::Elicitation, Mode::Auto] {
         let setup = Setup::start(mode).await;
-        let client = Recorder::default()
-            .serve_with_lifecycle(
-                StreamableHttpClientTransport::from_uri(setup.mcp_url.clone()),
-                ClientLifecycleMode::Discover {
-                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-                },
-            )
-            .await
-            .unwrap();
+        let client = Recorder::default().on_2026(&setup.mcp_url).await;
         let answer = call(&client, "add", json!({"a": 2, "b": 3})).await;
         assert_eq!(status_of(&answer), "payment_required", "{mode}");
         setup.pay(&session_of(&answer)).await;
@@ -510,17 +500,10 @@ async fn a_payment_request_reads_the_same_in_every_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_elicitation_on_mcp_2026_07_28_names_its_elicitation() {
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
     let setup = Setup::start(Mode::Elicitation).await;
     let client = Recorder::eliciting(&setup, false, true)
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_uri(setup.mcp_url.clone()),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+        .on_2026(&setup.mcp_url)
+        .await;
     let first = client
         .call_tool_once(
             CallToolRequestParams::new("add").with_arguments(args(json!({"a": 1, "b": 1}))),

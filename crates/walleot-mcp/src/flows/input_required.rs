@@ -8,7 +8,7 @@ use crate::answers::{payment_required, refusal};
 use crate::paid::{client_elicitation, Caller, Paid};
 use crate::price::Price;
 use crate::seal;
-use crate::store::{arguments_hash, PendingPayment};
+use crate::store::PendingPayment;
 use rmcp::model::*;
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -60,19 +60,12 @@ impl<S: ServerHandler> Paid<S> {
         let Some(payment_id) = seal::open(&self.walleot.state_secret, state) else {
             return Ok(refusal("the request state is not valid; call the tool again").into());
         };
-        let pending = match self
-            .payment_for(Some(&json!(payment_id)), tool, caller)
-            .await
-        {
+        let payment_id = json!(payment_id);
+        let paid_for = self.payment_for_call(Some(&payment_id), tool, caller, &arguments);
+        let pending = match paid_for.await {
             Ok(p) => p,
             Err(refused) => return Ok(refused.into()),
         };
-        if pending.arguments_hash != arguments_hash(&arguments) {
-            return Ok(refusal(
-                "this payment was made for other arguments; it cannot pay for this call",
-            )
-            .into());
-        }
         let next = Flow::InputRequired.next_step(tool);
         let answer = responses.get("payment");
         let action = answer.and_then(|a| a.get("action")).and_then(Value::as_str);

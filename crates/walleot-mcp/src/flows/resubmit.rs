@@ -2,10 +2,8 @@
 //! answers with the link, the retry with the same arguments and the id runs it.
 
 use super::Flow;
-use crate::answers::refusal;
 use crate::paid::{Caller, Paid};
 use crate::price::Price;
-use crate::store::arguments_hash;
 use rmcp::model::*;
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -22,16 +20,11 @@ impl<S: ServerHandler> Paid<S> {
         caller: &Caller,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let pending = match self.payment_for(Some(&payment_id), tool, caller).await {
+        let paid_for = self.payment_for_call(Some(&payment_id), tool, caller, &arguments);
+        let pending = match paid_for.await {
             Ok(p) => p,
             Err(refused) => return Ok(refused.into()),
         };
-        if pending.arguments_hash != arguments_hash(&arguments) {
-            return Ok(refusal(
-                "this payment was made for other arguments; it cannot pay for this call",
-            )
-            .into());
-        }
         let next = Flow::Resubmit.next_step(tool);
         self.run_paid(&pending, price, &next, cx).await
     }

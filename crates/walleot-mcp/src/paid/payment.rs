@@ -137,6 +137,23 @@ impl<S: ServerHandler> Paid<S> {
         }
     }
 
+    /// A payment the caller may use for this very call: the same tool and arguments.
+    pub(crate) async fn payment_for_call(
+        &self,
+        payment_id: Option<&Value>,
+        tool: &str,
+        caller: &Caller,
+        arguments: &Map<String, Value>,
+    ) -> Result<PendingPayment, CallToolResult> {
+        let pending = self.payment_for(payment_id, tool, caller).await?;
+        if pending.arguments_hash != arguments_hash(arguments) {
+            return Err(refusal(
+                "this payment was made for other arguments; it cannot pay for this call",
+            ));
+        }
+        Ok(pending)
+    }
+
     /// Whether the session pays for this payment now; the answer to give otherwise.
     fn check_paid(
         &self,

@@ -2,26 +2,15 @@
 
 use crate::support::*;
 use rmcp::model::*;
-use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use walleot_mcp::Mode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_mcp_2026_07_28_elicitation_becomes_an_input_required_round_trip() {
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
     let setup = Setup::start(Mode::Elicitation).await;
     let recorder = Recorder::eliciting(&setup, true, true);
-    let client = recorder
-        .clone()
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_uri(setup.mcp_url.clone()),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+    let client = recorder.clone().on_2026(&setup.mcp_url).await;
     let result = call(&client, "add", json!({"a": 7, "b": 8})).await;
     assert_eq!(text(&result), "15");
     let asked = recorder.elicitations.lock().unwrap().clone();
@@ -33,21 +22,12 @@ async fn on_mcp_2026_07_28_elicitation_becomes_an_input_required_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_or_moved_request_state_runs_nothing() {
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
     let setup = Setup::start(Mode::Elicitation).await;
     let form_only = Recorder {
         elicitation: Some(ElicitationCapability::new().with_form(FormElicitationCapability::new())),
         ..Recorder::default()
     };
-    let client = form_only
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_uri(setup.mcp_url.clone()),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+    let client = form_only.on_2026(&setup.mcp_url).await;
     // One round by hand: get the sealed state of a paid `add`.
     let first = client
         .call_tool_once(

@@ -401,6 +401,23 @@ pub async fn client_as(setup: &Setup, recorder: Recorder) -> RunningService<Role
         .unwrap()
 }
 
+/// Opens an MCP 2026-07-28 session.
+pub trait On2026: ClientHandler + Sized {
+    async fn on_2026(self, url: &str) -> RunningService<RoleClient, Self> {
+        use rmcp::{ClientLifecycleMode, ClientServiceExt};
+        self.serve_with_lifecycle(
+            StreamableHttpClientTransport::from_uri(url.to_string()),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap()
+    }
+}
+
+impl On2026 for Recorder {}
+
 /// The authenticated subject: here simply the bearer token the MCP client sends.
 pub fn bearer_subject() -> walleot_mcp::Identify {
     Arc::new(|cx: &RequestContext<rmcp::service::RoleServer>| {
