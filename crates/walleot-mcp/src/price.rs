@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use walleot_api::Currency;
 
 /// The price of one call of a tool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Price {
     /// In the currency's minor unit: 19 for 0.19 USD, 500 for 500 JPY.
     pub minor: i64,

@@ -10,6 +10,7 @@
 //! expires (a payer may have paid just before), a kept result a while after it was
 //! made, and the memory store also keeps within a byte budget.
 
+use crate::price::Price;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -30,8 +31,8 @@ pub struct PendingPayment {
     /// The arguments to run the tool with once paid.
     pub arguments: Map<String, Value>,
     pub arguments_hash: String,
-    pub amount_minor: i64,
-    pub currency: String,
+    /// The price it was opened at.
+    pub price: Price,
     /// The authenticated subject the payment is bound to, where the server names one.
     pub subject: Option<String>,
     /// Who opened it, for the per-caller cap and the confirm tools shown: the subject,
@@ -650,8 +651,7 @@ mod tests {
             tool: "t".into(),
             arguments: object(json!({"a": 1})),
             arguments_hash: "h".into(),
-            amount_minor: 1,
-            currency: "usd".into(),
+            price: Price::parse("0.01", "USD").unwrap(),
             subject: None,
             owner: owner.into(),
             expires_at: "2030-01-01T00:00:00Z".into(),

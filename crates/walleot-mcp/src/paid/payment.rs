@@ -92,8 +92,7 @@ impl<S: ServerHandler> Paid<S> {
             tool: tool.to_string(),
             arguments_hash: arguments_hash(&arguments),
             arguments,
-            amount_minor: price.minor,
-            currency: price.currency.code().to_string(),
+            price: price.clone(),
             subject: caller.subject.clone(),
             owner,
             expires_at: session.expires_at,
@@ -162,7 +161,7 @@ impl<S: ServerHandler> Paid<S> {
         next_step: &str,
         session: &Session,
     ) -> Result<(), CallToolResult> {
-        if session.amount != pending.amount_minor || session.currency.code() != pending.currency {
+        if session.amount != pending.price.minor || session.currency != pending.price.currency {
             return Err(refusal("the payment does not match this tool's price"));
         }
         match (session.status, session.capture_status) {
