@@ -131,17 +131,86 @@ impl CaptureStatus {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSessionRequest {
     /// Amount in the currency's minor unit (cents for USD, whole yen for JPY).
+    #[serde(deserialize_with = "whole_number")]
     pub amount: i64,
     /// ISO 4217 code, any case; stored and answered lower case.
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Seconds until the session expires, within the service's bounds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_whole_number"
+    )]
     pub expires_in: Option<i64>,
     /// `automatic` (the default) or `manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_method: Option<CaptureMethod>,
+}
+
+/// A whole number, written as JSON Schema counts integers: `7290` and `7290.0` alike,
+/// while `7290.5`, `"7290"` and numbers beyond 64 bits are refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(WholeNumber)
+}
+
+fn optional_whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    deserializer.deserialize_option(OptionalWholeNumber)
+}
+
+struct WholeNumber;
+
+impl serde::de::Visitor<'_> for WholeNumber {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::custom(format!("{v} is too large")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+        // 2^63 is exact as an f64; everything below it in magnitude fits an i64.
+        const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+        if v.fract() == 0.0 && v > -LIMIT && v < LIMIT {
+            Ok(v as i64)
+        } else if v.fract() != 0.0 {
+            Err(E::custom(format!("{v} is not a whole number")))
+        } else {
+            Err(E::custom(format!("{v} is too large")))
+        }
+    }
+}
+
+struct OptionalWholeNumber;
+
+impl<'de> serde::de::Visitor<'de> for OptionalWholeNumber {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        whole_number(d).map(Some)
+    }
 }
 
 /// The answer to `POST /v1/sessions`. The reference names `sessionId` and `url`; the
@@ -192,6 +261,33 @@ mod tests {
             );
         }
         assert!("PAID".parse::<SessionStatus>().is_err());
+    }
+
+    #[test]
+    fn integral_numbers_count_as_integers_and_fractions_do_not() {
+        let parse = |body: &str| serde_json::from_str::<CreateSessionRequest>(body);
+        let ok = parse(r#"{"amount":7290.0,"currency":"usd","expiresIn":600.0}"#).unwrap();
+        assert_eq!((ok.amount, ok.expires_in), (7290, Some(600)));
+        assert_eq!(
+            parse(r#"{"amount":1e3,"currency":"usd"}"#).unwrap().amount,
+            1000
+        );
+        assert_eq!(
+            parse(r#"{"amount":5,"currency":"usd","expiresIn":null}"#)
+                .unwrap()
+                .expires_in,
+            None
+        );
+        for bad in [
+            r#"{"amount":7290.5,"currency":"usd"}"#,
+            r#"{"amount":"7290","currency":"usd"}"#,
+            r#"{"amount":1e19,"currency":"usd"}"#,
+            r#"{"amount":18446744073709551615,"currency":"usd"}"#,
+            r#"{"amount":true,"currency":"usd"}"#,
+            r#"{"amount":5,"currency":"usd","expiresIn":60.25}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

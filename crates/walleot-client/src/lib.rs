@@ -20,7 +20,10 @@
 //!
 //! Every call has a timeout. POSTs carry an `Idempotency-Key` that the client generates
 //! (or that the caller gives), so that a retry after a lost answer never creates a
-//! second session; network failures and 5xx answers are retried with backoff.
+//! second session; network failures and 5xx answers are retried with backoff. A 429 is
+//! not retried: the error says how long the service asked to wait
+//! ([`Error::retry_after`]). [`Client::wait_session`] waits for a payment without
+//! polling in a loop.
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;

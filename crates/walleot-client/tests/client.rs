@@ -328,7 +328,11 @@ async fn wait_session_answers_soon_after_a_payment() {
         .unwrap();
     let seen = waiting.await.unwrap().unwrap();
     assert_eq!(seen.status, SessionStatus::Paid);
-    assert!(paid_at.elapsed() < Duration::from_secs(1), "{:?}", paid_at.elapsed());
+    assert!(
+        paid_at.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        paid_at.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -380,5 +384,8 @@ async fn a_rate_limited_call_says_so_and_is_not_retried() {
     // Other errors keep their status, type and message.
     let missing = client.get_session("sess_nope").await.unwrap_err();
     assert_eq!(missing.retry_after(), None);
-    assert!(missing.to_string().starts_with("404 not_found: "), "{missing}");
+    assert!(
+        missing.to_string().starts_with("404 not_found: "),
+        "{missing}"
+    );
 }

@@ -304,7 +304,10 @@ async fn serve(
         args.header_timeout > 0 && args.body_timeout > 0,
         "--header-timeout and --body-timeout must be positive"
     );
-    anyhow::ensure!(args.max_connections > 0, "--max-connections must be positive");
+    anyhow::ensure!(
+        args.max_connections > 0,
+        "--max-connections must be positive"
+    );
     config.connections = ConnectionLimits {
         header_timeout: Duration::from_secs(args.header_timeout),
         body_timeout: Duration::from_secs(args.body_timeout),

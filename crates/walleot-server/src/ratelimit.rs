@@ -215,8 +215,14 @@ mod tests {
             l.check(Bucket::Status, &i.to_string(), t + 120_000);
         }
         l.check(Bucket::Status, "late", t + 240_000);
-        assert!(!l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 240_000).allowed);
-        assert!(l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 3_600_000).allowed);
+        assert!(
+            !l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 240_000)
+                .allowed
+        );
+        assert!(
+            l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 3_600_000)
+                .allowed
+        );
     }
 
     #[test]

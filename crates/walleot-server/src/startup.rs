@@ -113,6 +113,8 @@ impl Services {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Set when shutdown begins, so that long polls answer at once.
+    closing: tokio::sync::watch::Sender<bool>,
     sweep_every: Duration,
     connections: ConnectionLimits,
 }
@@ -145,6 +147,7 @@ impl Application {
             clock.clone(),
             config.wallets.clone(),
         );
+        let (closing, _) = tokio::sync::watch::channel(false);
         let state = AppState {
             sessions: Sessions::new(
                 services.store.clone(),
@@ -159,12 +162,18 @@ impl Application {
             clock,
             limiter: Arc::new(RateLimiter::new(config.limits)),
             idempotency: config.idempotency,
-            pages: Arc::new(PageContext::new(&public_url, page_secret, config.page_limits)),
+            pages: Arc::new(PageContext::new(
+                &public_url,
+                page_secret,
+                config.page_limits,
+            )),
             public_url: public_url.into(),
+            closing: closing.subscribe(),
         };
         Ok(Application {
             listener,
             state,
+            closing,
             sweep_every: config.sweep_every,
             connections: config.connections,
         })
@@ -187,6 +196,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(sweep(self.state.clone(), self.sweep_every));
         let app = router(self.state);
+        let closing = self.closing;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
         let served =
             crate::http::server::serve(self.listener, app, self.connections, shutdown).await;
         // Each sweep is one transaction: stopping between two loses nothing.

@@ -373,14 +373,24 @@ impl Sessions {
                 format!("must be between 1 and {MAX_PAGE}"),
             ));
         }
-        let after = match &query.cursor {
-            None => None,
+        // An empty cursor is no cursor: the first page. A cursor names the last session
+        // of the previous page; one that names no session of this account is missing.
+        let after = match query.cursor.as_deref() {
+            None | Some("") => None,
+            Some(cursor) if !ids::has_shape(cursor, "sess") => {
+                return Err(DomainError::invalid(
+                    "cursor",
+                    "must be the `nextCursor` of an earlier page (sess_…)",
+                ))
+            }
             Some(cursor) => Some(
                 self.store
                     .session_seq(&owner.merchant_id, owner.mode.livemode(), cursor)
                     .await?
                     .ok_or_else(|| {
-                        DomainError::invalid("cursor", "is not a session of this key's account")
+                        DomainError::NotFound(format!(
+                            "cursor: no session `{cursor}` of this key's account to list after"
+                        ))
                     })?,
             ),
         };
@@ -397,6 +407,12 @@ impl Sessions {
             )
             .await?;
         for session in &mut page.sessions {
+            // A hold past its deadline is given back here too, as a read would.
+            if session.capture_status == Some(CaptureStatus::Held)
+                && self.store.lapse_hold_if_due(&session.id, now).await?
+            {
+                *session = self.find(owner, &session.id).await?;
+            }
             session.status = session.status_at(now);
         }
         Ok(page)

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Base of the links handed to payers, without a trailing slash.
     pub public_url: Arc<str>,
     pub pages: Arc<crate::pages::PageContext>,
+    /// Turns true when the service begins to shut down.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -57,7 +59,10 @@ impl AppState {
 const HSTS: &str = "max-age=63072000";
 
 pub fn router(state: AppState) -> Router {
-    let https = state.public_url.to_ascii_lowercase().starts_with("https://");
+    let https = state
+        .public_url
+        .to_ascii_lowercase()
+        .starts_with("https://");
     let v1 = Router::new()
         .merge(sessions::routes())
         .merge(test_helpers::routes())

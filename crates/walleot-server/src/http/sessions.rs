@@ -83,11 +83,23 @@ async fn read(
     let record = match params.wait.as_deref().map(parse_wait).transpose()? {
         Some(secs) if secs > 0 => {
             let wait = std::time::Duration::from_secs(secs);
-            state.sessions.wait(&principal, &id, wait).await?
+            // A shutdown does not wait for long polls: they answer at once.
+            tokio::select! {
+                waited = state.sessions.wait(&principal, &id, wait) => waited?,
+                _ = shutting_down(state.closing.clone()) => state.sessions.get(&principal, &id).await?,
+            }
         }
         _ => state.sessions.get(&principal, &id).await?,
     };
     Ok(Json(to_wire(&state, record)))
+}
+
+/// Completes when the service begins to shut down.
+async fn shutting_down(mut closing: tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        // The service was built but is not being run: it never shuts down.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// `wait` is a whole number of seconds from 0 to [`MAX_WAIT_SECS`], digits only.

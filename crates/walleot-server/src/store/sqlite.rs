@@ -625,11 +625,12 @@ impl SessionStore for SqliteStore {
             return Ok(Transition::Refused(session));
         };
         // Past its deadline a hold is lapsed, whether or not the sweeper came by yet.
-        let lapses_at: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT lapses_at FROM transfers WHERE id = ? AND state = 'pending'")
-                .bind(&hold)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let lapses_at: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT lapses_at FROM transfers WHERE id = ? AND state = 'pending'",
+        )
+        .bind(&hold)
+        .fetch_optional(&mut *tx)
+        .await?;
         if matches!(lapses_at, Some(Some(deadline)) if deadline <= now_ms) {
             ledger::lapse_in(&mut tx, &hold, now_ms).await?;
             let row = sqlx::query(&format!(

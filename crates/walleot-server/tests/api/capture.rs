@@ -363,7 +363,11 @@ async fn a_capture_after_the_hold_deadline_is_refused_without_waiting_for_the_sw
 async fn a_read_after_the_hold_deadline_shows_the_session_expired_and_the_funds_returned() {
     let (app, id, payer) = held_briefly().await;
     app.server.clock.advance_ms(2_000);
-    assert_eq!(read(&app, &id).await["captureStatus"], "held", "not yet due");
+    assert_eq!(
+        read(&app, &id).await["captureStatus"],
+        "held",
+        "not yet due"
+    );
     app.server.clock.advance_ms(1_001);
     let session = read(&app, &id).await;
     assert_eq!(
@@ -374,6 +378,14 @@ async fn a_read_after_the_hold_deadline_shows_the_session_expired_and_the_funds_
         (Some("expired"), Some("released"))
     );
     assert_eq!(balances(&app, &payer).await, (300, 0, 0));
+    // The list agrees.
+    let listed: Value = app
+        .get("/v1/sessions", app.key())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["status"], "expired");
     // The sweeper, coming by later, finds nothing left to do.
     use walleot_server::domain::Clock;
     let store = &app.server.services.store;
@@ -384,4 +396,25 @@ async fn a_read_after_the_hold_deadline_shows_the_session_expired_and_the_funds_
             .unwrap(),
         0
     );
+}
+
+#[tokio::test]
+async fn a_list_after_the_hold_deadline_shows_the_session_expired() {
+    let (app, id, payer) = held_briefly().await;
+    app.server.clock.advance_ms(3_001);
+    let listed: Value = app
+        .get("/v1/sessions", app.key())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["sessionId"], id.as_str());
+    assert_eq!(
+        (
+            listed["data"][0]["status"].as_str(),
+            listed["data"][0]["captureStatus"].as_str()
+        ),
+        (Some("expired"), Some("released"))
+    );
+    assert_eq!(balances(&app, &payer).await, (300, 0, 0));
 }

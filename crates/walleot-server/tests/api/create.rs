@@ -343,3 +343,25 @@ async fn descriptions_in_any_script_with_newlines_and_emoji_are_accepted() {
         assert_eq!(session["description"], description);
     }
 }
+
+#[tokio::test]
+async fn an_amount_written_with_a_zero_fraction_counts_as_the_integer_it_is() {
+    let app = spawn_app().await;
+    let session = app
+        .create_session_with(
+            app.key(),
+            json!({"amount": 7290.0, "currency": "usd", "expiresIn": 600.0}),
+        )
+        .await;
+    assert_eq!(session["amount"], 7290);
+    for body in [
+        r#"{"amount":7290.5,"currency":"usd"}"#,
+        r#"{"amount":1e30,"currency":"usd"}"#,
+        r#"{"amount":200,"currency":"usd","expiresIn":600.5}"#,
+    ] {
+        let response = app
+            .request(Method::POST, "/v1/sessions", Some(app.key()), Some(body))
+            .await;
+        assert_error(response, 400, "invalid_request").await;
+    }
+}

@@ -92,8 +92,8 @@ async fn bad_list_parameters_are_refused() {
         ("limit=-1", "limit"),
         ("status=PAID", "status"),
         ("status=refunded", "status"),
-        ("cursor=sess_000000000000000000000000", "cursor"),
-        (&format!("cursor={foreign}") as &str, "cursor"),
+        ("cursor=abc", "cursor"),
+        ("cursor=sess_0", "cursor"),
         ("colour=blue", "colour"),
     ];
     for (query, needle) in cases {
@@ -101,4 +101,23 @@ async fn bad_list_parameters_are_refused() {
         let message = assert_error(response, 400, "invalid_request").await;
         assert!(message.contains(needle), "{query}: {message}");
     }
+    // A well-formed cursor that names no session of this account is missing, as the
+    // session itself would be.
+    for cursor in ["sess_000000000000000000000000", foreign] {
+        let response = app
+            .get(&format!("/v1/sessions?cursor={cursor}"), app.key())
+            .await;
+        let message = assert_error(response, 404, "not_found").await;
+        assert!(message.contains("cursor"), "{cursor}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_cursor_reads_the_first_page() {
+    let app = spawn_app().await;
+    let id = app.create_session().await;
+    let response = app.get("/v1/sessions?cursor=", app.key()).await;
+    assert_eq!(response.status(), 200);
+    let page: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(page["data"][0]["sessionId"], id.as_str());
 }

@@ -29,7 +29,10 @@ async fn a_waiting_read_answers_soon_after_the_payment() {
     let waiting = wait_in_background(&app, &id, "30");
     // Let the read reach its wait first.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished(), "a pending session keeps the read waiting");
+    assert!(
+        !waiting.is_finished(),
+        "a pending session keeps the read waiting"
+    );
 
     let paid_at = Instant::now();
     let pay = app
@@ -90,12 +93,9 @@ async fn a_change_made_by_another_process_is_seen_while_waiting() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Another process on the same database: its changes never reach this process's
     // notifications, only the database.
-    let other = SqliteStore::open(&format!(
-        "sqlite://{}",
-        app.server.database_path.display()
-    ))
-    .await
-    .unwrap();
+    let other = SqliteStore::open(&format!("sqlite://{}", app.server.database_path.display()))
+        .await
+        .unwrap();
     let cancelled_at = Instant::now();
     let done = other
         .transition(
@@ -153,4 +153,70 @@ async fn bad_waits_are_refused_naming_wait() {
             .await;
         assert_eq!(response.status(), 200, "{wait:?}");
     }
+}
+
+#[tokio::test]
+async fn a_shutdown_answers_waiting_reads_at_once_and_finishes_cleanly() {
+    use walleot_server::startup::{Application, Config, Services};
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("w.db").display()),
+        ..Config::default()
+    };
+    let services = Services::open(&config.database_url, None).await.unwrap();
+    let key = services.bootstrap(0).await.unwrap().unwrap();
+    let clock = std::sync::Arc::new(walleot_server::domain::SystemClock);
+    let app = Application::build(config, services, clock).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let session: Value = http
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(key.expose_secret())
+        .json(&json!({"amount": 200, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = session["sessionId"].as_str().unwrap();
+    let waiting = tokio::spawn(
+        http.get(format!("{base}/v1/sessions/{id}?wait=60"))
+            .bearer_auth(key.expose_secret())
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = Instant::now();
+    stop.send(()).unwrap();
+    let answer = waiting.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["status"], "pending");
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the service stops")
+        .unwrap()
+        .unwrap();
+    assert!(stopped_at.elapsed() < Duration::from_secs(5));
+    // It no longer accepts connections.
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn a_long_poll_outlasts_the_header_and_body_timeouts() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.connections.header_timeout = Duration::from_secs(1);
+        c.connections.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let id = app.create_session().await;
+    let started = Instant::now();
+    let (status, body) = wait_in_background(&app, &id, "3").await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("pending")));
+    assert!(started.elapsed() >= Duration::from_millis(2900));
 }

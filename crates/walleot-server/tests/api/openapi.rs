@@ -139,3 +139,46 @@ async fn documented_examples_match_real_answers() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_documented_currency_pattern_names_exactly_the_accepted_codes() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let pattern = doc["components"]["schemas"]["CreateSessionRequest"]["properties"]["currency"]
+        ["pattern"]
+        .as_str()
+        .unwrap();
+    // `^(?:[Uu][Ss][Dd]|…)$`: each alternative is a code in either case.
+    let inner = pattern
+        .strip_prefix("^(?:")
+        .and_then(|p| p.strip_suffix(")$"))
+        .unwrap();
+    let mut documented: Vec<String> = inner
+        .split('|')
+        .map(|alt| {
+            alt.split(']')
+                .filter(|part| !part.is_empty())
+                .map(|part| {
+                    let pair: Vec<char> = part.trim_start_matches('[').chars().collect();
+                    assert_eq!(pair.len(), 2, "{alt}");
+                    assert_eq!(pair[0].to_ascii_lowercase(), pair[1], "{alt}");
+                    pair[0]
+                })
+                .collect()
+        })
+        .collect();
+    documented.sort();
+    let letters = || b'A'..=b'Z';
+    let mut accepted = Vec::new();
+    for a in letters() {
+        for b in letters() {
+            for c in letters() {
+                let code = String::from_utf8(vec![a, b, c]).unwrap();
+                if code.parse::<walleot_api::Currency>().is_ok() {
+                    accepted.push(code);
+                }
+            }
+        }
+    }
+    assert_eq!(documented, accepted);
+}

@@ -18,7 +18,10 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     let started = Instant::now();
     let mut received = Vec::new();
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut received)).await;
-    (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
 }
 
 /// Reads one answer whose body is JSON: its status line and body.
@@ -78,7 +81,10 @@ async fn a_declared_body_over_the_limit_is_refused_with_413_at_once() {
     for (path, key) in [
         ("/v1/sessions", Some(app.key().to_string())),
         ("/v1/sessions", None),
-        ("/v1/test_helpers/sessions/sess_000000000000000000000000/pay", Some(app.key().to_string())),
+        (
+            "/v1/test_helpers/sessions/sess_000000000000000000000000/pay",
+            Some(app.key().to_string()),
+        ),
     ] {
         let mut stream = connect(&app).await;
         let auth = key
@@ -116,7 +122,10 @@ async fn a_stalled_body_is_answered_408_within_the_body_timeout() {
         let started = Instant::now();
         let (status, body) = read_answer(&mut stream, Duration::from_secs(5)).await;
         let took = started.elapsed();
-        assert!(status.starts_with("HTTP/1.1 408"), "{idempotency:?}: {status}");
+        assert!(
+            status.starts_with("HTTP/1.1 408"),
+            "{idempotency:?}: {status}"
+        );
         assert_eq!(body["error"]["type"], "invalid_request");
         assert!(
             took >= Duration::from_millis(800) && took < Duration::from_secs(3),
@@ -151,7 +160,11 @@ async fn hundreds_of_stalled_sockets_do_not_keep_a_real_request_waiting() {
     let started = Instant::now();
     let response = app.get("/v1/sessions", app.key()).await;
     assert_eq!(response.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     drop(stalled);
 }
 
@@ -165,7 +178,10 @@ async fn at_the_connection_limit_a_new_client_is_served_once_a_stalled_one_times
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let mut stream = connect(&app).await;
-        stream.write_all(b"GET /v1/sessions HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /v1/sessions HTTP/1.1\r\n")
+            .await
+            .unwrap();
         stalled.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -202,8 +218,26 @@ async fn odd_but_parseable_requests_get_errors_in_the_api_shape() {
         let mut stream = connect(&app).await;
         stream.write_all(&request).await.unwrap();
         let (line, body) = read_answer(&mut stream, Duration::from_secs(3)).await;
-        assert!(line.starts_with(&format!("HTTP/1.1 {status}")), "{name}: {line}");
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {status}")),
+            "{name}: {line}"
+        );
         assert!(body["error"]["type"].is_string(), "{name}: {body}");
         assert!(body["error"]["message"].is_string(), "{name}: {body}");
     }
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
+    let app = spawn_app_with(|c| c.connections.header_timeout = Duration::from_secs(1)).await;
+    let mut stream = connect(&app).await;
+    let request = format!(
+        "GET /v1/sessions HTTP/1.1\r\nHost: walleot\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.key()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (status, _) = read_answer(&mut stream, Duration::from_secs(2)).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (_, idle) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(idle < Duration::from_secs(3), "closed after {idle:?} idle");
 }

@@ -425,7 +425,8 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn lapse_hold_if_due(&self, session_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        const DUE: &str = "SELECT t.id FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id \
+        const DUE: &str =
+            "SELECT t.id FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id \
                            WHERE s.id = ? AND s.capture_status = 'held' AND t.state = 'pending' \
                              AND t.lapses_at <= ?";
         // Read first: the hold of a session that is read is rarely due.
