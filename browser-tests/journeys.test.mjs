@@ -115,6 +115,23 @@ test('above the threshold, one tap on the passkey approves', async () => {
   assert.equal(await statusOf(session.sessionId), 'paid');
 });
 
+test('a checkout that another site opens without a click waits for the pay button', async () => {
+  const page = await registeredPayer();
+  const session = await createSession(20, 'Opened by another site');
+  // A page of another site sends the browser on by itself, without a click of the payer.
+  await page.route('http://drive-by.test/', (route) => route.fulfill({
+    contentType: 'text/html',
+    body: `<meta http-equiv="refresh" content="0;url=${session.url}">`,
+  }));
+  await page.goto('http://drive-by.test/');
+  await waitForState(page, 'confirm');
+  assert.equal(await statusOf(session.sessionId), 'pending', 'nothing is paid before the click');
+  await page.screenshot({ path: join(SHOTS, 'checkout-confirm.png'), fullPage: true });
+  await page.click('#pay');
+  await waitForState(page, 'paid');
+  assert.equal(await statusOf(session.sessionId), 'paid');
+});
+
 test('the payer can decline', async () => {
   const page = await registeredPayer();
   const session = await createSession(300);

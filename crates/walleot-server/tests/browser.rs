@@ -81,6 +81,10 @@ fn payer_journeys_in_a_real_browser() {
             "127.0.0.1:0",
             "--database-url",
             &database_url,
+            // Every journey makes a wallet from the same address: room beyond the ten
+            // an hour that people get.
+            "--rate-limit-wallets",
+            "50",
         ])
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
@@ -127,6 +131,7 @@ fn payer_journeys_in_a_real_browser() {
         "checkout-new-payer.png",
         "checkout-paid.png",
         "checkout-approve-mobile.png",
+        "checkout-confirm.png",
         "wallet.png",
     ] {
         assert!(shots.join(shot).exists(), "{shot} was not saved");

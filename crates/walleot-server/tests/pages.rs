@@ -543,7 +543,9 @@ fn assert_stays_local(base: &str, location: &str, case: &str) {
         location.starts_with('/')
             && !location.starts_with("//")
             && !location.contains('\\')
-            && !location.chars().any(|c| c.is_control() || c.is_whitespace()),
+            && !location
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace()),
         "{case:?} redirected to {location:?}"
     );
     let base = url::Url::parse(base).unwrap();
@@ -598,14 +600,13 @@ async fn hostile_return_addresses_only_ever_lead_back_to_this_site() {
         let seal = between(&html, "name=\"seal\" value=\"", "\"").to_string();
         let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
         let secret = totp::secret_from_text(&secret_text).unwrap();
-        let code = totp::code_at(
-            &secret,
-            server.clock.now_ms() / 1000 / totp::STEP_SECS,
-        );
+        let code = totp::code_at(&secret, server.clock.now_ms() / 1000 / totp::STEP_SECS);
         let enrolled = browser
             .raw_form(
                 "/wallet/totp",
-                format!("csrf={csrf}&secret={secret_text}&seal={seal}&code={code}&return_to={case}"),
+                format!(
+                    "csrf={csrf}&secret={secret_text}&seal={seal}&code={code}&return_to={case}"
+                ),
             )
             .await;
         assert_eq!(enrolled.status(), 303, "{case:?}");
@@ -667,6 +668,9 @@ async fn hostile_payment_ids_in_form_paths_never_redirect_away_or_fail() {
     }
 }
 
+/// Request headers, by name and value.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 /// The Fetch Metadata a browser sends when the payer opens a link themselves.
 const PAYER_OPENS_LINK: &[(&str, &str)] = &[
     ("sec-fetch-site", "cross-site"),
@@ -707,13 +711,19 @@ async fn a_checkout_opened_without_fetch_metadata_waits_for_one_click_on_pay() {
         .await
         .unwrap();
     assert_eq!(between(&html, "data-state=\"", "\""), "confirm");
-    assert!(html.contains(&format!("action=\"/checkout/{id}/pay\"")), "{html}");
+    assert!(
+        html.contains(&format!("action=\"/checkout/{id}/pay\"")),
+        "{html}"
+    );
     assert_eq!(status(&server, &id).await, "pending");
     assert!(browser.balances().await.contains("10.00 USD"));
 
     // The button is a form of this site: without its token it does nothing.
     let path = format!("/checkout/{id}/pay");
-    assert_eq!(browser.form(&path, &[("csrf", "forged")]).await.status(), 403);
+    assert_eq!(
+        browser.form(&path, &[("csrf", "forged")]).await.status(),
+        403
+    );
     assert_eq!(status(&server, &id).await, "pending");
     let token = browser.csrf().await;
     let paid = browser.form(&path, &[("csrf", token.as_str())]).await;
@@ -722,7 +732,13 @@ async fn a_checkout_opened_without_fetch_metadata_waits_for_one_click_on_pay() {
     assert_eq!(status(&server, &id).await, "paid");
     assert!(browser.balances().await.contains("9.80 USD"));
     assert_eq!(server.transfers_of(&id).await, 1);
-    let approval = server.services.store.approval_of(&id).await.unwrap().unwrap();
+    let approval = server
+        .services
+        .store
+        .approval_of(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(approval.method.as_str(), "auto");
     // Pressed again, nothing more is charged.
     let again = browser.form(&path, &[("csrf", token.as_str())]).await;
@@ -747,12 +763,20 @@ async fn a_charge_pays_itself_only_on_a_navigation_the_payer_started() {
         }
         h
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, bool)> = vec![
+    let cases: Vec<(&str, Headers, bool)> = vec![
         ("no fetch metadata", vec![], false),
-        ("typed or bookmarked", vec![("sec-fetch-site", "none")], true),
+        (
+            "typed or bookmarked",
+            vec![("sec-fetch-site", "none")],
+            true,
+        ),
         ("typed, full metadata", nav("none", true), true),
         ("from a page of this site", nav("same-origin", false), true),
-        ("a link clicked on another site", PAYER_OPENS_LINK.to_vec(), true),
+        (
+            "a link clicked on another site",
+            PAYER_OPENS_LINK.to_vec(),
+            true,
+        ),
         (
             "a link clicked, no destination",
             vec![
@@ -762,8 +786,16 @@ async fn a_charge_pays_itself_only_on_a_navigation_the_payer_started() {
             ],
             true,
         ),
-        ("a redirect or script of another site", nav("cross-site", false), false),
-        ("a sibling subdomain, no click", nav("same-site", false), false),
+        (
+            "a redirect or script of another site",
+            nav("cross-site", false),
+            false,
+        ),
+        (
+            "a sibling subdomain, no click",
+            nav("same-site", false),
+            false,
+        ),
         ("the header alone", vec![("sec-fetch-user", "?1")], false),
         (
             "a click into a frame",
@@ -800,7 +832,11 @@ async fn a_charge_pays_itself_only_on_a_navigation_the_payer_started() {
         ),
         (
             "a prerender of a clicked link",
-            [PAYER_OPENS_LINK.to_vec(), vec![("sec-purpose", "prefetch;prerender")]].concat(),
+            [
+                PAYER_OPENS_LINK.to_vec(),
+                vec![("sec-purpose", "prefetch;prerender")],
+            ]
+            .concat(),
             false,
         ),
         (
@@ -819,8 +855,16 @@ async fn a_charge_pays_itself_only_on_a_navigation_the_payer_started() {
             .await
             .unwrap();
         let shown = between(&html, "data-state=\"", "\"").to_string();
-        let expected = if pays { ("paid", "paid") } else { ("confirm", "pending") };
-        assert_eq!((shown.as_str(), status(&server, &id).await.as_str()), expected, "{case}");
+        let expected = if pays {
+            ("paid", "paid")
+        } else {
+            ("confirm", "pending")
+        };
+        assert_eq!(
+            (shown.as_str(), status(&server, &id).await.as_str()),
+            expected,
+            "{case}"
+        );
     }
 }
 
@@ -863,7 +907,10 @@ async fn wallet_creation_is_limited_per_address_with_a_429_page() {
     let server = TestServer::start().await;
     let credits = || async {
         let (_, transfers) = server.services.store.ledger_snapshot().await.unwrap();
-        transfers.iter().filter(|t| t.kind == "sandbox_credit").count()
+        transfers
+            .iter()
+            .filter(|t| t.kind == "sandbox_credit")
+            .count()
     };
     // The default: ten new wallets per address per hour.
     for _ in 0..10 {
@@ -880,7 +927,11 @@ async fn wallet_creation_is_limited_per_address_with_a_429_page() {
     let mut answer = authenticator.register(&options["publicKey"]);
     answer["challengeId"] = options["challengeId"].clone();
     let (code, body) = browser.json("/webauthn/register/finish", answer).await;
-    assert_eq!((code, &body["error"]["type"]), (429, &json!("rate_limited")), "{body}");
+    assert_eq!(
+        (code, &body["error"]["type"]),
+        (429, &json!("rate_limited")),
+        "{body}"
+    );
 
     // The authenticator-app way is refused too, with a page.
     let html = browser.page("/wallet/totp").await;
@@ -901,20 +952,30 @@ async fn wallet_creation_is_limited_per_address_with_a_429_page() {
         )
         .await;
     assert_eq!(refused.status(), 429);
-    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=3600).contains(&retry), "{retry}");
     assert!(refused.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/html"));
     assert!(refused.text().await.unwrap().contains("Too many"));
-    assert_eq!(credits().await, 10, "no wallet and no credits beyond the limit");
+    assert_eq!(
+        credits().await,
+        10,
+        "no wallet and no credits beyond the limit"
+    );
     assert!(!browser.page("/wallet").await.contains("id=\"balances\""));
 
     // The hour passes.
     server.clock.advance_ms(3600 * 1000);
     let later = Browser::new(&server);
-    later.register(&mut SoftAuthenticator::new(&later.base)).await;
+    later
+        .register(&mut SoftAuthenticator::new(&later.base))
+        .await;
     assert_eq!(credits().await, 11);
 }
 
@@ -945,9 +1006,18 @@ async fn payments_without_a_tap_are_limited_per_merchant_and_hour() {
     let fourth = session(&server, 20).await;
     let html = browser.page(&format!("/checkout/{fourth}")).await;
     assert_eq!(between(&html, "data-state=\"", "\""), "approve");
-    assert!(html.contains("You have made 3 payments without a tap"), "{html}");
+    assert!(
+        html.contains("You have made 3 payments without a tap"),
+        "{html}"
+    );
     let pay = format!("/checkout/{fourth}/pay");
-    assert_eq!(browser.form(&pay, &[("csrf", token.as_str())]).await.status(), 303);
+    assert_eq!(
+        browser
+            .form(&pay, &[("csrf", token.as_str())])
+            .await
+            .status(),
+        303
+    );
     assert_eq!(status(&server, &fourth).await, "pending");
     let (code, _) = browser.approve(&mut authenticator, &fourth).await;
     assert_eq!(code, 200);
@@ -1044,7 +1114,10 @@ async fn approvals_and_top_ups_are_limited_per_address_with_a_429_page() {
     let small = session(&server, 20).await;
     browser.open(&format!("/checkout/{small}"), &[]).await;
     for (path, fields) in [
-        (format!("/checkout/{small}/pay"), vec![("csrf", csrf.as_str())]),
+        (
+            format!("/checkout/{small}/pay"),
+            vec![("csrf", csrf.as_str())],
+        ),
         (
             format!("/checkout/{second}/approve"),
             vec![("csrf", csrf.as_str()), ("code", "123456")],
@@ -1102,4 +1175,60 @@ async fn approvals_and_top_ups_are_limited_per_address_with_a_429_page() {
     assert!(browser.balances().await.contains("27.50 USD"));
     let (code, _) = browser.approve(&mut authenticator, &second).await;
     assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn enrolment_attempts_are_limited_per_address() {
+    let server = TestServer::start_with(|c| c.page_limits.enrolments_per_hour = 4).await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await; // two requests of the four
+
+    // Guessing an app's code is slowed down like everything else.
+    let html = browser.page("/wallet/totp").await;
+    let secret = between(&html, "id=\"totp-secret\">", "<").to_string();
+    let seal = between(&html, "name=\"seal\" value=\"", "\"").to_string();
+    let csrf = between(&html, "name=\"csrf\" value=\"", "\"").to_string();
+    let right = totp::code_at(
+        &totp::secret_from_text(&secret).unwrap(),
+        server.clock.now_ms() / 1000 / totp::STEP_SECS,
+    );
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let guess = |code: &'static str| {
+        let fields = [
+            ("csrf", csrf.clone()),
+            ("secret", secret.clone()),
+            ("seal", seal.clone()),
+            ("code", code.to_string()),
+        ];
+        let browser = &browser;
+        async move {
+            browser
+                .http
+                .post(format!("{}/wallet/totp", browser.base))
+                .header("origin", &browser.base)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(guess(wrong).await, 400);
+    assert_eq!(guess(wrong).await, 400);
+    assert_eq!(guess(wrong).await, 429);
+    let (code, body) = browser.json("/webauthn/register/options", json!({})).await;
+    assert_eq!(
+        (code, &body["error"]["type"]),
+        (429, &json!("rate_limited"))
+    );
+    assert!(!browser
+        .page("/wallet")
+        .await
+        .contains("Authenticator app: enrolled"));
 }

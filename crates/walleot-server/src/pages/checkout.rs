@@ -1,13 +1,18 @@
 //! `/checkout/{id}`: what the payer sees when a tool asks for money.
+//!
+//! A charge within the payer's auto-approve limit pays itself only when the payer
+//! opened the page; opened any other way (another site's redirect or script, a
+//! prefetch), the page offers a one-click "Pay" form instead. Either way such payments
+//! without a second factor are limited per merchant and hour (`WalletPolicy`).
 
 use super::{spend, ClientAddr, PageError, PagePath, Visitor};
-use crate::ratelimit::Bucket;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::{ApprovalMethod, Payer};
 use crate::domain::sessions::SessionRecord;
 use crate::domain::wallets::{Assessment, AutoPayment, CheckoutStep, PayError};
 use crate::http::AppState;
+use crate::ratelimit::Bucket;
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -27,8 +32,9 @@ pub fn routes() -> Router<AppState> {
         .route("/checkout/{id}/pay", post(pay_with_click))
 }
 
-/// Whether the request opening the page is a top-level navigation the payer started,
-/// by its Fetch Metadata (headers no page can set): typed, bookmarked or reached from a
+/// Whether the request opening the page is a top-level navigation the payer started
+/// (then its `Sec-Fetch-Site`, kept as evidence), by its Fetch Metadata, headers no
+/// page can set: typed, bookmarked or reached from a
 /// page of this site (`Sec-Fetch-Site: none` or `same-origin`), or a link the payer
 /// clicked elsewhere (`Sec-Fetch-User: ?1` on a navigation). Another site's redirect or
 /// script, a frame, a prefetch, or a browser that sends no Fetch Metadata gets the pay
@@ -49,7 +55,8 @@ fn started_by_payer(headers: &HeaderMap) -> Option<&'static str> {
     if prefetch || !navigation {
         return None;
     }
-    let clicked = get("sec-fetch-user").as_deref() == Some("?1") && mode.as_deref() == Some("navigate");
+    let clicked =
+        get("sec-fetch-user").as_deref() == Some("?1") && mode.as_deref() == Some("navigate");
     match get("sec-fetch-site").as_deref() {
         Some("none") => Some("none"),
         Some("same-origin") => Some("same-origin"),

@@ -425,6 +425,30 @@ fn local_path(raw: &str) -> Option<String> {
     local.then_some(path)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::safe_return;
+
+    #[test]
+    fn return_paths_of_this_site_are_kept_in_a_normal_form() {
+        for (raw, kept) in [
+            ("/wallet", "/wallet"),
+            ("/checkout/sess_1?notice=x", "/checkout/sess_1?notice=x"),
+            ("/a/../wallet", "/wallet"),
+            ("/wallet#top", "/wallet"),
+            ("/%09/x", "/%09/x"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
+        ] {
+            assert_eq!(safe_return(Some(raw), "/fallback"), kept, "{raw:?}");
+        }
+        for raw in ["//x", "/\\x", "/\t/x", "/..//x", "x", "https://x/"] {
+            assert_eq!(safe_return(Some(raw), "/fallback"), "/fallback", "{raw:?}");
+        }
+        assert_eq!(safe_return(None, "/fallback"), "/fallback");
+        assert_eq!(safe_return(Some(&"/a".repeat(2000)), "/f"), "/f");
+    }
+}
+
 /// Why a page could not be shown; each renders as a page of its own.
 #[derive(Debug)]
 pub enum PageError {

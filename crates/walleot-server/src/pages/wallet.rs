@@ -1,12 +1,12 @@
 //! `/wallet`: balances, history, the auto-approve threshold, top-ups, second factors.
 
 use super::{safe_return, spend, ClientAddr, PageError, Visitor};
-use crate::ratelimit::Bucket;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::TotpRecord;
 use crate::domain::topups::TopUpRequest;
 use crate::http::AppState;
+use crate::ratelimit::Bucket;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -137,7 +137,11 @@ async fn wallet_page(
         .is_some_and(|t| t.confirmed);
     Ok(visitor.render(
         state,
-        if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
         "wallet.html",
         context! {
             title => "Wallet", balances, thresholds, history, passkeys, totp, notice, error,
