@@ -3,6 +3,7 @@
 
 use crate::domain::keys::Keys;
 use crate::domain::merchants::Merchants;
+use crate::domain::ports::Store;
 use crate::domain::sessions::{SessionPolicy, Sessions};
 use crate::domain::topups::TopUps;
 use crate::domain::wallets::{WalletPolicy, Wallets};
@@ -12,7 +13,7 @@ use crate::http::server::ConnectionLimits;
 use crate::http::{router, AppState};
 use crate::pages::{PageContext, PageLimits};
 use crate::ratelimit::{Limits, RateLimiter};
-use crate::store::{self, Store};
+use crate::store;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! with a short display prefix; the key itself is shown once, when created.
 
 use super::{ids, DomainError};
-use crate::store::{ApiKeyRecord, Store};
+use crate::domain::ports::{ApiKeyRecord, Store};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -261,7 +261,7 @@ pub enum AuthenticateError {
     #[error(transparent)]
     Refused(#[from] AuthError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::domain::ports::StoreError),
 }
 
 #[cfg(test)]

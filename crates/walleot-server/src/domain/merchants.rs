@@ -1,7 +1,7 @@
 //! Merchants: the owners of API keys and of the sessions those keys create.
 
 use super::{ids, DomainError};
-use crate::store::{Merchant, Store};
+use crate::domain::ports::{Merchant, Store};
 use std::sync::Arc;
 
 /// Name given to the merchant created on first start of an empty database.

@@ -1,6 +1,7 @@
 //! The payment domain, free of HTTP and SQL: merchants and their API keys, payment
 //! sessions and the rules of their lifecycle. Handlers and the CLI call into the
-//! services here; the services reach the database only through [`crate::store::Store`].
+//! services here; the services reach the database only through the storage ports of
+//! [`ports`], which each database implements.
 
 pub mod clock;
 pub mod factors;
@@ -9,6 +10,7 @@ pub mod keys;
 pub mod ledger;
 pub mod merchants;
 pub mod payers;
+pub mod ports;
 pub mod sessions;
 pub mod topups;
 pub mod wallets;
@@ -37,7 +39,7 @@ pub enum DomainError {
     #[error("{0}")]
     Retry(String),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] ports::StoreError),
 }
 
 impl DomainError {

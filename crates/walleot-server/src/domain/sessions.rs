@@ -8,7 +8,7 @@
 
 use super::wallets::{PayError, Wallets};
 use super::{ids, Clock, DomainError, Mode, Principal};
-use crate::store::{IdempotencyCompletion, SessionPage, Store, Transition};
+use crate::domain::ports::{IdempotencyCompletion, SessionPage, Store, Transition};
 use std::sync::Arc;
 use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, SessionStatus};
 

@@ -8,7 +8,9 @@ use super::ledger::{
 use super::payers::{ApprovalMethod, Payer, Voucher};
 use super::sessions::SessionRecord;
 use super::{Clock, DomainError};
-use crate::store::{HistoryEntry, PayOutcome, RedeemOutcome, SessionPayment, Store, StoreError};
+use crate::domain::ports::{
+    HistoryEntry, PayOutcome, RedeemOutcome, SessionPayment, Store, StoreError,
+};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use walleot_api::{Currency, SessionStatus};

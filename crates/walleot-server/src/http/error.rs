@@ -2,8 +2,8 @@
 //! `{"error": {"type": "...", "message": "..."}}` with its status code.
 
 use crate::domain::keys::{AuthError, AuthenticateError};
+use crate::domain::ports::StoreError;
 use crate::domain::DomainError;
-use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use walleot_api::{ErrorBody, ErrorType};

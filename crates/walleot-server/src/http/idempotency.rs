@@ -12,8 +12,8 @@
 use super::error::{ApiError, Retryable};
 use super::extract::body_rejection;
 use super::AppState;
+use crate::domain::ports::{IdempotencyClaim, IdempotencyCompletion};
 use crate::domain::Principal;
-use crate::store::{IdempotencyClaim, IdempotencyCompletion};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};

@@ -13,11 +13,11 @@ pub mod sessions;
 pub mod test_helpers;
 
 use crate::domain::keys::Keys;
+use crate::domain::ports::Store;
 use crate::domain::sessions::Sessions;
 use crate::domain::wallets::Wallets;
 use crate::domain::Clock;
 use crate::ratelimit::RateLimiter;
-use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, map_response, Next};

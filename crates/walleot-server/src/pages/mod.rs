@@ -463,8 +463,8 @@ pub enum PageError {
     Internal,
 }
 
-impl From<crate::store::StoreError> for PageError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<crate::domain::ports::StoreError> for PageError {
+    fn from(e: crate::domain::ports::StoreError) -> Self {
         tracing::error!(error = %e, "storage failed");
         PageError::Internal
     }

@@ -1,0 +1,48 @@
+//! The storage ports: what the domain needs kept, one trait per aggregate. The domain
+//! speaks to [`Store`] only; each database implements these traits in `crate::store`,
+//! beside its SQL and migrations, so that a new database joins without touching the
+//! domain, and no database type crosses this boundary.
+
+mod idempotency;
+mod ledger;
+mod merchants;
+mod payers;
+mod sessions;
+
+pub use idempotency::{IdempotencyClaim, IdempotencyCompletion, IdempotencyStore};
+pub use ledger::{HistoryEntry, LedgerStore, PayOutcome, RedeemOutcome, SessionPayment};
+pub use merchants::{ApiKeyRecord, Merchant, MerchantStore};
+pub use payers::PayerStore;
+pub use sessions::{SessionPage, SessionStore, Transition};
+
+use crate::domain::ledger::LedgerError;
+use async_trait::async_trait;
+
+/// Why the store could not do what was asked. Database errors arrive as their text:
+/// the domain and the API never see a database's own types.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database write failed: {0}")]
+    WriteFailed(String),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH")]
+    UnsupportedUrl(String),
+    /// A transfer broke a rule of the ledger; nothing was written.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Everything the service keeps, in one database.
+#[async_trait]
+pub trait Store:
+    SessionStore + MerchantStore + IdempotencyStore + LedgerStore + PayerStore
+{
+    /// Answers when the database can be reached.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A secret kept by the database itself, created on first use.
+    async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+}

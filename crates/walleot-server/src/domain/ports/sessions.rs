@@ -1,0 +1,91 @@
+//! What the service keeps of payment sessions and their events.
+
+use super::{IdempotencyCompletion, StoreError};
+use crate::domain::sessions::{SessionEvent, SessionRecord};
+use async_trait::async_trait;
+use walleot_api::SessionStatus;
+
+/// The outcome of asking for a status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The session was pending and is now in the new state; its event is recorded.
+    Applied(SessionRecord),
+    /// The session was not pending (or had expired); it is returned unchanged.
+    Refused(SessionRecord),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionRecord>,
+    pub has_more: bool,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// The ids of sessions whose status (or capture status) this process changed, sent
+    /// once the change is committed, so that long polls wake without re-reading. A
+    /// receiver that lags misses ids: it should then re-read what it watches. Changes
+    /// made by another process sharing the database are not seen here.
+    fn session_changes(&self) -> tokio::sync::broadcast::Receiver<String>;
+
+    async fn insert_session(
+        &self,
+        session: &SessionRecord,
+        created: &SessionEvent,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError>;
+    async fn get_session(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    /// The position of a session in its owner's list, for cursors.
+    async fn session_seq(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Newest first, strictly older than `before_seq` when given. A `status` filter of
+    /// pending or expired counts expiry as of `now_ms`.
+    async fn list_sessions(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        status: Option<SessionStatus>,
+        before_seq: Option<i64>,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<SessionPage, StoreError>;
+    /// Moves a pending session to `to`, with its event, atomically. Only `expired` may
+    /// be applied to a session whose expiry has passed.
+    async fn transition(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+        to: SessionStatus,
+        now_ms: i64,
+    ) -> Result<Transition, StoreError>;
+    /// Captures (`capture`) or releases the held funds of a paid manual-capture
+    /// session, with its event, atomically: `Refused` unless the funds are held.
+    async fn settle_hold(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+        capture: bool,
+        now_ms: i64,
+    ) -> Result<Transition, StoreError>;
+    /// Expires up to `batch` overdue pending sessions; returns how many.
+    async fn expire_due(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError>;
+    /// A session by id alone, with its merchant's name: what a checkout page shows.
+    async fn session_for_checkout(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, String)>, StoreError>;
+    /// The recorded changes of one session, oldest first.
+    async fn session_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
+}

@@ -1,0 +1,99 @@
+//! Merchants and their API keys in SQLite.
+
+use super::SqliteStore;
+use super::{key_from_row, merchant_from_row};
+use crate::domain::ports::{ApiKeyRecord, Merchant, MerchantStore, StoreError};
+use async_trait::async_trait;
+
+#[async_trait]
+impl MerchantStore for SqliteStore {
+    async fn insert_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT INTO merchants (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(&merchant.id)
+            .bind(&merchant.name)
+            .bind(merchant.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_merchant(&self, id_or_name: &str) -> Result<Option<Merchant>, StoreError> {
+        sqlx::query("SELECT id, name, created_at FROM merchants WHERE id = ?1 OR name = ?1")
+            .bind(id_or_name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(merchant_from_row)
+            .transpose()
+    }
+
+    async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
+        sqlx::query("SELECT id, name, created_at FROM merchants ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(merchant_from_row)
+            .collect()
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, merchant_id, livemode, hash, prefix, created_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.merchant_id)
+        .bind(key.mode.livemode())
+        .bind(&key.hash)
+        .bind(&key.prefix)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT k.id, k.merchant_id, m.name AS merchant_name, k.livemode, k.hash, k.prefix, \
+                    k.created_at, k.revoked_at \
+             FROM api_keys k JOIN merchants m ON m.id = k.merchant_id WHERE k.hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(key_from_row)
+        .transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT k.id, k.merchant_id, m.name AS merchant_name, k.livemode, k.hash, k.prefix, \
+                    k.created_at, k.revoked_at \
+             FROM api_keys k JOIN merchants m ON m.id = k.merchant_id \
+             ORDER BY k.created_at, k.id",
+        )
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

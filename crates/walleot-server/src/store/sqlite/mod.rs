@@ -1,0 +1,372 @@
+//! The SQLite store: one file, zero set-up.
+//!
+//! Writes go through a pool of a single connection and start with `BEGIN IMMEDIATE`,
+//! so that writers queue for the lock instead of failing with "database is locked";
+//! reads use a separate pool and, thanks to WAL, never wait for a writer. Commits use
+//! `synchronous = FULL`: an answer is sent only once its change is on disk.
+
+mod idempotency;
+mod ledger;
+mod merchants;
+mod payers;
+mod sessions;
+
+use crate::domain::ledger::{LedgerError, TransferState};
+use crate::domain::ports::{
+    ApiKeyRecord, IdempotencyCompletion, Merchant, PayOutcome, SessionPayment, Store, StoreError,
+};
+use crate::domain::sessions::{SessionEvent, SessionRecord};
+use crate::domain::Mode;
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use walleot_api::{CaptureMethod, CaptureStatus, SessionStatus};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
+                               status, created_at, expires_at, updated_at, capture_method, capture_status";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    /// New sessions and payments go to the group committer (see [`group_commit`]).
+    jobs: tokio::sync::mpsc::Sender<WriteJob>,
+    /// Ids of sessions whose status changed, after commit (see `session_changes`).
+    changes: tokio::sync::broadcast::Sender<String>,
+}
+
+/// Ids kept for slow receivers of session changes before they lag.
+const CHANGES_BUFFER: usize = 4096;
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
+
+/// A write of the hot paths, with the answer channel of the request that sent it.
+enum WriteJob {
+    NewSession {
+        session: SessionRecord,
+        created: SessionEvent,
+        completion: Option<IdempotencyCompletion>,
+        done: Reply<()>,
+    },
+    Payment {
+        payment: SessionPayment,
+        now_ms: i64,
+        done: Reply<PayOutcome>,
+    },
+}
+
+/// What one job of a group came to, kept until the group's commit.
+enum Outcome {
+    NewSession(Result<(), StoreError>, Reply<()>),
+    Payment(Result<PayOutcome, StoreError>, Reply<PayOutcome>),
+}
+
+impl Outcome {
+    /// Answers the request: its own result once committed, else the commit's failure.
+    fn answer(self, commit: &Result<(), String>) {
+        let failed = |e: &String| StoreError::WriteFailed(e.clone());
+        match (self, commit) {
+            (Outcome::NewSession(r, done), Ok(())) => drop(done.send(r)),
+            (Outcome::NewSession(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
+            (Outcome::Payment(r, done), Ok(())) => drop(done.send(r)),
+            (Outcome::Payment(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
+        }
+    }
+}
+
+/// Most sessions committed by one transaction.
+const GROUP_MAX: usize = 256;
+
+/// Group commit of the hot writes (new sessions, payments): whatever jobs are waiting
+/// when the writer is free go into one transaction, each in a savepoint of its own, in
+/// arrival order, and one `fsync` makes them all durable before any is answered. Under
+/// load many requests share a sync; alone, a request commits at once. A job that fails
+/// is rolled back to its savepoint and fails alone.
+async fn group_commit(
+    writer: SqlitePool,
+    mut queue: tokio::sync::mpsc::Receiver<WriteJob>,
+    changes: tokio::sync::broadcast::Sender<String>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut jobs = group.into_iter();
+        let committed: Result<(), StoreError> = async {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            for job in jobs.by_ref() {
+                sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+                let (failed, outcome) = match job {
+                    WriteJob::NewSession {
+                        session,
+                        created,
+                        completion,
+                        done,
+                    } => {
+                        let r = insert_session_in(&mut tx, &session, &created, completion.as_ref())
+                            .await;
+                        (r.is_err(), Outcome::NewSession(r, done))
+                    }
+                    WriteJob::Payment {
+                        payment,
+                        now_ms,
+                        done,
+                    } => {
+                        let r = ledger::pay_session_in(&mut tx, &payment, now_ms).await;
+                        (r.is_err(), Outcome::Payment(r, done))
+                    }
+                };
+                outcomes.push(outcome);
+                if failed {
+                    sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
+                }
+                sqlx::query("RELEASE job").execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        let commit = committed.map_err(|e| e.to_string());
+        if commit.is_ok() {
+            for outcome in &outcomes {
+                if let Outcome::Payment(Ok(PayOutcome::Paid(paid)), _) = outcome {
+                    let _ = changes.send(paid.id.clone());
+                }
+            }
+        }
+        for outcome in outcomes {
+            outcome.answer(&commit);
+        }
+        // Jobs never reached because the transaction failed early.
+        for job in jobs {
+            let e = commit.clone().err().unwrap_or_default();
+            match job {
+                WriteJob::NewSession { done, .. } => {
+                    drop(done.send(Err(StoreError::WriteFailed(e))))
+                }
+                WriteJob::Payment { done, .. } => drop(done.send(Err(StoreError::WriteFailed(e)))),
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Queues a hot write for the group committer and waits for its answer.
+    async fn group_write<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> WriteJob,
+    ) -> Result<T, StoreError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::WriteFailed("the group committer has stopped".into());
+        self.jobs.send(job(done)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn insert_session_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    session: &SessionRecord,
+    created: &SessionEvent,
+    completion: Option<&IdempotencyCompletion>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
+                               status, created_at, expires_at, updated_at, capture_method) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&session.id)
+    .bind(&session.merchant_id)
+    .bind(session.livemode)
+    .bind(session.amount)
+    .bind(session.currency.code())
+    .bind(&session.description)
+    .bind(session.status.as_str())
+    .bind(session.created_at)
+    .bind(session.expires_at)
+    .bind(session.updated_at)
+    .bind(session.capture_method.as_str())
+    .execute(&mut **tx)
+    .await?;
+    insert_event(tx, created).await?;
+    if let Some(done) = completion {
+        complete_in(tx, done).await?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite://PATH` URL and brings its
+    /// schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        // Reads run on connections of their own (WAL lets them proceed beside the writer);
+        // enough of them that concurrent requests rarely queue for one.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        let (jobs, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFER);
+        tokio::spawn(group_commit(writer.clone(), queue, changes.clone()));
+        Ok(SqliteStore {
+            writer,
+            reader,
+            jobs,
+            changes,
+        })
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Tells the watchers of a session that it changed; nobody listening is fine.
+    fn changed(&self, session_id: &str) {
+        let _ = self.changes.send(session_id.to_string());
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    let currency: String = row.try_get("currency")?;
+    let status: String = row.try_get("status")?;
+    Ok(SessionRecord {
+        id: row.try_get("id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        livemode: row.try_get("livemode")?,
+        amount: row.try_get("amount")?,
+        currency: currency.parse().map_err(corrupt)?,
+        description: row.try_get("description")?,
+        status: status.parse().map_err(corrupt)?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        updated_at: row.try_get("updated_at")?,
+        capture_method: match row.try_get::<String, _>("capture_method")?.as_str() {
+            "manual" => CaptureMethod::Manual,
+            _ => CaptureMethod::Automatic,
+        },
+        capture_status: row
+            .try_get::<Option<String>, _>("capture_status")?
+            .map(|s| CaptureStatus::parse(&s).ok_or_else(|| corrupt(format!("capture status {s}"))))
+            .transpose()?,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        merchant_name: row.try_get("merchant_name")?,
+        mode: Mode::from_livemode(row.try_get("livemode")?),
+        hash: row.try_get("hash")?,
+        prefix: row.try_get("prefix")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn merchant_from_row(row: &SqliteRow) -> Result<Merchant, StoreError> {
+    Ok(Merchant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'static, Sqlite>,
+    event: &SessionEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO session_events (id, session_id, type, from_status, to_status, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&event.id)
+    .bind(&event.session_id)
+    .bind(&event.kind)
+    .bind(event.from_status.map(|s| s.as_str()))
+    .bind(event.to_status.as_str())
+    .bind(event.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn complete_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    done: &IdempotencyCompletion,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET response_status = ?, response_body = ? \
+         WHERE scope = ? AND key = ? AND response_status IS NULL",
+    )
+    .bind(i64::from(done.status))
+    .bind(&done.body)
+    .bind(&done.scope)
+    .bind(&done.key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(&fresh)
+            .execute(&mut *tx)
+            .await?;
+        let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Database(format!("migration failed: {e}"))
+    }
+}
