@@ -5,37 +5,14 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use walleot_server::testing::TestServer;
 
 const PACKAGES: &[&str] = &["mcp==2.3.0"];
 
 fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-mcp-venv");
-    let python = dir.join("bin").join("python");
-    let marker = dir.join(format!("installed-{}", PACKAGES.join("-")));
-    if !marker.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 runs");
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES)
-            .status()
-            .expect("pip runs");
-        assert!(pip.success(), "pip install {PACKAGES:?} failed");
-        std::fs::write(&marker, b"").unwrap();
-    }
-    python
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    walleot_server::venv::python_tools(tmp, "python-mcp-venv", PACKAGES).join("python")
 }
 
 /// The example server over streamable HTTP on a free port, and its `/mcp` address.

@@ -24,31 +24,8 @@ else:
 "#;
 
 fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-walleot-venv");
-    let python = dir.join("bin").join("python");
-    let marker = dir.join(format!("installed-{}", PACKAGES.join("-")));
-    if !marker.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 runs");
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES)
-            .status()
-            .expect("pip runs");
-        assert!(pip.success(), "pip install {PACKAGES:?} failed");
-        std::fs::write(&marker, b"").unwrap();
-    }
-    python
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    walleot_server::venv::python_tools(tmp, "python-walleot-venv", PACKAGES).join("python")
 }
 
 fn run(python: &Path, args: &[&str]) -> serde_json::Value {

@@ -31,31 +31,8 @@ expected-statuses = ["2xx", "3xx", 401, 403, 404, 409, 422, 429, "5xx"]
 "#;
 
 fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-venv");
-    let bin = dir.join("bin");
-    let marker = dir.join(format!("installed-{PACKAGE}"));
-    if !marker.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 runs");
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(bin.join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                PACKAGE,
-            ])
-            .status()
-            .expect("pip runs");
-        assert!(pip.success(), "pip install {PACKAGE} failed");
-        std::fs::write(&marker, b"").unwrap();
-    }
-    bin.join("schemathesis")
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    walleot_server::venv::python_tools(tmp, "schemathesis-venv", &[PACKAGE]).join("schemathesis")
 }
 
 #[tokio::test(flavor = "multi_thread")]
