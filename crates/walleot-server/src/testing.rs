@@ -131,9 +131,31 @@ pub mod webauthn {
     use serde_json::{json, Value};
     use sha2::{Digest, Sha256};
 
+    /// COSE algorithm numbers.
+    pub const ES256: i64 = -7;
+    pub const RS256: i64 = -257;
+
     pub fn client_data(kind: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
         serde_json::to_vec(&json!({"type": kind, "challenge": encode(challenge), "origin": origin, "crossOrigin": false}))
             .unwrap()
+    }
+
+    /// The COSE_Key of a P-256 key, as an authenticator puts it in attested data.
+    pub fn es256_cose(key: &SigningKey) -> Cbor {
+        let point = key.verifying_key().to_encoded_point(false);
+        Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(2.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer(ES256.into())),
+            (Cbor::Integer((-1).into()), Cbor::Integer(1.into())),
+            (
+                Cbor::Integer((-2).into()),
+                Cbor::Bytes(point.x().unwrap().to_vec()),
+            ),
+            (
+                Cbor::Integer((-3).into()),
+                Cbor::Bytes(point.y().unwrap().to_vec()),
+            ),
+        ])
     }
 
     /// Authenticator data; with `attested`, the credential id and public key follow.
@@ -143,27 +165,28 @@ pub mod webauthn {
         count: u32,
         attested: Option<(&[u8], &SigningKey)>,
     ) -> Vec<u8> {
+        attested_auth_data(
+            rp_id,
+            flags,
+            count,
+            attested.map(|(id, key)| (id, es256_cose(key))),
+        )
+    }
+
+    /// Authenticator data with any COSE_Key in the attested credential data.
+    pub fn attested_auth_data(
+        rp_id: &str,
+        flags: u8,
+        count: u32,
+        attested: Option<(&[u8], Cbor)>,
+    ) -> Vec<u8> {
         let mut data = Sha256::digest(rp_id.as_bytes()).to_vec();
         data.push(flags);
         data.extend_from_slice(&count.to_be_bytes());
-        if let Some((id, key)) = attested {
+        if let Some((id, cose)) = attested {
             data.extend_from_slice(&[0u8; 16]);
             data.extend_from_slice(&(id.len() as u16).to_be_bytes());
             data.extend_from_slice(id);
-            let point = key.verifying_key().to_encoded_point(false);
-            let cose = Cbor::Map(vec![
-                (Cbor::Integer(1.into()), Cbor::Integer(2.into())),
-                (Cbor::Integer(3.into()), Cbor::Integer((-7).into())),
-                (Cbor::Integer((-1).into()), Cbor::Integer(1.into())),
-                (
-                    Cbor::Integer((-2).into()),
-                    Cbor::Bytes(point.x().unwrap().to_vec()),
-                ),
-                (
-                    Cbor::Integer((-3).into()),
-                    Cbor::Bytes(point.y().unwrap().to_vec()),
-                ),
-            ]);
             ciborium::into_writer(&cose, &mut data).unwrap();
         }
         data
@@ -182,24 +205,95 @@ pub mod webauthn {
     }
 
     pub fn sign(key: &SigningKey, auth: &[u8], client: &[u8]) -> Vec<u8> {
-        let mut signed = auth.to_vec();
-        signed.extend_from_slice(&Sha256::digest(client));
-        let signature: Signature = key.sign(&signed);
-        signature.to_der().as_bytes().to_vec()
+        SoftKey::Es256(key.clone()).sign(auth, client)
+    }
+
+    /// The key pair of a software passkey.
+    #[derive(Clone)]
+    pub enum SoftKey {
+        /// ECDSA on P-256 with SHA-256, what most platform authenticators make.
+        Es256(SigningKey),
+        /// RSASSA-PKCS1-v1_5 with SHA-256 on a 2048-bit key, what Windows Hello makes.
+        Rs256(Box<rsa::RsaPrivateKey>),
+    }
+
+    impl SoftKey {
+        pub fn es256() -> Self {
+            SoftKey::Es256(SigningKey::random(&mut rand::rngs::OsRng))
+        }
+
+        pub fn rs256() -> Self {
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).expect("an RSA key");
+            SoftKey::Rs256(Box::new(key))
+        }
+
+        /// Its COSE algorithm number.
+        pub fn algorithm(&self) -> i64 {
+            match self {
+                SoftKey::Es256(_) => ES256,
+                SoftKey::Rs256(_) => RS256,
+            }
+        }
+
+        /// The public key as a COSE_Key.
+        pub fn cose(&self) -> Cbor {
+            use rsa::traits::PublicKeyParts;
+            match self {
+                SoftKey::Es256(key) => es256_cose(key),
+                SoftKey::Rs256(key) => Cbor::Map(vec![
+                    (Cbor::Integer(1.into()), Cbor::Integer(3.into())),
+                    (Cbor::Integer(3.into()), Cbor::Integer(RS256.into())),
+                    (
+                        Cbor::Integer((-1).into()),
+                        Cbor::Bytes(key.n().to_bytes_be()),
+                    ),
+                    (
+                        Cbor::Integer((-2).into()),
+                        Cbor::Bytes(key.e().to_bytes_be()),
+                    ),
+                ]),
+            }
+        }
+
+        /// The assertion signature over the authenticator data and the client data hash.
+        pub fn sign(&self, auth: &[u8], client: &[u8]) -> Vec<u8> {
+            let mut signed = auth.to_vec();
+            signed.extend_from_slice(&Sha256::digest(client));
+            match self {
+                SoftKey::Es256(key) => {
+                    let signature: Signature = key.sign(&signed);
+                    signature.to_der().as_bytes().to_vec()
+                }
+                SoftKey::Rs256(key) => {
+                    use rsa::signature::SignatureEncoding;
+                    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**key).clone());
+                    signer.sign(&signed).to_vec()
+                }
+            }
+        }
     }
 
     pub struct SoftAuthenticator {
-        pub key: SigningKey,
+        pub key: SoftKey,
         pub credential_id: Vec<u8>,
         origin: String,
         count: u32,
     }
 
     impl SoftAuthenticator {
-        /// For pages served at `origin` (`http://localhost:PORT`).
+        /// An ES256 authenticator for pages served at `origin` (`http://localhost:PORT`).
         pub fn new(origin: &str) -> Self {
+            Self::with_key(origin, SoftKey::es256())
+        }
+
+        /// An RS256 authenticator, like Windows Hello.
+        pub fn rs256(origin: &str) -> Self {
+            Self::with_key(origin, SoftKey::rs256())
+        }
+
+        pub fn with_key(origin: &str, key: SoftKey) -> Self {
             SoftAuthenticator {
-                key: SigningKey::random(&mut rand::rngs::OsRng),
+                key,
                 credential_id: crate::domain::factors::webauthn::random_bytes(16),
                 origin: origin.trim_end_matches('/').to_string(),
                 count: 0,
@@ -207,11 +301,26 @@ pub mod webauthn {
         }
 
         /// Answers `publicKey` creation options as `navigator.credentials.create` would.
+        /// Like a real authenticator, it makes a key only of an algorithm it is offered.
         pub fn register(&mut self, options: &Value) -> Value {
+            let offered = options["pubKeyCredParams"]
+                .as_array()
+                .map(|params| {
+                    params
+                        .iter()
+                        .any(|p| p["alg"].as_i64() == Some(self.key.algorithm()))
+                })
+                .unwrap_or(false);
+            assert!(
+                offered,
+                "algorithm {} is not offered: {options}",
+                self.key.algorithm()
+            );
             let challenge = decode(options["challenge"].as_str().unwrap()).unwrap();
             let rp_id = options["rp"]["id"].as_str().unwrap();
             let client = client_data("webauthn.create", &challenge, &self.origin);
-            let auth = auth_data(rp_id, 0x45, 0, Some((&self.credential_id, &self.key)));
+            let auth =
+                attested_auth_data(rp_id, 0x45, 0, Some((&self.credential_id, self.key.cose())));
             json!({
                 "credentialId": encode(&self.credential_id),
                 "clientDataJSON": encode(&client),
@@ -228,13 +337,18 @@ pub mod webauthn {
         /// Signs any challenge, as a tampered client could.
         pub fn assert_challenge(&mut self, rp_id: &str, challenge: &[u8]) -> Value {
             self.count += 1;
+            self.assert_with_count(rp_id, challenge, self.count)
+        }
+
+        /// Signs with a chosen signature counter, as a cloned authenticator would.
+        pub fn assert_with_count(&mut self, rp_id: &str, challenge: &[u8], count: u32) -> Value {
             let client = client_data("webauthn.get", challenge, &self.origin);
-            let auth = auth_data(rp_id, 0x05, self.count, None);
+            let auth = auth_data(rp_id, 0x05, count, None);
             json!({
                 "credentialId": encode(&self.credential_id),
                 "clientDataJSON": encode(&client),
                 "authenticatorData": encode(&auth),
-                "signature": encode(&sign(&self.key, &auth, &client)),
+                "signature": encode(&self.key.sign(&auth, &client)),
             })
         }
     }

@@ -141,6 +141,36 @@ fn payer_journeys_in_a_real_browser() {
     let verified = walleot(&database_url, &["ledger", "verify"]);
     assert!(verified.contains("consistent"), "{verified}");
     check_passkey_evidence(&database_url);
+    check_passkey_algorithms(&database_url);
+}
+
+/// The journeys made passkeys of both ES256 and RS256 (the Windows Hello journey), and
+/// the service stored each with its algorithm.
+fn check_passkey_algorithms(database_url: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+        let keys: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT public_key FROM passkeys")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let algorithms: Vec<String> = keys
+            .iter()
+            .map(|(key,)| {
+                let credential: serde_json::Value = serde_json::from_slice(key).unwrap();
+                credential["cred"]["type_"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        for algorithm in ["ES256", "RS256"] {
+            assert!(
+                algorithms.iter().any(|a| a == algorithm),
+                "no {algorithm} passkey among {algorithms:?}"
+            );
+        }
+    });
 }
 
 /// Each passkey approval's stored assertion names, through its challenge, the very

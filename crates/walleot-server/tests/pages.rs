@@ -5,7 +5,7 @@ use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use walleot_server::domain::factors::totp;
 use walleot_server::domain::Clock;
-use walleot_server::testing::webauthn::SoftAuthenticator;
+use walleot_server::testing::webauthn::{SoftAuthenticator, SoftKey};
 use walleot_server::testing::TestServer;
 
 /// A browser: keeps cookies, talks to the pages as `localhost` (passkeys need a name).
@@ -252,6 +252,129 @@ async fn a_passkey_wallet_pays_small_charges_at_once_and_larger_ones_with_one_as
         .unwrap()
         .unwrap();
     assert!(approval.evidence.unwrap().contains("clientDataJSON"));
+}
+
+#[tokio::test]
+async fn an_rs256_passkey_like_windows_hello_registers_and_approves() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::rs256(&browser.base);
+    // The authenticator refuses to answer unless RS256 is among the offered algorithms.
+    browser.register(&mut authenticator).await;
+    let stored = server
+        .services
+        .store
+        .find_passkey(&authenticator.credential_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&stored.public_key).contains("RS256"),
+        "the stored credential names its algorithm"
+    );
+
+    let large = session(&server, 250).await;
+    assert_eq!(browser.state_of(&large).await, "approve");
+    let (code, body) = browser.approve(&mut authenticator, &large).await;
+    assert_eq!((code, &body["status"]), (200, &json!("paid")), "{body}");
+    assert_eq!(status(&server, &large).await, "paid");
+    let evidence = server
+        .services
+        .store
+        .approval_of(&large)
+        .await
+        .unwrap()
+        .unwrap()
+        .evidence
+        .unwrap();
+    assert!(evidence.contains("clientDataJSON"), "{evidence}");
+
+    // Another RS256 key under the same credential id does not approve.
+    let other = session(&server, 260).await;
+    let mut impostor = SoftAuthenticator::rs256(&browser.base);
+    impostor.credential_id = authenticator.credential_id.clone();
+    let (code, _) = browser.approve(&mut impostor, &other).await;
+    assert_eq!(code, 400);
+    assert_eq!(status(&server, &other).await, "pending");
+    let (code, _) = browser.approve(&mut authenticator, &other).await;
+    assert_eq!(code, 200);
+    assert_eq!(status(&server, &other).await, "paid");
+}
+
+#[tokio::test]
+async fn a_signature_counter_that_goes_back_is_refused() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    let first = session(&server, 300).await;
+    let (code, _) = browser.approve(&mut authenticator, &first).await;
+    assert_eq!(code, 200);
+
+    // A copy of the authenticator that signs with a counter already seen.
+    let id = session(&server, 310).await;
+    let (_, options) = browser
+        .json("/webauthn/approve/options", json!({"sessionId": id}))
+        .await;
+    let challenge = walleot_server::domain::factors::webauthn::decode(
+        options["publicKey"]["challenge"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut answer = authenticator.assert_with_count("localhost", &challenge, 1);
+    answer["challengeId"] = options["challengeId"].clone();
+    let (code, body) = browser.json("/webauthn/approve/finish", answer).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(status(&server, &id).await, "pending");
+    let (code, _) = browser.approve(&mut authenticator, &id).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn a_passkey_stored_before_the_crate_still_approves() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    // Put the key back in the form it was stored in before: the bare SEC1 point.
+    let SoftKey::Es256(key) = &authenticator.key else {
+        unreachable!("an ES256 authenticator")
+    };
+    let point = key
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.database_path.display()))
+        .await
+        .unwrap();
+    let updated = sqlx::query("UPDATE passkeys SET public_key = ?1 WHERE credential_id = ?2")
+        .bind(&point)
+        .bind(&authenticator.credential_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+    pool.close().await;
+
+    let id = session(&server, 400).await;
+    let (code, body) = browser.approve(&mut authenticator, &id).await;
+    assert_eq!((code, &body["status"]), (200, &json!("paid")), "{body}");
+    // Its counter is still enforced.
+    let again = session(&server, 410).await;
+    let (_, options) = browser
+        .json("/webauthn/approve/options", json!({"sessionId": again}))
+        .await;
+    let challenge = walleot_server::domain::factors::webauthn::decode(
+        options["publicKey"]["challenge"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut answer = authenticator.assert_with_count("localhost", &challenge, 1);
+    answer["challengeId"] = options["challengeId"].clone();
+    assert_eq!(
+        browser.json("/webauthn/approve/finish", answer).await.0,
+        400
+    );
+    assert_eq!(status(&server, &again).await, "pending");
 }
 
 #[tokio::test]

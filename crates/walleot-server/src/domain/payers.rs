@@ -17,7 +17,8 @@ pub struct Payer {
 pub struct Passkey {
     pub credential_id: Vec<u8>,
     pub payer_id: String,
-    /// The P-256 public key, SEC1-encoded.
+    /// The credential as `webauthn-rs-core` keeps it, in JSON (any supported algorithm);
+    /// passkeys registered before that hold the bare SEC1 point of their P-256 key.
     pub public_key: Vec<u8>,
     pub sign_count: i64,
     pub created_at: i64,

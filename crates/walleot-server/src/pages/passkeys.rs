@@ -379,7 +379,11 @@ async fn approve_finish(
             webauthn::verify_assertion(
                 &rp,
                 &expected,
-                &p.public_key,
+                &webauthn::StoredPasskey {
+                    credential_id: &p.credential_id,
+                    public_key: &p.public_key,
+                    sign_count: u32::try_from(p.sign_count).unwrap_or(u32::MAX),
+                },
                 &client_data,
                 &authenticator_data,
                 &signature,

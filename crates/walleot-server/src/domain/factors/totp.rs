@@ -1,14 +1,17 @@
 //! Time-based one-time passwords (RFC 6238): HMAC-SHA1, 30-second steps, six digits,
-//! as every authenticator app computes them.
+//! as every authenticator app computes them. The codes and their check come from the
+//! `totp-rs` crate; this module keeps the service's choices: the secret's form, the
+//! URI the QR code carries, and a window of one step either side.
+//!
+//! The crate tells which time step a code matched but does not remember it: the caller
+//! stores the step it accepted (`last_step` of `totp_secrets`) so that each is used once.
 
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use subtle::ConstantTimeEq;
+use totp_rs::{Algorithm, Builder, Totp};
 
 pub const STEP_SECS: i64 = 30;
-const DIGITS: u32 = 6;
+const DIGITS: u8 = 6;
 /// Steps of clock drift accepted on either side.
-const DRIFT: i64 = 1;
+const DRIFT: u16 = 1;
 
 /// A new random 160-bit secret.
 pub fn new_secret() -> Vec<u8> {
@@ -27,7 +30,8 @@ pub fn secret_from_text(text: &str) -> Option<Vec<u8>> {
     data_encoding::BASE32_NOPAD.decode(text.as_bytes()).ok()
 }
 
-/// The `otpauth://` URI that a QR code carries.
+/// The `otpauth://` URI that a QR code carries. Every parameter is spelled out, so that
+/// no app has to guess a default.
 pub fn provisioning_uri(secret: &[u8], account: &str) -> String {
     let label: String = url::form_urlencoded::byte_serialize(account.as_bytes()).collect();
     format!(
@@ -36,39 +40,32 @@ pub fn provisioning_uri(secret: &[u8], account: &str) -> String {
     )
 }
 
-/// The code of one time step.
+/// The generator for `secret`; `None` for a secret shorter than RFC 4226's 128 bits,
+/// which this service never makes.
+fn generator(secret: &[u8]) -> Option<Totp> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(DIGITS)
+        .with_step_duration(STEP_SECS as u64)
+        .with_skew(DRIFT)
+        .with_secret(secret.to_vec())
+        .build()
+        .ok()
+}
+
+/// The code of one time step, as the payer's app shows it.
 pub fn code_at(secret: &[u8], step: i64) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret).expect("HMAC accepts any key length");
-    mac.update(&step.to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = usize::from(digest[19] & 0x0f);
-    let binary = u32::from_be_bytes([
-        digest[offset] & 0x7f,
-        digest[offset + 1],
-        digest[offset + 2],
-        digest[offset + 3],
-    ]);
-    format!(
-        "{:0width$}",
-        binary % 10u32.pow(DIGITS),
-        width = DIGITS as usize
-    )
+    let generator = generator(secret).expect("a secret of at least 128 bits");
+    let time = u64::try_from(step).unwrap_or(0) * STEP_SECS as u64;
+    generator.generate(time).to_string()
 }
 
 /// The time step `code` matches at `now_ms`, within the accepted drift.
 pub fn matching_step(secret: &[u8], code: &str, now_ms: i64) -> Option<i64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let current = now_ms.div_euclid(1000) / STEP_SECS;
-    (current - DRIFT..=current + DRIFT).find(|step| {
-        code_at(secret, *step)
-            .as_bytes()
-            .ct_eq(code.as_bytes())
-            .unwrap_u8()
-            == 1
-    })
+    let now = u64::try_from(now_ms.div_euclid(1000)).ok()?;
+    let step = generator(secret)?.check(&code, now)?;
+    i64::try_from(step).ok()
 }
 
 #[cfg(test)]
@@ -103,11 +100,30 @@ mod tests {
             Some(step - 1)
         );
         assert_eq!(
+            matching_step(&secret, &code_at(&secret, step + 1), now),
+            Some(step + 1)
+        );
+        assert_eq!(
             matching_step(&secret, &code_at(&secret, step + 2), now),
+            None
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, step - 2), now),
             None
         );
         assert_eq!(matching_step(&secret, "12345", now), None);
         assert_eq!(matching_step(&secret, "abcdef", now), None);
+        assert_eq!(matching_step(&secret, "+12345", now), None);
+    }
+
+    #[test]
+    fn a_code_typed_with_spaces_still_matches() {
+        let secret = new_secret();
+        let now = 1_700_000_000_000;
+        let step = now / 1000 / STEP_SECS;
+        let code = code_at(&secret, step);
+        let spaced = format!("{} {}", &code[..3], &code[3..]);
+        assert_eq!(matching_step(&secret, &spaced, now), Some(step));
     }
 
     #[test]
@@ -117,7 +133,12 @@ mod tests {
             secret_from_text(&secret_text(&secret)),
             Some(secret.clone())
         );
-        assert!(provisioning_uri(&secret, "payer 1")
-            .starts_with("otpauth://totp/Walleot:payer+1?secret="));
+        assert_eq!(
+            provisioning_uri(&secret, "payer 1"),
+            format!(
+                "otpauth://totp/Walleot:payer+1?secret={}&issuer=Walleot&algorithm=SHA1&digits=6&period=30",
+                secret_text(&secret)
+            )
+        );
     }
 }

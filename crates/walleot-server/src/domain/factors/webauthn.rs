@@ -1,30 +1,48 @@
 //! WebAuthn for passkeys: the options a browser needs, and the checks of what it answers.
 //!
-//! Registration reads the new credential's P-256 public key from the attestation
-//! object; the attestation statement itself is not checked (the service asks for
-//! attestation "none": it needs a key, not the authenticator's make). Assertions are
-//! checked in full: type, challenge, origin, relying-party hash, user presence, the
-//! ECDSA signature over the authenticator data and the client data hash, and the
-//! signature counter.
+//! The checks are those of `webauthn-rs-core`, the relying-party engine of the
+//! webauthn-rs project (pure Rust). Registration checks the ceremony type, challenge,
+//! origin, relying-party hash, user presence, the algorithm against those offered, and
+//! any attestation the browser sends (the service asks for "none": it needs a key, not
+//! the authenticator's make). Assertions are checked in full: type, challenge, origin,
+//! relying-party hash, user presence, user verification when the passkey did it at
+//! registration, the signature over the authenticator data and the client data hash,
+//! and the signature counter against the one stored.
+//!
+//! Passkeys may use ES256 (ECDSA P-256, what most authenticators make) or RS256 (RSA
+//! PKCS#1 v1.5 with SHA-256, as Windows Hello makes them). The crate does not verify
+//! EdDSA yet, so it is not offered: an authenticator that supports only Ed25519 is
+//! refused at registration.
 //!
 //! The challenge of an approval is derived from the charge (session, amount, currency,
-//! merchant) and a nonce, so the stored assertion proves which charge it approved.
+//! merchant) and a nonce, so the stored assertion proves which charge it approved. The
+//! crate draws its own random challenges; the ceremony state it makes is given ours
+//! instead before it checks an answer (see [`with_challenge`]).
+//!
+//! Stored keys: a passkey registered through the crate is kept as the crate's
+//! `Credential` in JSON. Passkeys registered before were kept as the bare SEC1 point of
+//! their P-256 key (65 bytes, `0x04 || x || y`); they are read as ES256 credentials.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ciborium::value::Value as Cbor;
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use std::time::Duration;
+use webauthn_rs_core::error::WebauthnError as CoreError;
+use webauthn_rs_core::proto::{
+    AttestationConveyancePreference, AttestationFormat, AuthenticatorAssertionResponseRaw,
+    AuthenticatorAttestationResponseRaw, COSEAlgorithm, COSEEC2Key, COSEKey, COSEKeyType,
+    Credential, ECDSACurve, ParsedAttestation, PublicKeyCredential, RegisterPublicKeyCredential,
+    RegisteredExtensions, UserVerificationPolicy,
+};
+use webauthn_rs_core::WebauthnCore;
 
-/// COSE algorithm number of ES256 (ECDSA on P-256 with SHA-256).
-const ES256: i64 = -7;
-const FLAG_USER_PRESENT: u8 = 0x01;
-const FLAG_USER_VERIFIED: u8 = 0x04;
-const FLAG_ATTESTED_DATA: u8 = 0x40;
+/// The algorithms offered to authenticators, most preferred first.
+const ALGORITHMS: [COSEAlgorithm; 2] = [COSEAlgorithm::ES256, COSEAlgorithm::RS256];
+const TIMEOUT_MS: u64 = 120_000;
+const FLAG_BACKUP_ELIGIBLE: u8 = 0x08;
 
 /// The relying party: this service, as the browser sees it.
 #[derive(Debug, Clone)]
@@ -43,6 +61,21 @@ impl RelyingParty {
             origin: url.origin().ascii_serialization(),
         })
     }
+
+    /// The crate's checker for this site: one origin, exactly, any sub-domain or other
+    /// port refused; counters that go back refused.
+    fn checker(&self) -> Result<WebauthnCore, WebauthnError> {
+        let origin =
+            url::Url::parse(&self.origin).map_err(|_| WebauthnError::Malformed("origin"))?;
+        Ok(WebauthnCore::new_unsafe_experts_only(
+            "Walleot",
+            &self.id,
+            vec![origin],
+            Duration::from_millis(TIMEOUT_MS),
+            Some(false),
+            Some(false),
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,10 +86,54 @@ pub enum WebauthnError {
     WrongContext,
     #[error("the authenticator did not confirm the user's presence")]
     NoUserPresence,
+    #[error("the authenticator did not verify the user, as this passkey did when it was made")]
+    NoUserVerification,
     #[error("the signature does not verify")]
     BadSignature,
-    #[error("only ES256 (P-256) passkeys are supported")]
+    #[error("the signature counter went back: the passkey may have been copied")]
+    CounterWentBack,
+    #[error("this kind of passkey is not supported: use one with ES256 or RS256")]
     UnsupportedKey,
+    #[error("the passkey was refused: {0}")]
+    Refused(String),
+}
+
+impl From<CoreError> for WebauthnError {
+    fn from(e: CoreError) -> Self {
+        use CoreError as E;
+        match e {
+            E::InvalidClientDataType
+            | E::MismatchedChallenge
+            | E::InvalidRPOrigin
+            | E::InvalidRPIDHash
+            | E::CredentialCrossOrigin
+            | E::CredentialNotFound => WebauthnError::WrongContext,
+            E::UserNotPresent => WebauthnError::NoUserPresence,
+            E::UserNotVerified => WebauthnError::NoUserVerification,
+            E::AuthenticationFailure | E::SignatureInvalid => WebauthnError::BadSignature,
+            E::CredentialPossibleCompromise => WebauthnError::CounterWentBack,
+            E::COSEKeyInvalidType
+            | E::COSEKeyEDUnsupported
+            | E::COSEKeyInvalidAlgorithm
+            | E::COSEKeyECDSAInvalidCurve
+            | E::COSEKeyEDDSAInvalidCurve
+            | E::SshPublicKeyEDUnsupported
+            | E::CredentialAlteredAlgFromRequest
+            | E::CredentialInsecureCryptography => WebauthnError::UnsupportedKey,
+            E::ParseCBORFailure(_)
+            | E::ParseJSONFailure(_)
+            | E::ParseNOMFailure
+            | E::ParseInsufficientBytesAvailable
+            | E::COSEKeyInvalidCBORValue
+            | E::COSEKeyECDSAXYInvalid
+            | E::COSEKeyRSANEInvalid
+            | E::COSEKeyEDDSAXInvalid
+            | E::EcdsaPointInvalid
+            | E::RsaParametersInvalid
+            | E::MissingAttestationCredentialData => WebauthnError::Malformed("WebAuthn data"),
+            other => WebauthnError::Refused(other.to_string()),
+        }
+    }
 }
 
 pub fn encode(bytes: &[u8]) -> String {
@@ -101,14 +178,18 @@ pub fn approval_challenge(
 
 /// `PublicKeyCredentialCreationOptions`, binary fields in base64url.
 pub fn registration_options(rp: &RelyingParty, challenge: &[u8], user_id: &[u8]) -> Value {
+    let algorithms: Vec<Value> = ALGORITHMS
+        .iter()
+        .map(|alg| json!({"type": "public-key", "alg": *alg as i64}))
+        .collect();
     json!({
         "rp": {"id": rp.id, "name": "Walleot"},
         "user": {"id": encode(user_id), "name": "Walleot wallet", "displayName": "Walleot wallet"},
         "challenge": encode(challenge),
-        "pubKeyCredParams": [{"type": "public-key", "alg": ES256}],
+        "pubKeyCredParams": algorithms,
         "authenticatorSelection": {"residentKey": "preferred", "userVerification": "preferred"},
         "attestation": "none",
-        "timeout": 120000
+        "timeout": TIMEOUT_MS
     })
 }
 
@@ -123,96 +204,37 @@ pub fn assertion_options(rp: &RelyingParty, challenge: &[u8], credential_ids: &[
         "challenge": encode(challenge),
         "allowCredentials": allow,
         "userVerification": "preferred",
-        "timeout": 120000
+        "timeout": TIMEOUT_MS
     })
 }
 
-#[derive(Deserialize)]
-struct ClientData {
-    #[serde(rename = "type")]
-    kind: String,
-    challenge: String,
-    origin: String,
-}
-
-fn check_client_data(
-    rp: &RelyingParty,
-    kind: &str,
+/// A ceremony state of the crate with `challenge` in place of the random one it drew.
+///
+/// The crate keeps the challenge private to its state types and offers no constructor
+/// that takes one; their serde form (the one the crate persists between requests) is
+/// the supported way in. The state is made afresh for every check from the same
+/// settings, so only the challenge differs from what the crate made.
+fn with_challenge<T: Serialize + DeserializeOwned>(
+    state: T,
     challenge: &[u8],
-    client_data_json: &[u8],
-) -> Result<(), WebauthnError> {
-    let data: ClientData = serde_json::from_slice(client_data_json)
-        .map_err(|_| WebauthnError::Malformed("clientDataJSON"))?;
-    let sent = decode(&data.challenge)?;
-    let same_challenge = sent.len() == challenge.len() && sent.ct_eq(challenge).unwrap_u8() == 1;
-    if data.kind != kind || !same_challenge || data.origin != rp.origin {
-        return Err(WebauthnError::WrongContext);
+) -> Result<T, WebauthnError> {
+    let mut value = serde_json::to_value(state).map_err(|_| WebauthnError::Malformed("state"))?;
+    match value.get_mut("challenge") {
+        Some(slot @ Value::String(_)) => *slot = Value::String(encode(challenge)),
+        _ => return Err(WebauthnError::Malformed("state")),
     }
-    Ok(())
-}
-
-struct AuthData<'a> {
-    flags: u8,
-    sign_count: u32,
-    /// What follows the fixed 37 bytes.
-    rest: &'a [u8],
-}
-
-fn parse_auth_data<'a>(rp: &RelyingParty, bytes: &'a [u8]) -> Result<AuthData<'a>, WebauthnError> {
-    if bytes.len() < 37 {
-        return Err(WebauthnError::Malformed("authenticatorData"));
-    }
-    let rp_hash = Sha256::digest(rp.id.as_bytes());
-    if bytes[..32].ct_eq(rp_hash.as_slice()).unwrap_u8() != 1 {
-        return Err(WebauthnError::WrongContext);
-    }
-    let flags = bytes[32];
-    if flags & FLAG_USER_PRESENT == 0 {
-        return Err(WebauthnError::NoUserPresence);
-    }
-    Ok(AuthData {
-        flags,
-        sign_count: u32::from_be_bytes([bytes[33], bytes[34], bytes[35], bytes[36]]),
-        rest: &bytes[37..],
-    })
+    serde_json::from_value(value).map_err(|_| WebauthnError::Malformed("state"))
 }
 
 /// A credential created by the browser and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCredential {
     pub credential_id: Vec<u8>,
-    /// SEC1 uncompressed P-256 point.
+    /// What to store: the crate's `Credential` in JSON (key, algorithm, flags).
     pub public_key: Vec<u8>,
     pub sign_count: u32,
-}
-
-fn cbor_get<'a>(map: &'a [(Cbor, Cbor)], key: &Cbor) -> Option<&'a Cbor> {
-    map.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-fn cose_p256_key(cose: &Cbor) -> Result<Vec<u8>, WebauthnError> {
-    let map = cose
-        .as_map()
-        .ok_or(WebauthnError::Malformed("credential public key"))?;
-    let int = |n: i64| Cbor::Integer(n.into());
-    let as_int = |v: Option<&Cbor>| v.and_then(|v| v.as_integer()).map(i128::from);
-    if as_int(cbor_get(map, &int(1))) != Some(2)
-        || as_int(cbor_get(map, &int(3))) != Some(i128::from(ES256))
-        || as_int(cbor_get(map, &int(-1))) != Some(1)
-    {
-        return Err(WebauthnError::UnsupportedKey);
-    }
-    let coordinate = |n: i64| {
-        cbor_get(map, &int(n))
-            .and_then(|v| v.as_bytes())
-            .filter(|b| b.len() == 32)
-            .ok_or(WebauthnError::Malformed("EC2 coordinate"))
-    };
-    let mut point = vec![0x04];
-    point.extend_from_slice(coordinate(-2)?);
-    point.extend_from_slice(coordinate(-3)?);
-    VerifyingKey::from_sec1_bytes(&point).map_err(|_| WebauthnError::UnsupportedKey)?;
-    Ok(point)
+    /// The COSE algorithm of the key (-7 ES256, -257 RS256).
+    pub algorithm: i64,
 }
 
 /// Checks the answer to `navigator.credentials.create` and reads the new credential.
@@ -222,32 +244,87 @@ pub fn verify_registration(
     client_data_json: &[u8],
     attestation_object: &[u8],
 ) -> Result<NewCredential, WebauthnError> {
-    check_client_data(rp, "webauthn.create", challenge, client_data_json)?;
-    let object: Cbor = ciborium::from_reader(attestation_object)
-        .map_err(|_| WebauthnError::Malformed("attestationObject"))?;
-    let map = object
-        .as_map()
-        .ok_or(WebauthnError::Malformed("attestationObject"))?;
-    let auth_data = cbor_get(map, &Cbor::Text("authData".into()))
-        .and_then(|v| v.as_bytes())
-        .ok_or(WebauthnError::Malformed("authData"))?;
-    let parsed = parse_auth_data(rp, auth_data)?;
-    if parsed.flags & FLAG_ATTESTED_DATA == 0 || parsed.rest.len() < 18 {
-        return Err(WebauthnError::Malformed("attested credential data"));
-    }
-    let id_len = usize::from(u16::from_be_bytes([parsed.rest[16], parsed.rest[17]]));
-    let after_id = 18 + id_len;
-    if id_len == 0 || parsed.rest.len() <= after_id {
+    let checker = rp.checker()?;
+    let builder = checker
+        .new_challenge_register_builder(b"walleot", "Walleot wallet", "Walleot wallet")?
+        .attestation(AttestationConveyancePreference::None)
+        .user_verification_policy(UserVerificationPolicy::Preferred)
+        .credential_algorithms(ALGORITHMS.to_vec());
+    let (_, state) = checker.generate_challenge_register(builder)?;
+    let state = with_challenge(state, challenge)?;
+    let answer = RegisterPublicKeyCredential {
+        id: String::new(),
+        raw_id: Vec::new(),
+        response: AuthenticatorAttestationResponseRaw {
+            attestation_object: attestation_object.to_vec(),
+            client_data_json: client_data_json.to_vec(),
+            transports: None,
+        },
+        type_: "public-key".into(),
+        extensions: Default::default(),
+    };
+    let credential = checker.register_credential(&answer, &state, None)?;
+    if credential.cred_id.is_empty() {
         return Err(WebauthnError::Malformed("credential id"));
     }
-    let credential_id = parsed.rest[18..after_id].to_vec();
-    let cose: Cbor = ciborium::from_reader(&parsed.rest[after_id..])
-        .map_err(|_| WebauthnError::Malformed("credential public key"))?;
+    let stored =
+        serde_json::to_vec(&credential).map_err(|_| WebauthnError::Malformed("credential"))?;
     Ok(NewCredential {
-        credential_id,
-        public_key: cose_p256_key(&cose)?,
-        sign_count: parsed.sign_count,
+        credential_id: credential.cred_id.clone(),
+        public_key: stored,
+        sign_count: credential.counter,
+        algorithm: credential.cred.type_ as i64,
     })
+}
+
+/// A passkey as stored: its id, stored key and last signature counter.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredPasskey<'a> {
+    pub credential_id: &'a [u8],
+    pub public_key: &'a [u8],
+    pub sign_count: u32,
+}
+
+/// The crate's credential for a stored passkey. `authenticator_data` is the answer
+/// being checked: a key stored in the old form never recorded whether its passkey may
+/// be backed up, so that flag is taken from the answer itself.
+fn stored_credential(
+    stored: &StoredPasskey<'_>,
+    authenticator_data: &[u8],
+) -> Result<Credential, WebauthnError> {
+    let mut credential = match stored.public_key {
+        [0x04, point @ ..] if point.len() == 64 => Credential {
+            cred_id: stored.credential_id.to_vec(),
+            cred: COSEKey {
+                type_: COSEAlgorithm::ES256,
+                key: COSEKeyType::EC_EC2(COSEEC2Key {
+                    curve: ECDSACurve::SECP256R1,
+                    x: point[..32].to_vec(),
+                    y: point[32..].to_vec(),
+                }),
+            },
+            counter: 0,
+            transports: None,
+            user_verified: false,
+            backup_eligible: authenticator_data
+                .get(32)
+                .is_some_and(|flags| flags & FLAG_BACKUP_ELIGIBLE != 0),
+            backup_state: false,
+            registration_policy: UserVerificationPolicy::Preferred,
+            extensions: RegisteredExtensions::none(),
+            attestation: ParsedAttestation::default(),
+            attestation_format: AttestationFormat::None,
+        },
+        json => {
+            serde_json::from_slice::<Credential>(json).map_err(|_| WebauthnError::UnsupportedKey)?
+        }
+    };
+    if credential.cred_id != stored.credential_id {
+        return Err(WebauthnError::WrongContext);
+    }
+    // The counter column is the one kept up to date.
+    credential.counter = stored.sign_count;
+    Ok(credential)
 }
 
 /// A checked assertion.
@@ -257,39 +334,71 @@ pub struct VerifiedAssertion {
     pub user_verified: bool,
 }
 
-/// Checks the answer to `navigator.credentials.get` against the stored public key.
+/// Checks the answer to `navigator.credentials.get` against the stored passkey.
 pub fn verify_assertion(
     rp: &RelyingParty,
     challenge: &[u8],
-    public_key: &[u8],
+    stored: &StoredPasskey<'_>,
     client_data_json: &[u8],
     authenticator_data: &[u8],
-    signature_der: &[u8],
+    signature: &[u8],
 ) -> Result<VerifiedAssertion, WebauthnError> {
-    check_client_data(rp, "webauthn.get", challenge, client_data_json)?;
-    let parsed = parse_auth_data(rp, authenticator_data)?;
-    let key =
-        VerifyingKey::from_sec1_bytes(public_key).map_err(|_| WebauthnError::UnsupportedKey)?;
-    let signature =
-        Signature::from_der(signature_der).map_err(|_| WebauthnError::Malformed("signature"))?;
-    let mut signed = authenticator_data.to_vec();
-    signed.extend_from_slice(&Sha256::digest(client_data_json));
-    key.verify(&signed, &signature)
-        .map_err(|_| WebauthnError::BadSignature)?;
+    let credential = stored_credential(stored, authenticator_data)?;
+    let checker = rp.checker()?;
+    let builder = checker
+        .new_challenge_authenticate_builder(
+            vec![credential.clone()],
+            Some(UserVerificationPolicy::Preferred),
+        )?
+        .allow_backup_eligible_upgrade(true);
+    let (_, state) = checker.generate_challenge_authenticate(builder)?;
+    let state = with_challenge(state, challenge)?;
+    let answer = PublicKeyCredential {
+        id: encode(stored.credential_id),
+        raw_id: stored.credential_id.to_vec(),
+        response: AuthenticatorAssertionResponseRaw {
+            authenticator_data: authenticator_data.to_vec(),
+            client_data_json: client_data_json.to_vec(),
+            signature: signature.to_vec(),
+            user_handle: None,
+        },
+        extensions: Default::default(),
+        type_: "public-key".into(),
+    };
+    let result = checker.authenticate_single_credential(&answer, &state, &credential)?;
     Ok(VerifiedAssertion {
-        sign_count: parsed.sign_count,
-        user_verified: parsed.flags & FLAG_USER_VERIFIED != 0,
+        sign_count: result.counter(),
+        user_verified: result.user_verified(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::webauthn::{attestation, auth_data, client_data, sign};
+    use crate::testing::webauthn::{
+        attestation, attested_auth_data, auth_data, client_data, sign, SoftKey,
+    };
+    use ciborium::value::Value as Cbor;
     use p256::ecdsa::SigningKey;
 
     fn rp() -> RelyingParty {
         RelyingParty::from_public_url("http://localhost:8080").unwrap()
+    }
+
+    fn stored<'a>(credential_id: &'a [u8], public_key: &'a [u8]) -> StoredPasskey<'a> {
+        StoredPasskey {
+            credential_id,
+            public_key,
+            sign_count: 0,
+        }
+    }
+
+    /// Registers `key` as credential `id` through the checks, as the pages do.
+    fn register(key: &SoftKey, id: &[u8], flags: u8) -> Result<NewCredential, WebauthnError> {
+        let challenge = random_bytes(32);
+        let client = client_data("webauthn.create", &challenge, "http://localhost:8080");
+        let auth = attested_auth_data("localhost", flags, 0, Some((id, key.cose())));
+        verify_registration(&rp(), &challenge, &client, &attestation(auth))
     }
 
     #[test]
@@ -309,7 +418,7 @@ mod tests {
         let verified = verify_assertion(
             &rp(),
             &approval,
-            &credential.public_key,
+            &stored(b"cred-1", &credential.public_key),
             &client,
             &auth,
             &signature,
@@ -332,6 +441,8 @@ mod tests {
             .to_encoded_point(false)
             .as_bytes()
             .to_vec();
+        // The form passkeys were stored in before: the bare SEC1 point.
+        let public = stored(b"legacy", &public);
         let approved = approval_challenge("sess_x", 200, "usd", "mer_y", b"n");
         let client = client_data("webauthn.get", &approved, "http://localhost:8080");
         let auth = auth_data("localhost", 0x01, 1, None);
@@ -406,5 +517,232 @@ mod tests {
         ] {
             assert!(verify_registration(&rp(), &challenge, &client, &object).is_err());
         }
+    }
+
+    #[test]
+    fn rs256_passkeys_register_and_approve_and_strangers_are_refused() {
+        let key = SoftKey::rs256();
+        let credential = register(&key, b"hello-1", 0x45).unwrap();
+        assert_eq!(credential.algorithm, -257);
+        let public = stored(b"hello-1", &credential.public_key);
+        let approval = approval_challenge("sess_x", 200, "usd", "mer_y", b"n");
+        let client = client_data("webauthn.get", &approval, "http://localhost:8080");
+        let auth = auth_data("localhost", 0x05, 1, None);
+        let verified = verify_assertion(
+            &rp(),
+            &approval,
+            &public,
+            &client,
+            &auth,
+            &key.sign(&auth, &client),
+        )
+        .unwrap();
+        assert_eq!(verified.sign_count, 1);
+
+        let stranger = SoftKey::rs256();
+        assert_eq!(
+            verify_assertion(
+                &rp(),
+                &approval,
+                &public,
+                &client,
+                &auth,
+                &stranger.sign(&auth, &client)
+            ),
+            Err(WebauthnError::BadSignature)
+        );
+        let dearer = approval_challenge("sess_x", 20000, "usd", "mer_y", b"n");
+        assert_eq!(
+            verify_assertion(
+                &rp(),
+                &dearer,
+                &public,
+                &client,
+                &auth,
+                &key.sign(&auth, &client)
+            ),
+            Err(WebauthnError::WrongContext)
+        );
+        // An ES256 signature does not pass for an RS256 passkey.
+        let other = SoftKey::es256();
+        assert!(verify_assertion(
+            &rp(),
+            &approval,
+            &public,
+            &client,
+            &auth,
+            &other.sign(&auth, &client)
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_signature_counter_that_does_not_go_up_is_refused() {
+        let key = SoftKey::es256();
+        let credential = register(&key, b"cred-c", 0x45).unwrap();
+        let approval = approval_challenge("sess_x", 200, "usd", "mer_y", b"n");
+        let client = client_data("webauthn.get", &approval, "http://localhost:8080");
+        let seen = StoredPasskey {
+            credential_id: b"cred-c",
+            public_key: &credential.public_key,
+            sign_count: 7,
+        };
+        for (count, expected) in [
+            (5, Err(WebauthnError::CounterWentBack)),
+            (7, Err(WebauthnError::CounterWentBack)),
+            (
+                8,
+                Ok(VerifiedAssertion {
+                    sign_count: 8,
+                    user_verified: true,
+                }),
+            ),
+        ] {
+            let auth = auth_data("localhost", 0x05, count, None);
+            let signature = key.sign(&auth, &client);
+            assert_eq!(
+                verify_assertion(&rp(), &approval, &seen, &client, &auth, &signature),
+                expected,
+                "count {count}"
+            );
+        }
+        // The same holds for a passkey stored in the old form.
+        let SoftKey::Es256(p256_key) = &key else {
+            unreachable!()
+        };
+        let point = p256_key.verifying_key().to_encoded_point(false);
+        let legacy = StoredPasskey {
+            credential_id: b"cred-c",
+            public_key: point.as_bytes(),
+            sign_count: 7,
+        };
+        let auth = auth_data("localhost", 0x05, 7, None);
+        assert_eq!(
+            verify_assertion(
+                &rp(),
+                &approval,
+                &legacy,
+                &client,
+                &auth,
+                &key.sign(&auth, &client)
+            ),
+            Err(WebauthnError::CounterWentBack)
+        );
+    }
+
+    #[test]
+    fn a_passkey_that_verified_its_user_at_registration_must_go_on_doing_so() {
+        let key = SoftKey::es256();
+        let credential = register(&key, b"cred-uv", 0x45).unwrap();
+        let approval = approval_challenge("sess_x", 200, "usd", "mer_y", b"n");
+        let client = client_data("webauthn.get", &approval, "http://localhost:8080");
+        let presence_only = auth_data("localhost", 0x01, 1, None);
+        assert_eq!(
+            verify_assertion(
+                &rp(),
+                &approval,
+                &stored(b"cred-uv", &credential.public_key),
+                &client,
+                &presence_only,
+                &key.sign(&presence_only, &client)
+            ),
+            Err(WebauthnError::NoUserVerification)
+        );
+    }
+
+    #[test]
+    fn a_synced_passkey_stored_in_the_old_form_still_approves() {
+        let key = SigningKey::random(&mut rand::rngs::OsRng);
+        let point = key.verifying_key().to_encoded_point(false);
+        let approval = approval_challenge("sess_x", 200, "usd", "mer_y", b"n");
+        let client = client_data("webauthn.get", &approval, "http://localhost:8080");
+        // User present and verified, backup eligible and backed up.
+        let auth = auth_data("localhost", 0x1d, 0, None);
+        let verified = verify_assertion(
+            &rp(),
+            &approval,
+            &stored(b"old", point.as_bytes()),
+            &client,
+            &auth,
+            &sign(&key, &auth, &client),
+        )
+        .unwrap();
+        assert!(verified.user_verified);
+    }
+
+    #[test]
+    fn a_stored_key_under_another_credential_id_is_refused() {
+        let key = SoftKey::es256();
+        let credential = register(&key, b"cred-a", 0x45).unwrap();
+        let approval = approval_challenge("sess_x", 200, "usd", "mer_y", b"n");
+        let client = client_data("webauthn.get", &approval, "http://localhost:8080");
+        let auth = auth_data("localhost", 0x05, 1, None);
+        assert_eq!(
+            verify_assertion(
+                &rp(),
+                &approval,
+                &stored(b"cred-b", &credential.public_key),
+                &client,
+                &auth,
+                &key.sign(&auth, &client)
+            ),
+            Err(WebauthnError::WrongContext)
+        );
+    }
+
+    #[test]
+    fn algorithms_not_offered_are_refused_at_registration() {
+        // Ed25519 (COSE OKP, EdDSA): the crate cannot verify it yet, so it is not offered.
+        let ed25519 = Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(1.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer((-8).into())),
+            (Cbor::Integer((-1).into()), Cbor::Integer(6.into())),
+            (Cbor::Integer((-2).into()), Cbor::Bytes(random_bytes(32))),
+        ]);
+        let challenge = random_bytes(32);
+        let client = client_data("webauthn.create", &challenge, "http://localhost:8080");
+        let auth = attested_auth_data("localhost", 0x45, 0, Some((b"ed", ed25519)));
+        assert!(verify_registration(&rp(), &challenge, &client, &attestation(auth)).is_err());
+
+        let offered: Vec<i64> = registration_options(&rp(), b"c", b"u")["pubKeyCredParams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["alg"].as_i64().unwrap())
+            .collect();
+        assert_eq!(offered, [-7, -257]);
+    }
+
+    #[test]
+    fn a_registration_for_another_challenge_site_or_without_presence_is_refused() {
+        let key = SoftKey::es256();
+        let challenge = random_bytes(32);
+        let good = client_data("webauthn.create", &challenge, "http://localhost:8080");
+        let auth = |rp_id: &str, flags: u8| {
+            attestation(attested_auth_data(
+                rp_id,
+                flags,
+                0,
+                Some((b"c", key.cose())),
+            ))
+        };
+        assert!(verify_registration(&rp(), &challenge, &good, &auth("localhost", 0x45)).is_ok());
+        let other_challenge = client_data("webauthn.create", b"other", "http://localhost:8080");
+        let other_origin = client_data("webauthn.create", &challenge, "http://localhost:9999");
+        let get = client_data("webauthn.get", &challenge, "http://localhost:8080");
+        for client in [other_challenge, other_origin, get] {
+            assert_eq!(
+                verify_registration(&rp(), &challenge, &client, &auth("localhost", 0x45)),
+                Err(WebauthnError::WrongContext)
+            );
+        }
+        assert_eq!(
+            verify_registration(&rp(), &challenge, &good, &auth("evil.example", 0x45)),
+            Err(WebauthnError::WrongContext)
+        );
+        assert_eq!(
+            verify_registration(&rp(), &challenge, &good, &auth("localhost", 0x44)),
+            Err(WebauthnError::NoUserPresence)
+        );
     }
 }
