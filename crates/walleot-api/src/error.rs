@@ -3,13 +3,17 @@ use std::fmt;
 
 /// The body of every error answer: `{"error": {"type": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Error))]
 pub struct ErrorBody {
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub kind: ErrorType,
     pub message: String,
 }

@@ -7,6 +7,8 @@
 
 mod currency;
 mod error;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod session;
 
 pub use currency::{Currency, UnknownCurrency};

@@ -6,6 +6,7 @@ use std::str::FromStr;
 /// The state of a payment session. A session starts `pending` and moves once to one of
 /// the four final states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     Pending,
@@ -72,8 +73,10 @@ impl FromStr for SessionStatus {
     }
 }
 
-/// When the payer's money moves to the merchant.
+/// When the payer's money moves to the merchant. `automatic`: paid and credited at
+/// approval. `manual`: held at approval; capture or release later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureMethod {
     /// At approval: the session is paid and the merchant credited at once.
@@ -84,8 +87,11 @@ pub enum CaptureMethod {
     Manual,
 }
 
-/// Where the held funds of a manual-capture session stand.
+/// Where the held funds of a manual-capture session stand. Manual capture only, once
+/// approved: `held` (reads `paid`), then `captured` (reads `paid`) or `released` (reads
+/// `cancelled`, or `expired` when the hold lapsed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureStatus {
     /// Approved and reserved; the session reads `paid`.
@@ -128,21 +134,46 @@ impl CaptureStatus {
 
 /// `POST /v1/sessions`. Unknown fields are refused so that a typo never goes unnoticed.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateSessionRequest {
-    /// Amount in the currency's minor unit (cents for USD, whole yen for JPY).
+    /// Amount in the currency's minor unit: 200 is 2.00 USD; JPY has no minor unit. A
+    /// number with a zero fraction (`200.0`) counts as the integer it is. The maximum is
+    /// configurable.
     #[serde(deserialize_with = "whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 99_999_999))]
     pub amount: i64,
-    /// ISO 4217 code, any case; stored and answered lower case.
+    /// ISO 4217 code of a currency with a minor unit, in any case; stored and answered
+    /// lower case.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::openapi::currency_in_any_case)
+    )]
     pub currency: String,
+    /// What the payer is paying for; shown at checkout. Plain visible text: newlines are
+    /// allowed, but not other control characters, nor invisible formatting characters
+    /// (Unicode category Cf: bidirectional overrides, embeddings, isolates and marks,
+    /// zero-width spaces, word joiners, soft hyphens, tags…) nor line and paragraph
+    /// separators, so that the checkout shows the text exactly as it reads. A zero-width
+    /// joiner or non-joiner (U+200D, U+200C) is also accepted between two visible
+    /// characters, as emoji sequences and some scripts need; the pattern leaves it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 1000,
+            pattern = r"^[^\u0000-\u0009\u000B-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]*$"
+        )
+    )]
     pub description: Option<String>,
-    /// Seconds until the session expires, within the service's bounds.
+    /// Seconds until the session expires (default 86400, configurable). A number with a
+    /// zero fraction counts as the integer it is.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "optional_whole_number"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 604_800))]
     pub expires_in: Option<i64>,
     /// `automatic` (the default) or `manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,31 +250,41 @@ pub type CreateSessionResponse = Session;
 
 /// A payment session as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
+    #[cfg_attr(feature = "openapi", schema(examples("sess_4AbCdEfGhIjKlMnOpQrStUvW")))]
     pub session_id: String,
+    /// The checkout page to send the payer to.
+    #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub url: String,
     pub status: SessionStatus,
     pub amount: i64,
     pub currency: Currency,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub description: Option<String>,
     /// RFC 3339, UTC.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
     /// RFC 3339, UTC. A pending session reads `expired` from this instant on.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub expires_at: String,
     pub livemode: bool,
     pub capture_method: CaptureMethod,
     /// For manual capture, once approved: `held`, then `captured` or `released`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub capture_status: Option<CaptureStatus>,
 }
 
 /// A page of `GET /v1/sessions`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionList {
     pub data: Vec<Session>,
     pub has_more: bool,
-    /// Pass as `cursor` to fetch the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 
@@ -306,6 +347,7 @@ mod tests {
 
 /// An amount of minor units in a currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
     pub amount: i64,
     pub currency: Currency,
@@ -313,6 +355,7 @@ pub struct Money {
 
 /// `GET /v1/balance`: what the merchant has earned, per currency, in the key's mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Balance {
     /// Paid to the merchant.

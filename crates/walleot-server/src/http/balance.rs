@@ -1,6 +1,7 @@
 //! `GET /v1/balance`: the merchant's balance per currency, in the key's mode.
 
 use super::error::ApiError;
+use super::openapi::{RateLimited, ServerError, Unauthorized};
 use super::AppState;
 use crate::domain::Principal;
 use axum::extract::State;
@@ -12,7 +13,22 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/balance", get(balance))
 }
 
-async fn balance(
+#[utoipa::path(
+    get,
+    path = "/balance",
+    operation_id = "getBalance",
+    tag = "balance",
+    summary = "The merchant's balance",
+    description = "Per currency, in the key's mode: `available` is what payers have paid; \
+        `pending` is held for the merchant and not yet captured.",
+    responses(
+        (status = 200, description = "The balance.", body = Balance),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn balance(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Balance>, ApiError> {

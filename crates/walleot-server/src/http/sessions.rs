@@ -3,6 +3,10 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::idempotency::{Claimed, Recorded};
+use super::openapi::{
+    BadRequest, Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge, RateLimited,
+    RequestTimeout, ServerError, Unauthorized, UnsupportedMediaType,
+};
 use super::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::sessions::{ListQuery, SessionRecord};
@@ -13,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
+use utoipa::IntoParams;
 use walleot_api::{CreateSessionRequest, Session, SessionList, SessionStatus};
 
 pub fn routes() -> Router<AppState> {
@@ -41,8 +46,33 @@ pub fn to_wire(state: &AppState, record: SessionRecord) -> Session {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    operation_id = "createSession",
+    tag = "sessions",
+    summary = "Create a payment session",
+    description = "Answers the session id and the checkout URL to send the payer to. Unknown \
+        fields are refused.",
+    request_body(
+        content = CreateSessionRequest,
+        example = json!({"amount": 200, "currency": "usd", "description": "Pro feature unlock"}),
+    ),
+    responses(
+        (status = 200, description = "The new session.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 408, response = RequestTimeout),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
 #[tracing::instrument(skip_all, fields(merchant = %principal.merchant_id))]
-async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     claimed: Option<Extension<Claimed>>,
@@ -69,12 +99,36 @@ async fn create(
 pub const MAX_WAIT_SECS: u64 = 60;
 
 /// Query of a read. Other parameters are ignored, as they always were.
-#[derive(Debug, Deserialize)]
-struct ReadParams {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ReadParams {
+    /// Seconds to wait for a pending session to change status, 0 to 60 (0 answers at
+    /// once). Any other value answers 400.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 60, default = 0)]
     wait: Option<String>,
 }
 
-async fn read(
+#[utoipa::path(
+    get,
+    path = "/sessions/{sessionId}",
+    operation_id = "getSession",
+    tag = "sessions",
+    summary = "Check a session's status",
+    description = "A pending session whose `expiresAt` has passed answers `expired`. With \
+        `wait`, a pending session is a long poll: the answer comes as soon as its status \
+        changes (or its expiry passes), else after `wait` seconds with the session as it then \
+        is, still `pending`.",
+    params(ReadParams),
+    responses(
+        (status = 200, description = "The session.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
@@ -114,15 +168,38 @@ fn parse_wait(raw: &str) -> Result<u64, ApiError> {
         })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
+    #[param(minimum = 1, maximum = 100, default = 10)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page. Empty reads the first page; a cursor that names
+    /// no session of this key's account answers 404.
+    #[param(pattern = "^(?:sess_[0-9A-Za-z]{24})?$")]
     cursor: Option<String>,
+    /// Only sessions in this state (a pending session past its expiry counts as expired).
+    #[param(value_type = Option<SessionStatus>)]
     status: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    operation_id = "listSessions",
+    tag = "sessions",
+    summary = "List sessions, newest first",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of sessions.", body = SessionList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -159,7 +236,26 @@ async fn list(
     }))
 }
 
-async fn cancel(
+#[utoipa::path(
+    post,
+    path = "/sessions/{sessionId}/cancel",
+    operation_id = "cancelSession",
+    tag = "sessions",
+    summary = "Cancel a pending session",
+    description = "Cancelling a cancelled session changes nothing and answers it; a paid, \
+        failed or expired session answers 409.",
+    responses(
+        (status = 200, description = "The session, now `cancelled`.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn cancel(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
@@ -168,7 +264,28 @@ async fn cancel(
     Ok(Json(to_wire(&state, record)))
 }
 
-async fn capture(
+#[utoipa::path(
+    post,
+    path = "/sessions/{sessionId}/capture",
+    operation_id = "captureSession",
+    tag = "sessions",
+    summary = "Capture the held funds of a manual-capture session",
+    description = "For a session created with `captureMethod: \"manual\"` and approved by the \
+        payer (it reads `paid` with `captureStatus: \"held\"`): moves the held funds to the \
+        merchant. The session stays `paid`, with `captureStatus: \"captured\"`. Capturing \
+        again changes nothing; a session with nothing held answers 409.",
+    responses(
+        (status = 200, description = "The session, its funds now `captured`.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn capture(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
@@ -177,7 +294,29 @@ async fn capture(
     Ok(Json(to_wire(&state, record)))
 }
 
-async fn release(
+#[utoipa::path(
+    post,
+    path = "/sessions/{sessionId}/release",
+    operation_id = "releaseSession",
+    tag = "sessions",
+    summary = "Release the held funds of a manual-capture session",
+    description = "Returns the held funds to the payer, for example after the paid tool \
+        failed. The session then reads `cancelled`, with `captureStatus: \"released\"`. \
+        Releasing again changes nothing; a session with nothing held answers 409. Funds held \
+        past the hold window (24 hours by default) are released by themselves and the \
+        session reads `expired`.",
+    responses(
+        (status = 200, description = "The session, its funds now `released`.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn release(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,

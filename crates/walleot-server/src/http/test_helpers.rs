@@ -3,6 +3,10 @@
 
 use super::error::ApiError;
 use super::extract::ApiPath;
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, IdempotencyKeyReused, NotFound, RateLimited, ServerError,
+    Unauthorized,
+};
 use super::sessions::to_wire;
 use super::AppState;
 use crate::domain::Principal;
@@ -18,6 +22,11 @@ pub fn routes() -> Router<AppState> {
         .route("/test_helpers/sessions/{id}/expire", post(expire))
 }
 
+/// What every helper does, as the document says it.
+const SIMULATION: &str = "Test mode only: a live key answers 403. Only a pending session \
+    changes; asking for the state it is already in changes nothing; any other state answers \
+    409.";
+
 async fn simulate(
     state: &AppState,
     principal: &Principal,
@@ -28,7 +37,26 @@ async fn simulate(
     Ok(Json(to_wire(state, record)))
 }
 
-async fn pay(
+#[utoipa::path(
+    post,
+    path = "/test_helpers/sessions/{sessionId}/pay",
+    operation_id = "testHelperPaySession",
+    tag = "test helpers",
+    summary = "Pay a test session as a sandbox payer",
+    description = SIMULATION,
+    responses(
+        (status = 200, description = "The session, now `paid`.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn pay(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
@@ -36,7 +64,26 @@ async fn pay(
     simulate(&state, &principal, &id, SessionStatus::Paid).await
 }
 
-async fn fail(
+#[utoipa::path(
+    post,
+    path = "/test_helpers/sessions/{sessionId}/fail",
+    operation_id = "testHelperFailSession",
+    tag = "test helpers",
+    summary = "Make a test session's payment fail",
+    description = SIMULATION,
+    responses(
+        (status = 200, description = "The session, now `failed`.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn fail(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
@@ -44,7 +91,26 @@ async fn fail(
     simulate(&state, &principal, &id, SessionStatus::Failed).await
 }
 
-async fn expire(
+#[utoipa::path(
+    post,
+    path = "/test_helpers/sessions/{sessionId}/expire",
+    operation_id = "testHelperExpireSession",
+    tag = "test helpers",
+    summary = "Expire a test session now",
+    description = SIMULATION,
+    responses(
+        (status = 200, description = "The session, now `expired`.", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn expire(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,

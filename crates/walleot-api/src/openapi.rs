@@ -1,0 +1,92 @@
+//! OpenAPI schemas of the wire types whose JSON form is written by hand (the currency
+//! code and the error type), and of the currency code a request may send. Built only with
+//! the `openapi` feature.
+
+use crate::currency::CODES;
+use crate::{Currency, ErrorType};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// A currency as the API answers it: the lower-case ISO 4217 code.
+impl PartialSchema for Currency {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[a-z]{3}$"))
+            .description(Some("ISO 4217 code, lower case."))
+            .examples(["usd"])
+            .into()
+    }
+}
+
+impl ToSchema for Currency {}
+
+/// The error types the service answers. [`ErrorType::Unknown`] is the client's name for
+/// a type it does not know yet, never one that is sent.
+const SENT: [ErrorType; 10] = [
+    ErrorType::InvalidRequest,
+    ErrorType::Unauthorized,
+    ErrorType::PaymentRequired,
+    ErrorType::Forbidden,
+    ErrorType::NotFound,
+    ErrorType::MethodNotAllowed,
+    ErrorType::Conflict,
+    ErrorType::IdempotencyKeyReused,
+    ErrorType::RateLimited,
+    ErrorType::ServerError,
+];
+
+impl PartialSchema for ErrorType {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(SENT.map(ErrorType::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorType {}
+
+/// The `currency` of a request: a code of [`Currency`]'s table in any case, so that a
+/// client can tell before sending that the service knows it.
+pub fn currency_in_any_case() -> Schema {
+    let alternatives: Vec<String> = CODES
+        .iter()
+        .map(|code| {
+            code.chars()
+                .map(|c| format!("[{c}{}]", c.to_ascii_lowercase()))
+                .collect()
+        })
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^(?:{})$", alternatives.join("|"))))
+        .description(Some(
+            "ISO 4217 code of a currency with a minor unit, in any case; stored and answered \
+             lower case.",
+        ))
+        .examples(["usd"])
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sent_error_type_is_documented_and_unknown_is_not() {
+        let RefOr::T(Schema::Object(schema)) = ErrorType::schema() else {
+            panic!("not an inline object");
+        };
+        let values = schema.enum_values.unwrap();
+        assert_eq!(values.len(), SENT.len());
+        assert!(!values.contains(&serde_json::json!("unknown")));
+        for kind in SENT {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+    }
+}
