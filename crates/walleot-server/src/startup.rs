@@ -228,7 +228,8 @@ async fn sweep(state: AppState, every: Duration) {
                 }
             }
         }
-        if let Err(e) = state.store.lapse_due(state.clock.now_ms(), BATCH).await {
+        let now = state.clock.now_ms();
+        if let Err(e) = crate::domain::payments::lapse_due(&*state.store, now, BATCH).await {
             tracing::warn!(error = %e, "lapsing holds failed");
         }
         let cutoff = state.clock.now_ms() - state.idempotency.retain_ms;

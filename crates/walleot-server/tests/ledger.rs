@@ -8,6 +8,7 @@ use walleot_server::domain::ledger::{
     AccountKind, AccountRef, LedgerError, TransferKind, TransferSpec, TransferState,
 };
 use walleot_server::domain::payers::ApprovalMethod;
+use walleot_server::domain::payments;
 use walleot_server::domain::wallets::{PayError, Wallets};
 use walleot_server::domain::Clock;
 use walleot_server::store::{Store, StoreError};
@@ -283,10 +284,22 @@ async fn holds_are_posted_voided_or_lapse_exactly_once() {
             .await,
         Err(StoreError::Ledger(LedgerError::NotFound))
     ));
-    assert_eq!(store.lapse_due(now + 4_999, 10).await.unwrap(), 0);
-    assert_eq!(store.lapse_due(now + 5_000, 10).await.unwrap(), 1);
     assert_eq!(
-        store.lapse_due(now + 6_000, 10).await.unwrap(),
+        payments::lapse_due(&**store, now + 4_999, 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        payments::lapse_due(&**store, now + 5_000, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        payments::lapse_due(&**store, now + 6_000, 10)
+            .await
+            .unwrap(),
         0,
         "a hold lapses once"
     );
@@ -471,7 +484,7 @@ proptest! {
                     }
                     Op::Lapse { advance } => {
                         now += advance;
-                        store.lapse_due(now, 100).await.unwrap();
+                        payments::lapse_due(&*store, now, 100).await.unwrap();
                     }
                     Op::Voucher { payer, amount } => {
                         let (_, code) = wallets.create_vouchers(amount, Currency::USD, false, 1).await.unwrap().remove(0);

@@ -1,5 +1,6 @@
 //! The SQLite store under concurrent writers: sessions sent together are committed
-//! together, and one that fails does not take the others down with it.
+//! together, and one that fails does not take the others down with it; a plan is
+//! written only while its precondition holds.
 
 use std::sync::Arc;
 use walleot_server::domain::sessions::{SessionEvent, SessionRecord};
@@ -66,4 +67,91 @@ async fn concurrent_inserts_commit_together_and_fail_alone() {
     assert_eq!(page.sessions.len(), 41);
     let events = store.session_events(&duplicate.id).await.unwrap();
     assert_eq!(events.len(), 1, "the failed insert left no event behind");
+}
+
+/// A plan is written only while what it was made from still holds: a payment planned
+/// before the session was cancelled, or beyond the payer's hourly cap, moves nothing.
+#[tokio::test]
+async fn a_plan_whose_precondition_no_longer_holds_writes_nothing() {
+    use walleot_api::SessionStatus;
+    use walleot_server::domain::payers::ApprovalMethod;
+    use walleot_server::domain::payments::{self, Closing, PaymentTerms};
+    use walleot_server::domain::Clock;
+    use walleot_server::store::PlanOutcome;
+
+    let server = TestServer::start().await;
+    let store = server.services.store.clone();
+    let payer = server.wallets().register().await.unwrap();
+    let owner = Principal {
+        key_id: String::new(),
+        merchant_id: server.merchant_id.clone(),
+        merchant_name: String::new(),
+        mode: Mode::Test,
+    };
+    let sessions = walleot_server::domain::sessions::Sessions::new(
+        store.clone(),
+        server.clock.clone(),
+        Default::default(),
+        server.wallets(),
+    );
+    let request = || walleot_api::CreateSessionRequest {
+        amount: 100,
+        currency: "usd".into(),
+        ..Default::default()
+    };
+    let terms = |cap| PaymentTerms {
+        payer_id: payer.id.clone(),
+        method: ApprovalMethod::Auto,
+        evidence: None,
+        hold_ms: 60_000,
+        cover_from_sandbox: false,
+        auto_approvals_per_hour: cap,
+    };
+    let now = server.clock.now_ms();
+
+    // Planned while pending, cancelled before it is written.
+    let session = sessions.prepare(&owner, request()).unwrap();
+    sessions.insert(&session, None).await.unwrap();
+    let payment = payments::plan_payment(&session, &terms(None), now).unwrap();
+    let cancel = payments::plan_closing(&session, Closing::Cancel, now).unwrap();
+    assert!(matches!(
+        store.apply_plan(&cancel).await.unwrap(),
+        PlanOutcome::Applied(_)
+    ));
+    match store.apply_plan(&payment).await.unwrap() {
+        PlanOutcome::Stale(current) => assert_eq!(current.status, SessionStatus::Cancelled),
+        other => panic!("a cancelled session was paid: {other:?}"),
+    }
+    assert_eq!(server.transfers_of(&session.id).await, 0);
+    assert_eq!(store.approval_of(&session.id).await.unwrap(), None);
+
+    // A cap of one payment without a second factor: the second plan is refused by it.
+    let first = sessions.prepare(&owner, request()).unwrap();
+    let second = sessions.prepare(&owner, request()).unwrap();
+    for s in [&first, &second] {
+        sessions.insert(s, None).await.unwrap();
+    }
+    let plan = |s| payments::plan_payment(s, &terms(Some(1)), now).unwrap();
+    assert!(matches!(
+        store.apply_plan(&plan(&first)).await.unwrap(),
+        PlanOutcome::Applied(_)
+    ));
+    match store.apply_plan(&plan(&second)).await.unwrap() {
+        PlanOutcome::Stale(current) => assert_eq!(
+            payments::payment_refusal(&current, now),
+            payments::PaymentRefusal::AutoLimitReached
+        ),
+        other => panic!("the cap was passed: {other:?}"),
+    }
+    assert_eq!(server.transfers_of(&second.id).await, 0);
+    assert_eq!(
+        store
+            .auto_approvals_since(&payer.id, &server.merchant_id, false, now - 1)
+            .await
+            .unwrap(),
+        1
+    );
+    let events = store.session_events(&second.id).await.unwrap();
+    assert_eq!(events.len(), 1, "only its creation is recorded");
+    assert!(server.wallets().verify_ledger().await.unwrap().is_empty());
 }

@@ -183,7 +183,7 @@ pub struct Transfer {
 }
 
 /// A transfer to make.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferSpec {
     pub debit: AccountRef,
     pub credit: AccountRef,

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod ledger;
 pub mod merchants;
 pub mod payers;
+pub mod payments;
 pub mod ports;
 pub mod sessions;
 pub mod topups;

@@ -1,14 +1,17 @@
 //! Payment sessions: creation from a merchant's request, reading, listing, and the
 //! lifecycle `pending` → `paid` | `failed` | `expired` | `cancelled`.
 //!
-//! Each transition happens once: the store applies it only to a pending session and
-//! records its event in the same transaction, so two racing requests (a cancel and a
-//! payment, two cancels) leave exactly one outcome. A pending session whose expiry has
+//! Each transition happens once: [`payments`] plans it from the session as read, and
+//! the store writes the plan, with its event, only while the session is still pending,
+//! so two racing requests (a cancel and a payment, two cancels) leave exactly one
+//! outcome. A pending session whose expiry has
 //! passed reads `expired` whether or not the sweeper has written that yet.
 
+use super::ledger::LedgerError;
+use super::payments::{self, Closing, Settlement};
 use super::wallets::{PayError, Wallets};
 use super::{ids, Clock, DomainError, Mode, Principal};
-use crate::domain::ports::{IdempotencyCompletion, SessionPage, Store, Transition};
+use crate::domain::ports::{IdempotencyCompletion, SessionPage, Store, StoreError, Transition};
 use std::sync::Arc;
 use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, SessionStatus};
 
@@ -317,15 +320,13 @@ impl Sessions {
     pub async fn get(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
         let mut session = self.find(owner, id).await?;
         let now = self.clock.now_ms();
-        if session.capture_status == Some(CaptureStatus::Held)
-            && self.store.lapse_hold_if_due(&session.id, now).await?
-        {
-            session = self.find(owner, id).await?;
+        if let Some(lapsed) = self.lapse_if_due(&session, now).await? {
+            session = lapsed;
         }
         if session.status == SessionStatus::Pending
             && session.status_at(now) == SessionStatus::Expired
         {
-            return self.record_expiry(owner, session, now).await;
+            return self.record_expiry(session, now).await;
         }
         Ok(session)
     }
@@ -408,10 +409,8 @@ impl Sessions {
             .await?;
         for session in &mut page.sessions {
             // A hold past its deadline is given back here too, as a read would.
-            if session.capture_status == Some(CaptureStatus::Held)
-                && self.store.lapse_hold_if_due(&session.id, now).await?
-            {
-                *session = self.find(owner, &session.id).await?;
+            if let Some(lapsed) = self.lapse_if_due(session, now).await? {
+                *session = lapsed;
             }
             session.status = session.status_at(now);
         }
@@ -458,8 +457,7 @@ impl Sessions {
             Err(PayError::Closed(SessionStatus::Paid)) => self.find(owner, id).await,
             Err(PayError::Closed(status)) => {
                 if session.status == SessionStatus::Pending && status == SessionStatus::Expired {
-                    self.record_expiry(owner, session, self.clock.now_ms())
-                        .await?;
+                    self.record_expiry(session, self.clock.now_ms()).await?;
                 }
                 Err(DomainError::Conflict(format!(
                     "the session is {status}; only a pending session can be paid"
@@ -497,21 +495,36 @@ impl Sessions {
         } else {
             ("released", CaptureStatus::Released)
         };
-        match self
-            .store
-            .settle_hold(
-                &owner.merchant_id,
-                owner.mode.livemode(),
-                &session.id,
-                capture,
-                self.clock.now_ms(),
-            )
-            .await?
-        {
+        let now = self.clock.now_ms();
+        let hold = match session.capture_status {
+            Some(CaptureStatus::Held) => self.store.hold_of(&session.id).await?,
+            _ => None,
+        };
+        let outcome = match payments::plan_settlement(&session, hold.as_ref(), capture, now) {
+            // Read as held, but its hold was resolved since: read the session again.
+            Settlement::NothingHeld if hold.is_some() => {
+                Transition::Stale(self.find(owner, id).await?)
+            }
+            Settlement::NothingHeld => Transition::Stale(session),
+            // The request is refused either way; the session answers as it now is.
+            Settlement::Lapse(plan) => match self.store.apply_plan(&plan).await? {
+                Transition::Applied(current) | Transition::Stale(current) => {
+                    Transition::Stale(current)
+                }
+                Transition::NotFound => Transition::NotFound,
+            },
+            Settlement::Settle(plan) => match self.store.apply_plan(&plan).await {
+                Ok(outcome) => outcome,
+                // The hold was resolved a moment ago: nothing is held any more.
+                Err(StoreError::Ledger(LedgerError::NotPending)) => Transition::Stale(session),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        match outcome {
             Transition::Applied(updated) => Ok(updated),
             Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
-            Transition::Refused(current) if current.capture_status == Some(done) => Ok(current),
-            Transition::Refused(current) => Err(DomainError::Conflict(
+            Transition::Stale(current) if current.capture_status == Some(done) => Ok(current),
+            Transition::Stale(current) => Err(DomainError::Conflict(
                 match (current.capture_method, current.capture_status) {
                     (CaptureMethod::Automatic, _) => {
                         format!("the session uses automatic capture; nothing is held to be {verb}")
@@ -551,8 +564,7 @@ impl Sessions {
         if session.status == SessionStatus::Pending
             && session.status_at(now) == SessionStatus::Expired
         {
-            let owner = owner_of(&session);
-            return Ok((self.record_expiry(&owner, session, now).await?, merchant));
+            return Ok((self.record_expiry(session, now).await?, merchant));
         }
         Ok((session, merchant))
     }
@@ -570,7 +582,25 @@ impl Sessions {
 
     /// Moves pending sessions past their expiry to `expired`; returns how many.
     pub async fn expire_due(&self, batch: i64) -> Result<usize, DomainError> {
-        Ok(self.store.expire_due(self.clock.now_ms(), batch).await?)
+        Ok(payments::expire_due(&*self.store, self.clock.now_ms(), batch).await?)
+    }
+
+    /// Lapses the session's hold when its deadline has passed, as the sweeper would, so
+    /// that a read never shows funds held past it: the session as it now is, or `None`
+    /// when nothing was due.
+    async fn lapse_if_due(
+        &self,
+        session: &SessionRecord,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, DomainError> {
+        if session.capture_status != Some(CaptureStatus::Held) {
+            return Ok(None);
+        }
+        let hold = self.store.hold_of(&session.id).await?;
+        let Some(plan) = payments::plan_lapse_if_due(session, hold.as_ref(), now) else {
+            return Ok(None);
+        };
+        Ok(payments::current(self.store.apply_plan(&plan).await?))
     }
 
     async fn find(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
@@ -586,29 +616,20 @@ impl Sessions {
 
     async fn record_expiry(
         &self,
-        owner: &Principal,
         session: SessionRecord,
         now: i64,
     ) -> Result<SessionRecord, DomainError> {
-        match self
-            .store
-            .transition(
-                &owner.merchant_id,
-                owner.mode.livemode(),
-                &session.id,
-                SessionStatus::Expired,
-                now,
-            )
-            .await?
-        {
-            Transition::Applied(updated) | Transition::Refused(updated) => Ok(SessionRecord {
+        let id = session.id.clone();
+        let outcome = match payments::plan_closing(&session, Closing::Expire, now) {
+            Some(plan) => self.store.apply_plan(&plan).await?,
+            None => Transition::Stale(session),
+        };
+        match outcome {
+            Transition::Applied(updated) | Transition::Stale(updated) => Ok(SessionRecord {
                 status: updated.status_at(now),
                 ..updated
             }),
-            Transition::NotFound => Err(DomainError::NotFound(format!(
-                "no session `{}`",
-                session.id
-            ))),
+            Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
         }
     }
 
@@ -620,21 +641,20 @@ impl Sessions {
         verb: &str,
     ) -> Result<SessionRecord, DomainError> {
         let session = self.find(owner, id).await?;
+        let Some(closing) = Closing::to(to) else {
+            // A session is paid only through the ledger.
+            let refused = format!("no transition to {to} outside the ledger");
+            return Err(StoreError::Corrupt(refused).into());
+        };
         let now = self.clock.now_ms();
-        match self
-            .store
-            .transition(
-                &owner.merchant_id,
-                owner.mode.livemode(),
-                &session.id,
-                to,
-                now,
-            )
-            .await?
-        {
+        let outcome = match payments::plan_closing(&session, closing, now) {
+            Some(plan) => self.store.apply_plan(&plan).await?,
+            None => Transition::Stale(session),
+        };
+        match outcome {
             Transition::Applied(updated) => Ok(updated),
             Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
-            Transition::Refused(current) => {
+            Transition::Stale(current) => {
                 let status = current.status_at(now);
                 if status == to {
                     // Asking again for the state the session is in changes nothing.
@@ -642,7 +662,7 @@ impl Sessions {
                 }
                 if current.status == SessionStatus::Pending {
                     // Pending on disk, expired by the clock: write the expiry down.
-                    self.record_expiry(owner, current, now).await?;
+                    self.record_expiry(current, now).await?;
                 }
                 Err(DomainError::Conflict(format!(
                     "the session is {status}; only a pending session can be {verb}"

@@ -6,11 +6,10 @@ use super::ledger::{
     verify, Account, AccountKind, AccountRef, LedgerError, Mismatch, TransferKind, TransferSpec,
 };
 use super::payers::{ApprovalMethod, Payer, Voucher};
+use super::payments::{self, PaymentRefusal, PaymentTerms, HOUR_MS};
 use super::sessions::SessionRecord;
 use super::{Clock, DomainError};
-use crate::domain::ports::{
-    HistoryEntry, PayOutcome, RedeemOutcome, SessionPayment, Store, StoreError,
-};
+use crate::domain::ports::{HistoryEntry, PlanOutcome, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use walleot_api::{Currency, SessionStatus};
@@ -90,9 +89,6 @@ pub enum AutoPayment {
     /// The hourly number of such payments to this merchant is used up; nothing moved.
     LimitReached,
 }
-
-/// The span of [`WalletPolicy::auto_approvals_per_hour`].
-const HOUR_MS: i64 = 3600 * 1000;
 
 /// Why a payment did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -287,21 +283,19 @@ impl Wallets {
         payer_id: &str,
         evidence: String,
     ) -> Result<AutoPayment, PayError> {
-        let payment = SessionPayment {
-            session_id: session_id.to_string(),
+        let terms = PaymentTerms {
             payer_id: payer_id.to_string(),
             method: ApprovalMethod::Auto,
             evidence: Some(evidence),
             hold_ms: self.policy.hold_ms,
-            fund_from_sandbox: false,
-            auto_limit_per_hour: Some(self.policy.auto_approvals_per_hour),
+            cover_from_sandbox: false,
+            auto_approvals_per_hour: Some(self.policy.auto_approvals_per_hour),
         };
-        let now = self.clock.now_ms();
-        match self.store.pay_session(&payment, now).await? {
-            PayOutcome::Paid(session) => Ok(AutoPayment::Paid(session)),
-            PayOutcome::AutoLimitReached => Ok(AutoPayment::LimitReached),
-            PayOutcome::Refused(session) => Err(PayError::Closed(session.status_at(now))),
-            PayOutcome::NotFound => Err(PayError::NotFound),
+        let session = self.session(session_id).await?;
+        match self.charge(&session, &terms).await? {
+            Ok(paid) => Ok(AutoPayment::Paid(paid)),
+            Err(PaymentRefusal::AutoLimitReached) => Ok(AutoPayment::LimitReached),
+            Err(PaymentRefusal::Closed(status)) => Err(PayError::Closed(status)),
         }
     }
 
@@ -313,26 +307,38 @@ impl Wallets {
         method: ApprovalMethod,
         evidence: Option<String>,
     ) -> Result<SessionRecord, PayError> {
-        let payment = SessionPayment {
-            session_id: session_id.to_string(),
+        let terms = PaymentTerms {
             payer_id: payer_id.to_string(),
             method,
             evidence,
             hold_ms: self.policy.hold_ms,
-            fund_from_sandbox: false,
-            auto_limit_per_hour: None,
+            cover_from_sandbox: false,
+            auto_approvals_per_hour: None,
         };
-        self.charge(&payment).await
+        let session = self.session(session_id).await?;
+        closed_unless_paid(self.charge(&session, &terms).await?)
     }
 
-    async fn charge(&self, payment: &SessionPayment) -> Result<SessionRecord, PayError> {
+    async fn session(&self, id: &str) -> Result<SessionRecord, PayError> {
+        self.store.find_session(id).await?.ok_or(PayError::NotFound)
+    }
+
+    /// Plans the payment from `session` as read and has the store write it, unless the
+    /// session changed meanwhile or the hourly cap is used up.
+    async fn charge(
+        &self,
+        session: &SessionRecord,
+        terms: &PaymentTerms,
+    ) -> Result<Result<SessionRecord, PaymentRefusal>, PayError> {
         let now = self.clock.now_ms();
-        match self.store.pay_session(payment, now).await? {
-            PayOutcome::Paid(session) => Ok(session),
-            PayOutcome::Refused(session) => Err(PayError::Closed(session.status_at(now))),
-            PayOutcome::NotFound => Err(PayError::NotFound),
-            // Only payments that name a limit can meet it (`pay_without_factor`).
-            PayOutcome::AutoLimitReached => Err(PayError::Closed(SessionStatus::Pending)),
+        let plan = match payments::plan_payment(session, terms, now) {
+            Ok(plan) => plan,
+            Err(status) => return Ok(Err(PaymentRefusal::Closed(status))),
+        };
+        match self.store.apply_plan(&plan).await? {
+            PlanOutcome::Applied(paid) => Ok(Ok(paid)),
+            PlanOutcome::Stale(current) => Ok(Err(payments::payment_refusal(&current, now))),
+            PlanOutcome::NotFound => Err(PayError::NotFound),
         }
     }
 
@@ -358,16 +364,15 @@ impl Wallets {
                 }
             }
         }
-        self.charge(&SessionPayment {
-            session_id: session.id.clone(),
+        let terms = PaymentTerms {
             payer_id,
             method: ApprovalMethod::TestHelper,
             evidence: None,
             hold_ms: self.policy.hold_ms,
-            fund_from_sandbox: !session.livemode,
-            auto_limit_per_hour: None,
-        })
-        .await
+            cover_from_sandbox: true,
+            auto_approvals_per_hour: None,
+        };
+        closed_unless_paid(self.charge(session, &terms).await?)
     }
 
     /// Counts a failed second factor; returns the payer as it now stands.
@@ -433,19 +438,19 @@ impl Wallets {
             .filter(|c| c.is_ascii_alphanumeric())
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        match self
+        let unknown = || DomainError::invalid("code", "this voucher code is not valid");
+        let used = || DomainError::Conflict("this voucher has already been redeemed".into());
+        let voucher = self
             .store
-            .redeem_voucher(&voucher_hash(&normalized), payer_id, self.clock.now_ms())
+            .find_voucher(&voucher_hash(&normalized))
             .await?
-        {
-            RedeemOutcome::Redeemed(v) => Ok(v),
-            RedeemOutcome::Unknown => Err(DomainError::invalid(
-                "code",
-                "this voucher code is not valid",
-            )),
-            RedeemOutcome::AlreadyRedeemed => Err(DomainError::Conflict(
-                "this voucher has already been redeemed".into(),
-            )),
+            .ok_or_else(unknown)?;
+        let plan =
+            payments::plan_redemption(&voucher, payer_id, self.clock.now_ms()).ok_or_else(used)?;
+        match self.store.apply_redemption(&plan).await? {
+            PlanOutcome::Applied(redeemed) => Ok(redeemed),
+            PlanOutcome::Stale(_) => Err(used()),
+            PlanOutcome::NotFound => Err(unknown()),
         }
     }
 
@@ -467,6 +472,17 @@ impl Wallets {
     pub async fn verify_ledger(&self) -> Result<Vec<Mismatch>, DomainError> {
         let (accounts, transfers) = self.store.ledger_snapshot().await?;
         Ok(verify(&accounts, &transfers))
+    }
+}
+
+/// A payment that names no hourly cap cannot meet one: any refusal is the session's.
+fn closed_unless_paid(
+    charged: Result<SessionRecord, PaymentRefusal>,
+) -> Result<SessionRecord, PayError> {
+    match charged {
+        Ok(paid) => Ok(paid),
+        Err(PaymentRefusal::Closed(status)) => Err(PayError::Closed(status)),
+        Err(PaymentRefusal::AutoLimitReached) => Err(PayError::Closed(SessionStatus::Pending)),
     }
 }
 

@@ -1,6 +1,7 @@
 use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 use walleot_server::domain::payers::ApprovalMethod;
+use walleot_server::domain::payments;
 
 /// A manual-capture session of `amount`, approved by a payer with sandbox credits.
 async fn held(app: &crate::helpers::App, amount: i64) -> (String, String) {
@@ -163,8 +164,7 @@ async fn a_hold_that_is_never_captured_lapses_back_to_the_payer() {
     let store = &app.server.services.store;
     use walleot_server::domain::Clock;
     assert_eq!(
-        store
-            .lapse_due(app.server.clock.now_ms(), 10)
+        payments::lapse_due(&**store, app.server.clock.now_ms(), 10)
             .await
             .unwrap(),
         1
@@ -390,8 +390,7 @@ async fn a_read_after_the_hold_deadline_shows_the_session_expired_and_the_funds_
     use walleot_server::domain::Clock;
     let store = &app.server.services.store;
     assert_eq!(
-        store
-            .lapse_due(app.server.clock.now_ms(), 10)
+        payments::lapse_due(&**store, app.server.clock.now_ms(), 10)
             .await
             .unwrap(),
         0

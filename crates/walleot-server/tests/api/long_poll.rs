@@ -4,9 +4,9 @@
 use crate::helpers::{assert_error, spawn_app, App};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use walleot_api::SessionStatus;
+use walleot_server::domain::payments::{self, Closing};
 use walleot_server::domain::Clock;
-use walleot_server::store::{SessionStore, SqliteStore, Transition};
+use walleot_server::store::{LedgerStore, SessionStore, SqliteStore, Transition};
 
 /// Starts a waiting read in the background; it resolves to the answer and its status.
 fn wait_in_background(app: &App, id: &str, wait: &str) -> tokio::task::JoinHandle<(u16, Value)> {
@@ -97,16 +97,10 @@ async fn a_change_made_by_another_process_is_seen_while_waiting() {
         .await
         .unwrap();
     let cancelled_at = Instant::now();
-    let done = other
-        .transition(
-            &app.server.merchant_id,
-            false,
-            &id,
-            SessionStatus::Cancelled,
-            app.server.clock.now_ms(),
-        )
-        .await
-        .unwrap();
+    let session = other.find_session(&id).await.unwrap().unwrap();
+    let cancel = payments::plan_closing(&session, Closing::Cancel, app.server.clock.now_ms())
+        .expect("a pending session can be cancelled");
+    let done = other.apply_plan(&cancel).await.unwrap();
     assert!(matches!(done, Transition::Applied(_)));
     let (_, body) = waiting.await.unwrap();
     assert_eq!(body["status"], "cancelled");

@@ -10,7 +10,7 @@ mod payers;
 mod sessions;
 
 pub use idempotency::{IdempotencyClaim, IdempotencyCompletion, IdempotencyStore};
-pub use ledger::{HistoryEntry, LedgerStore, PayOutcome, RedeemOutcome, SessionPayment};
+pub use ledger::{HistoryEntry, LedgerStore, PlanOutcome};
 pub use merchants::{ApiKeyRecord, Merchant, MerchantStore};
 pub use payers::PayerStore;
 pub use sessions::{SessionPage, SessionStore, Transition};

@@ -5,15 +5,8 @@ use crate::domain::sessions::{SessionEvent, SessionRecord};
 use async_trait::async_trait;
 use walleot_api::SessionStatus;
 
-/// The outcome of asking for a status change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
-    /// The session was pending and is now in the new state; its event is recorded.
-    Applied(SessionRecord),
-    /// The session was not pending (or had expired); it is returned unchanged.
-    Refused(SessionRecord),
-    NotFound,
-}
+/// The outcome of a plan that changes a session.
+pub type Transition = super::PlanOutcome<SessionRecord>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPage {
@@ -59,33 +52,16 @@ pub trait SessionStore: Send + Sync + 'static {
         now_ms: i64,
         limit: i64,
     ) -> Result<SessionPage, StoreError>;
-    /// Moves a pending session to `to`, with its event, atomically. Only `expired` may
-    /// be applied to a session whose expiry has passed.
-    async fn transition(
-        &self,
-        merchant_id: &str,
-        livemode: bool,
-        id: &str,
-        to: SessionStatus,
-        now_ms: i64,
-    ) -> Result<Transition, StoreError>;
-    /// Captures (`capture`) or releases the held funds of a paid manual-capture
-    /// session, with its event, atomically: `Refused` unless the funds are held.
-    async fn settle_hold(
-        &self,
-        merchant_id: &str,
-        livemode: bool,
-        id: &str,
-        capture: bool,
-        now_ms: i64,
-    ) -> Result<Transition, StoreError>;
-    /// Expires up to `batch` overdue pending sessions; returns how many.
-    async fn expire_due(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError>;
     /// A session by id alone, with its merchant's name: what a checkout page shows.
     async fn session_for_checkout(
         &self,
         id: &str,
     ) -> Result<Option<(SessionRecord, String)>, StoreError>;
+    /// A session by id alone.
+    async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Up to `batch` pending sessions whose expiry has passed at `now_ms`.
+    async fn due_sessions(&self, now_ms: i64, batch: i64)
+        -> Result<Vec<SessionRecord>, StoreError>;
     /// The recorded changes of one session, oldest first.
     async fn session_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
 }

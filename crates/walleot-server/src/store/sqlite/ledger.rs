@@ -2,26 +2,24 @@
 //! row in the caller's write transaction; the overdraft guard is part of the update's
 //! WHERE clause, and a CHECK constraint of the table repeats it.
 
-use super::{corrupt, insert_event, session_from_row, SqliteStore, SESSION_COLUMNS};
+use super::{corrupt, SqliteStore};
 use crate::domain::ids;
-use crate::domain::ledger::TransferKind;
 use crate::domain::ledger::{
     Account, AccountKind, AccountRef, LedgerError, Transfer, TransferSpec, TransferState,
 };
 use crate::domain::payers::{Approval, ApprovalMethod, Voucher};
-use crate::domain::sessions::SessionEvent;
-use crate::store::{
-    HistoryEntry, LedgerStore, PayOutcome, RedeemOutcome, SessionPayment, StoreError,
-};
+use crate::domain::payments::{Plan, Redemption};
+use crate::domain::sessions::SessionRecord;
+use crate::store::{HistoryEntry, LedgerStore, PlanOutcome, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
-use walleot_api::{CaptureMethod, SessionStatus};
 
 const ACCOUNT_COLUMNS: &str = "id, kind, owner_id, currency, livemode, debits_posted, \
                                credits_posted, debits_pending, credits_pending";
-const TRANSFER_COLUMNS: &str = "id, debit_account, credit_account, amount, currency, livemode, \
-                                state, kind, session_id, memo, created_at, lapses_at, resolved_at";
+pub(super) const TRANSFER_COLUMNS: &str =
+    "id, debit_account, credit_account, amount, currency, livemode, \
+     state, kind, session_id, memo, created_at, lapses_at, resolved_at";
 
 fn account_from_row(row: &SqliteRow) -> Result<Account, StoreError> {
     let kind: String = row.try_get("kind")?;
@@ -39,7 +37,7 @@ fn account_from_row(row: &SqliteRow) -> Result<Account, StoreError> {
     })
 }
 
-fn transfer_from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
+pub(super) fn transfer_from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
     let state: String = row.try_get("state")?;
     let currency: String = row.try_get("currency")?;
     Ok(Transfer {
@@ -60,7 +58,7 @@ fn transfer_from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
     })
 }
 
-fn voucher_from_row(row: &SqliteRow) -> Result<Voucher, StoreError> {
+pub(super) fn voucher_from_row(row: &SqliteRow) -> Result<Voucher, StoreError> {
     let currency: String = row.try_get("currency")?;
     Ok(Voucher {
         id: row.try_get("id")?,
@@ -76,7 +74,7 @@ fn voucher_from_row(row: &SqliteRow) -> Result<Voucher, StoreError> {
 
 /// The account `r` names, opened if it does not exist yet. Accounts are read first: on
 /// the hot path they exist, and one statement is cheaper than two.
-async fn open_account(
+pub(super) async fn open_account(
     tx: &mut Transaction<'static, Sqlite>,
     r: &AccountRef,
     now_ms: i64,
@@ -118,6 +116,16 @@ pub(super) async fn transfer_in(
     spec: &TransferSpec,
     now_ms: i64,
 ) -> Result<Transfer, StoreError> {
+    transfer_with_id(tx, ids::new_id("tr"), spec, now_ms).await
+}
+
+/// [`transfer_in`] under an id chosen beforehand (by a plan).
+pub(super) async fn transfer_with_id(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: String,
+    spec: &TransferSpec,
+    now_ms: i64,
+) -> Result<Transfer, StoreError> {
     spec.check()?;
     let debit = open_account(tx, &spec.debit, now_ms).await?;
     let credit = open_account(tx, &spec.credit, now_ms).await?;
@@ -152,7 +160,7 @@ pub(super) async fn transfer_in(
     .execute(&mut **tx)
     .await?;
     let transfer = Transfer {
-        id: ids::new_id("tr"),
+        id,
         debit_account: debit.id,
         credit_account: credit.id,
         amount: spec.amount,
@@ -248,139 +256,6 @@ pub(super) async fn resolve_in(
     Ok(transfer)
 }
 
-/// The span of the limit on payments without a second factor.
-const HOUR_MS: i64 = 3600 * 1000;
-
-/// Charges the payer's wallet for a pending session inside `tx`: the transfer, the
-/// status change, its event and the approval. An error leaves `tx` to be rolled back.
-pub(super) async fn pay_session_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    payment: &SessionPayment,
-    now_ms: i64,
-) -> Result<PayOutcome, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
-    ))
-    .bind(&payment.session_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        return Ok(PayOutcome::NotFound);
-    };
-    let session = session_from_row(&row)?;
-    if session.status_at(now_ms) != SessionStatus::Pending {
-        return Ok(PayOutcome::Refused(session));
-    }
-    if let Some(limit) = payment.auto_limit_per_hour {
-        let used: i64 = sqlx::query_scalar(super::payers::AUTO_APPROVALS_SINCE)
-            .bind(&payment.payer_id)
-            .bind(now_ms - HOUR_MS)
-            .bind(&session.merchant_id)
-            .bind(session.livemode)
-            .fetch_one(&mut **tx)
-            .await?;
-        if used >= limit {
-            return Ok(PayOutcome::AutoLimitReached);
-        }
-    }
-    let spec = TransferSpec {
-        debit: AccountRef::wallet(&payment.payer_id, session.currency, session.livemode),
-        credit: AccountRef::merchant(&session.merchant_id, session.currency, session.livemode),
-        amount: session.amount,
-        kind: TransferKind::Charge,
-        session_id: Some(session.id.clone()),
-        memo: None,
-        hold_until: (session.capture_method == CaptureMethod::Manual)
-            .then_some(now_ms + payment.hold_ms),
-    };
-    if payment.fund_from_sandbox && !session.livemode {
-        let wallet = open_account(tx, &spec.debit, now_ms).await?;
-        let short = session.amount - wallet.available();
-        if short > 0 {
-            let top_up = TransferSpec {
-                debit: AccountRef::sandbox(session.currency),
-                credit: spec.debit.clone(),
-                amount: short,
-                kind: TransferKind::SandboxCredit,
-                session_id: None,
-                memo: Some("sandbox payer top-up".into()),
-                hold_until: None,
-            };
-            transfer_in(tx, &top_up, now_ms).await?;
-        }
-    }
-    // An error here drops the transaction: nothing of the payment is written.
-    let transfer = transfer_in(tx, &spec, now_ms).await?;
-    let held = transfer.state == TransferState::Pending;
-    let paid = sqlx::query(&format!(
-        "UPDATE sessions SET status = 'paid', updated_at = ?, \
-                 capture_status = CASE WHEN ? THEN 'held' ELSE NULL END, \
-                 hold_transfer_id = CASE WHEN ? THEN ? ELSE NULL END \
-             WHERE id = ? AND status = 'pending' RETURNING {SESSION_COLUMNS}"
-    ))
-    .bind(now_ms)
-    .bind(held)
-    .bind(held)
-    .bind(&transfer.id)
-    .bind(&session.id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let paid = session_from_row(&paid)?;
-    let event = SessionEvent::new(
-        &session.id,
-        Some(SessionStatus::Pending),
-        SessionStatus::Paid,
-        now_ms,
-    );
-    insert_event(tx, &event).await?;
-    sqlx::query(
-            "INSERT INTO approvals (session_id, payer_id, method, evidence, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&session.id)
-        .bind(&payment.payer_id)
-        .bind(payment.method.as_str())
-        .bind(&payment.evidence)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
-    Ok(PayOutcome::Paid(paid))
-}
-
-/// Lapses a pending hold inside `tx`: the money goes back to the payer and, when it
-/// held a session's funds, that session expires with its event. Returns the session.
-pub(super) async fn lapse_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    transfer_id: &str,
-    now_ms: i64,
-) -> Result<Option<String>, StoreError> {
-    let lapsed = resolve_in(tx, transfer_id, TransferState::Lapsed, now_ms).await?;
-    let Some(session_id) = lapsed.session_id else {
-        return Ok(None);
-    };
-    // A hold that lapses uncaptured gives the money back; the session expires.
-    let released = sqlx::query(
-        "UPDATE sessions SET status = 'expired', capture_status = 'released', updated_at = ? \
-         WHERE id = ? AND hold_transfer_id = ? AND capture_status = 'held'",
-    )
-    .bind(now_ms)
-    .bind(&session_id)
-    .bind(transfer_id)
-    .execute(&mut **tx)
-    .await?;
-    if released.rows_affected() != 1 {
-        return Ok(None);
-    }
-    let event = SessionEvent::named(
-        &session_id,
-        "session.released",
-        Some(SessionStatus::Paid),
-        SessionStatus::Expired,
-        now_ms,
-    );
-    insert_event(tx, &event).await?;
-    Ok(Some(session_id))
-}
-
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn transfer(&self, spec: &TransferSpec, now_ms: i64) -> Result<Transfer, StoreError> {
@@ -400,72 +275,6 @@ impl LedgerStore for SqliteStore {
         let transfer = resolve_in(&mut tx, transfer_id, to, now_ms).await?;
         tx.commit().await?;
         Ok(transfer)
-    }
-
-    async fn lapse_due(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError> {
-        let mut tx = self.write().await?;
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM transfers WHERE state = 'pending' AND lapses_at <= ? ORDER BY lapses_at LIMIT ?",
-        )
-        .bind(now_ms)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut released_sessions = Vec::new();
-        for id in &due {
-            if let Some(session_id) = lapse_in(&mut tx, id, now_ms).await? {
-                released_sessions.push(session_id);
-            }
-        }
-        tx.commit().await?;
-        for id in &released_sessions {
-            self.changed(id);
-        }
-        Ok(due.len())
-    }
-
-    async fn lapse_hold_if_due(&self, session_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        const DUE: &str =
-            "SELECT t.id FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id \
-                           WHERE s.id = ? AND s.capture_status = 'held' AND t.state = 'pending' \
-                             AND t.lapses_at <= ?";
-        // Read first: the hold of a session that is read is rarely due.
-        let due: Option<String> = sqlx::query_scalar(DUE)
-            .bind(session_id)
-            .bind(now_ms)
-            .fetch_optional(&self.reader)
-            .await?;
-        if due.is_none() {
-            return Ok(false);
-        }
-        let mut tx = self.write().await?;
-        let due: Option<String> = sqlx::query_scalar(DUE)
-            .bind(session_id)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let lapsed = match due {
-            Some(hold) => lapse_in(&mut tx, &hold, now_ms).await?.is_some(),
-            None => false,
-        };
-        tx.commit().await?;
-        if lapsed {
-            self.changed(session_id);
-        }
-        Ok(lapsed)
-    }
-
-    async fn pay_session(
-        &self,
-        payment: &SessionPayment,
-        now_ms: i64,
-    ) -> Result<PayOutcome, StoreError> {
-        self.group_write(|done| super::WriteJob::Payment {
-            payment: payment.clone(),
-            now_ms,
-            done,
-        })
-        .await
     }
 
     async fn accounts_of(
@@ -566,46 +375,87 @@ impl LedgerStore for SqliteStore {
         Ok(())
     }
 
-    async fn redeem_voucher(
-        &self,
-        code_hash: &str,
-        payer_id: &str,
-        now_ms: i64,
-    ) -> Result<RedeemOutcome, StoreError> {
+    async fn apply_plan(&self, plan: &Plan) -> Result<PlanOutcome<SessionRecord>, StoreError> {
+        self.group_write(|done| super::WriteJob::Plan {
+            plan: plan.clone(),
+            done,
+        })
+        .await
+    }
+
+    async fn apply_plans(&self, plans: &[Plan]) -> Result<usize, StoreError> {
+        if plans.is_empty() {
+            return Ok(0);
+        }
         let mut tx = self.write().await?;
-        let row = sqlx::query(
-            "UPDATE vouchers SET redeemed_by = ?, redeemed_at = ? WHERE code_hash = ? AND redeemed_by IS NULL \
-             RETURNING id, code_hash, amount, currency, livemode, created_at, redeemed_by, redeemed_at",
-        )
-        .bind(payer_id)
-        .bind(now_ms)
-        .bind(code_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            let exists: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM vouchers WHERE code_hash = ?")
-                    .bind(code_hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Ok(match exists {
-                Some(_) => RedeemOutcome::AlreadyRedeemed,
-                None => RedeemOutcome::Unknown,
-            });
-        };
-        let voucher = voucher_from_row(&row)?;
-        let spec = TransferSpec {
-            debit: AccountRef::vouchers(voucher.currency, voucher.livemode),
-            credit: AccountRef::wallet(payer_id, voucher.currency, voucher.livemode),
-            amount: voucher.amount,
-            kind: TransferKind::Voucher,
-            session_id: None,
-            memo: Some(format!("voucher {}", voucher.id)),
-            hold_until: None,
-        };
-        transfer_in(&mut tx, &spec, now_ms).await?;
+        let mut applied = Vec::new();
+        for plan in plans {
+            if let PlanOutcome::Applied(session) = super::plans::apply_in(&mut tx, plan).await? {
+                applied.push(session.id);
+            }
+        }
         tx.commit().await?;
-        Ok(RedeemOutcome::Redeemed(voucher))
+        for id in &applied {
+            self.changed(id);
+        }
+        Ok(applied.len())
+    }
+
+    async fn hold_of(&self, session_id: &str) -> Result<Option<Transfer>, StoreError> {
+        let columns = TRANSFER_COLUMNS
+            .split(',')
+            .map(|c| format!("t.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sqlx::query(&format!(
+            "SELECT {columns} FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id \
+             WHERE s.id = ?"
+        ))
+        .bind(session_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(transfer_from_row)
+        .transpose()
+    }
+
+    async fn due_holds(
+        &self,
+        now_ms: i64,
+        batch: i64,
+    ) -> Result<Vec<(Transfer, Option<SessionRecord>)>, StoreError> {
+        let mut due = Vec::new();
+        for (hold, held) in super::plans::due_holds(&self.reader, now_ms, batch).await? {
+            let session = match held {
+                Some(id) => crate::store::SessionStore::find_session(self, &id).await?,
+                None => None,
+            };
+            due.push((hold, session));
+        }
+        Ok(due)
+    }
+
+    async fn find_voucher(&self, code_hash: &str) -> Result<Option<Voucher>, StoreError> {
+        sqlx::query(
+            "SELECT id, code_hash, amount, currency, livemode, created_at, redeemed_by, redeemed_at \
+             FROM vouchers WHERE code_hash = ?",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(voucher_from_row)
+        .transpose()
+    }
+
+    async fn apply_redemption(
+        &self,
+        redemption: &Redemption,
+    ) -> Result<PlanOutcome<Voucher>, StoreError> {
+        let mut tx = self.write().await?;
+        let outcome = super::plans::redeem_in(&mut tx, redemption).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn approval_of(&self, session_id: &str) -> Result<Option<Approval>, StoreError> {

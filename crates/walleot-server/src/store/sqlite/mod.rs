@@ -9,11 +9,12 @@ mod idempotency;
 mod ledger;
 mod merchants;
 mod payers;
+mod plans;
 mod sessions;
 
-use crate::domain::ledger::{LedgerError, TransferState};
+use crate::domain::payments::Plan;
 use crate::domain::ports::{
-    ApiKeyRecord, IdempotencyCompletion, Merchant, PayOutcome, SessionPayment, Store, StoreError,
+    ApiKeyRecord, IdempotencyCompletion, Merchant, PlanOutcome, Store, StoreError,
 };
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Mode;
@@ -35,7 +36,8 @@ const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, desc
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// New sessions and payments go to the group committer (see [`group_commit`]).
+    /// New sessions and plans (payments, captures, …) go to the group committer (see
+    /// [`group_commit`]).
     jobs: tokio::sync::mpsc::Sender<WriteJob>,
     /// Ids of sessions whose status changed, after commit (see `session_changes`).
     changes: tokio::sync::broadcast::Sender<String>,
@@ -54,17 +56,20 @@ enum WriteJob {
         completion: Option<IdempotencyCompletion>,
         done: Reply<()>,
     },
-    Payment {
-        payment: SessionPayment,
-        now_ms: i64,
-        done: Reply<PayOutcome>,
+    /// A plan of the domain: a payment, or another change of a session.
+    Plan {
+        plan: Plan,
+        done: Reply<PlanOutcome<SessionRecord>>,
     },
 }
 
 /// What one job of a group came to, kept until the group's commit.
 enum Outcome {
     NewSession(Result<(), StoreError>, Reply<()>),
-    Payment(Result<PayOutcome, StoreError>, Reply<PayOutcome>),
+    Plan(
+        Result<PlanOutcome<SessionRecord>, StoreError>,
+        Reply<PlanOutcome<SessionRecord>>,
+    ),
 }
 
 impl Outcome {
@@ -74,8 +79,8 @@ impl Outcome {
         match (self, commit) {
             (Outcome::NewSession(r, done), Ok(())) => drop(done.send(r)),
             (Outcome::NewSession(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
-            (Outcome::Payment(r, done), Ok(())) => drop(done.send(r)),
-            (Outcome::Payment(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
+            (Outcome::Plan(r, done), Ok(())) => drop(done.send(r)),
+            (Outcome::Plan(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
         }
     }
 }
@@ -83,7 +88,7 @@ impl Outcome {
 /// Most sessions committed by one transaction.
 const GROUP_MAX: usize = 256;
 
-/// Group commit of the hot writes (new sessions, payments): whatever jobs are waiting
+/// Group commit of the hot writes (new sessions, plans): whatever jobs are waiting
 /// when the writer is free go into one transaction, each in a savepoint of its own, in
 /// arrival order, and one `fsync` makes them all durable before any is answered. Under
 /// load many requests share a sync; alone, a request commits at once. A job that fails
@@ -118,13 +123,9 @@ async fn group_commit(
                             .await;
                         (r.is_err(), Outcome::NewSession(r, done))
                     }
-                    WriteJob::Payment {
-                        payment,
-                        now_ms,
-                        done,
-                    } => {
-                        let r = ledger::pay_session_in(&mut tx, &payment, now_ms).await;
-                        (r.is_err(), Outcome::Payment(r, done))
+                    WriteJob::Plan { plan, done } => {
+                        let r = plans::apply_in(&mut tx, &plan).await;
+                        (r.is_err(), Outcome::Plan(r, done))
                     }
                 };
                 outcomes.push(outcome);
@@ -140,8 +141,8 @@ async fn group_commit(
         let commit = committed.map_err(|e| e.to_string());
         if commit.is_ok() {
             for outcome in &outcomes {
-                if let Outcome::Payment(Ok(PayOutcome::Paid(paid)), _) = outcome {
-                    let _ = changes.send(paid.id.clone());
+                if let Outcome::Plan(Ok(PlanOutcome::Applied(changed)), _) = outcome {
+                    let _ = changes.send(changed.id.clone());
                 }
             }
         }
@@ -155,7 +156,7 @@ async fn group_commit(
                 WriteJob::NewSession { done, .. } => {
                     drop(done.send(Err(StoreError::WriteFailed(e))))
                 }
-                WriteJob::Payment { done, .. } => drop(done.send(Err(StoreError::WriteFailed(e)))),
+                WriteJob::Plan { done, .. } => drop(done.send(Err(StoreError::WriteFailed(e)))),
             }
         }
     }

@@ -1,0 +1,891 @@
+//! The rules of moving a session's money: paying it (hold or post), capturing or
+//! releasing a hold, lapsing a hold at its deadline, expiring, cancelling or failing a
+//! pending session, and redeeming a voucher.
+//!
+//! Each rule is a pure function from what was read (a session, its hold, a voucher) to a
+//! plan: the transfers to make, the session's new state, its event and approval, and
+//! the precondition the plan was made for. The store applies a plan atomically, or
+//! answers that its precondition no longer holds and writes nothing; so a second
+//! database implements storage, never these rules again.
+
+use super::ids;
+use super::ledger::{AccountRef, LedgerError, Transfer, TransferKind, TransferSpec, TransferState};
+use super::payers::{Approval, ApprovalMethod, Voucher};
+use super::sessions::{SessionEvent, SessionRecord};
+use crate::domain::ports::{LedgerStore, PlanOutcome, SessionStore, StoreError};
+use walleot_api::{CaptureMethod, CaptureStatus, SessionStatus};
+
+/// The span of the cap on payments without a second factor.
+pub const HOUR_MS: i64 = 3600 * 1000;
+
+/// What to write for one session, and under which precondition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub session_id: String,
+    pub precondition: Precondition,
+    /// Made in this order, once the precondition is found to hold.
+    pub ledger: Vec<LedgerStep>,
+    pub change: SessionChange,
+    pub event: SessionEvent,
+    /// The payer's approval, kept with a payment as its evidence.
+    pub approval: Option<Approval>,
+}
+
+/// What must still be true when the plan is written; the plan was made for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// The session is pending and, with `unexpired_at`, its expiry comes after that
+    /// instant; with `auto_approvals`, the payer is still under the hourly cap.
+    Pending {
+        unexpired_at: Option<i64>,
+        auto_approvals: Option<AutoApprovalCap>,
+    },
+    /// The session's funds are still held by this pending transfer.
+    Held { hold_transfer_id: String },
+}
+
+/// Fewer than `limit` approvals without a second factor by the payer for this merchant
+/// and mode since `since_ms`, counted when the plan is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoApprovalCap {
+    pub payer_id: String,
+    pub merchant_id: String,
+    pub livemode: bool,
+    pub since_ms: i64,
+    pub limit: i64,
+}
+
+/// A movement of money within a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerStep {
+    /// Makes this transfer: posted, or a hold when it has a deadline.
+    Transfer { id: String, spec: TransferSpec },
+    /// Credits `spec.credit` from `spec.debit` by what its available balance lacks of
+    /// `spec.amount`, and nothing when it lacks nothing: covers a charge from the
+    /// sandbox, measured when the plan is written so that concurrent charges cannot
+    /// spend each other's cover.
+    CoverShortfall { id: String, spec: TransferSpec },
+    /// Posts, voids or lapses a pending transfer.
+    Resolve {
+        transfer_id: String,
+        to: TransferState,
+    },
+}
+
+/// The session's state after the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionChange {
+    pub status: SessionStatus,
+    pub capture_status: Option<CaptureStatus>,
+    /// The hold now keeping the session's funds; `None` leaves it as it is.
+    pub hold_transfer_id: Option<String>,
+    /// A new expiry; `None` leaves it as it is.
+    pub expires_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// How a payer pays a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentTerms {
+    pub payer_id: String,
+    pub method: ApprovalMethod,
+    /// What proves the approval (a passkey assertion); kept with it.
+    pub evidence: Option<String>,
+    /// For manual capture: how long the funds stay held before they lapse back.
+    pub hold_ms: i64,
+    /// The sandbox payer of the test helpers: its wallet is covered from the sandbox
+    /// by what it lacks (test mode only).
+    pub cover_from_sandbox: bool,
+    /// Payments without a second factor: at most this many in the past hour, this one
+    /// included.
+    pub auto_approvals_per_hour: Option<i64>,
+}
+
+/// Charges the payer's wallet for a pending session: posted to the merchant under
+/// automatic capture, held until `now + hold_ms` under manual capture. Refused with the
+/// session's status when it is not payable at `now`.
+pub fn plan_payment(
+    session: &SessionRecord,
+    terms: &PaymentTerms,
+    now_ms: i64,
+) -> Result<Plan, SessionStatus> {
+    let status = session.status_at(now_ms);
+    if status != SessionStatus::Pending {
+        return Err(status);
+    }
+    let wallet = AccountRef::wallet(&terms.payer_id, session.currency, session.livemode);
+    let mut ledger = Vec::new();
+    if terms.cover_from_sandbox && !session.livemode {
+        ledger.push(LedgerStep::CoverShortfall {
+            id: ids::new_id("tr"),
+            spec: TransferSpec {
+                debit: AccountRef::sandbox(session.currency),
+                credit: wallet.clone(),
+                amount: session.amount,
+                kind: TransferKind::SandboxCredit,
+                session_id: None,
+                memo: Some("sandbox payer top-up".into()),
+                hold_until: None,
+            },
+        });
+    }
+    let manual = session.capture_method == CaptureMethod::Manual;
+    let charge = ids::new_id("tr");
+    ledger.push(LedgerStep::Transfer {
+        id: charge.clone(),
+        spec: TransferSpec {
+            debit: wallet,
+            credit: AccountRef::merchant(&session.merchant_id, session.currency, session.livemode),
+            amount: session.amount,
+            kind: TransferKind::Charge,
+            session_id: Some(session.id.clone()),
+            memo: None,
+            hold_until: manual.then_some(now_ms + terms.hold_ms),
+        },
+    });
+    Ok(Plan {
+        session_id: session.id.clone(),
+        precondition: Precondition::Pending {
+            unexpired_at: Some(now_ms),
+            auto_approvals: terms.auto_approvals_per_hour.map(|limit| AutoApprovalCap {
+                payer_id: terms.payer_id.clone(),
+                merchant_id: session.merchant_id.clone(),
+                livemode: session.livemode,
+                since_ms: now_ms - HOUR_MS,
+                limit,
+            }),
+        },
+        ledger,
+        change: SessionChange {
+            status: SessionStatus::Paid,
+            capture_status: manual.then_some(CaptureStatus::Held),
+            hold_transfer_id: manual.then_some(charge),
+            expires_at: None,
+            updated_at: now_ms,
+        },
+        event: SessionEvent::new(
+            &session.id,
+            Some(SessionStatus::Pending),
+            SessionStatus::Paid,
+            now_ms,
+        ),
+        approval: Some(Approval {
+            session_id: session.id.clone(),
+            payer_id: terms.payer_id.clone(),
+            method: terms.method,
+            evidence: terms.evidence.clone(),
+            created_at: now_ms,
+        }),
+    })
+}
+
+/// Why a payment plan was not written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentRefusal {
+    /// The session is no longer payable; it has this status now.
+    Closed(SessionStatus),
+    /// The payer's hourly cap of payments without a second factor is used up.
+    AutoLimitReached,
+}
+
+/// Which precondition of a payment failed, told from the session as it now is: a
+/// session still payable was refused by the cap.
+pub fn payment_refusal(current: &SessionRecord, now_ms: i64) -> PaymentRefusal {
+    match current.status_at(now_ms) {
+        SessionStatus::Pending => PaymentRefusal::AutoLimitReached,
+        status => PaymentRefusal::Closed(status),
+    }
+}
+
+/// What settling a hold comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Nothing is held: the request is refused as it stands.
+    NothingHeld,
+    /// The hold passed its deadline: it lapses and the request is refused.
+    Lapse(Plan),
+    /// The funds move to the merchant (capture) or back to the payer (release).
+    Settle(Plan),
+}
+
+/// Captures (`capture`) or releases the held funds of a paid manual-capture session.
+/// `hold` is the transfer the session names as its hold. A hold is lapsed from its
+/// deadline on, whether or not the sweeper came by yet.
+pub fn plan_settlement(
+    session: &SessionRecord,
+    hold: Option<&Transfer>,
+    capture: bool,
+    now_ms: i64,
+) -> Settlement {
+    let Some(hold) = hold.filter(|h| {
+        h.state == TransferState::Pending && session.capture_status == Some(CaptureStatus::Held)
+    }) else {
+        return Settlement::NothingHeld;
+    };
+    if is_due(hold, now_ms) {
+        return Settlement::Lapse(plan_lapse(session, &hold.id, now_ms));
+    }
+    let (to, status, capture_status, event) = if capture {
+        (
+            TransferState::Posted,
+            SessionStatus::Paid,
+            CaptureStatus::Captured,
+            "session.captured",
+        )
+    } else {
+        (
+            TransferState::Voided,
+            SessionStatus::Cancelled,
+            CaptureStatus::Released,
+            "session.released",
+        )
+    };
+    Settlement::Settle(held_plan(
+        session,
+        &hold.id,
+        to,
+        status,
+        capture_status,
+        event,
+        now_ms,
+    ))
+}
+
+/// A hold that lapses uncaptured gives the money back to the payer; the session
+/// expires.
+pub fn plan_lapse(session: &SessionRecord, hold_transfer_id: &str, now_ms: i64) -> Plan {
+    held_plan(
+        session,
+        hold_transfer_id,
+        TransferState::Lapsed,
+        SessionStatus::Expired,
+        CaptureStatus::Released,
+        "session.released",
+        now_ms,
+    )
+}
+
+/// The lapse of a session's hold when its deadline has passed, so that no read shows
+/// funds held past it; `None` when nothing is due.
+pub fn plan_lapse_if_due(
+    session: &SessionRecord,
+    hold: Option<&Transfer>,
+    now_ms: i64,
+) -> Option<Plan> {
+    let hold = hold.filter(|h| {
+        h.state == TransferState::Pending
+            && session.capture_status == Some(CaptureStatus::Held)
+            && is_due(h, now_ms)
+    })?;
+    Some(plan_lapse(session, &hold.id, now_ms))
+}
+
+fn is_due(hold: &Transfer, now_ms: i64) -> bool {
+    hold.lapses_at.is_some_and(|deadline| deadline <= now_ms)
+}
+
+fn held_plan(
+    session: &SessionRecord,
+    hold_transfer_id: &str,
+    to: TransferState,
+    status: SessionStatus,
+    capture_status: CaptureStatus,
+    event: &str,
+    now_ms: i64,
+) -> Plan {
+    Plan {
+        session_id: session.id.clone(),
+        precondition: Precondition::Held {
+            hold_transfer_id: hold_transfer_id.to_string(),
+        },
+        ledger: vec![LedgerStep::Resolve {
+            transfer_id: hold_transfer_id.to_string(),
+            to,
+        }],
+        change: SessionChange {
+            status,
+            capture_status: Some(capture_status),
+            hold_transfer_id: None,
+            expires_at: None,
+            updated_at: now_ms,
+        },
+        event: SessionEvent::named(
+            &session.id,
+            event,
+            Some(SessionStatus::Paid),
+            status,
+            now_ms,
+        ),
+        approval: None,
+    }
+}
+
+/// The ways a pending session closes without money moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// The merchant cancels, or the payer declines.
+    Cancel,
+    /// A test helper fails it.
+    Fail,
+    /// Its expiry passed (or a test helper expires it early).
+    Expire,
+}
+
+impl Closing {
+    pub fn status(self) -> SessionStatus {
+        match self {
+            Closing::Cancel => SessionStatus::Cancelled,
+            Closing::Fail => SessionStatus::Failed,
+            Closing::Expire => SessionStatus::Expired,
+        }
+    }
+
+    /// The closing that leads to `status`; a session is paid only through the ledger.
+    pub fn to(status: SessionStatus) -> Option<Self> {
+        match status {
+            SessionStatus::Cancelled => Some(Closing::Cancel),
+            SessionStatus::Failed => Some(Closing::Fail),
+            SessionStatus::Expired => Some(Closing::Expire),
+            SessionStatus::Pending | SessionStatus::Paid => None,
+        }
+    }
+}
+
+/// Closes a pending session. Only expiry applies to a session whose expiry has passed;
+/// an early expiry moves `expiresAt` to now. `None` when the session cannot close so.
+pub fn plan_closing(session: &SessionRecord, closing: Closing, now_ms: i64) -> Option<Plan> {
+    let expire = closing == Closing::Expire;
+    if session.status != SessionStatus::Pending || (!expire && now_ms >= session.expires_at) {
+        return None;
+    }
+    let status = closing.status();
+    Some(Plan {
+        session_id: session.id.clone(),
+        precondition: Precondition::Pending {
+            unexpired_at: (!expire).then_some(now_ms),
+            auto_approvals: None,
+        },
+        ledger: Vec::new(),
+        change: SessionChange {
+            status,
+            capture_status: session.capture_status,
+            hold_transfer_id: None,
+            expires_at: expire.then_some(session.expires_at.min(now_ms)),
+            updated_at: now_ms,
+        },
+        event: SessionEvent::new(&session.id, Some(SessionStatus::Pending), status, now_ms),
+        approval: None,
+    })
+}
+
+/// Credits a voucher to a payer's wallet and marks it used, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    /// Written only while the voucher is still unused.
+    pub voucher_id: String,
+    pub payer_id: String,
+    pub at: i64,
+    pub transfer_id: String,
+    pub credit: TransferSpec,
+}
+
+/// Plans a voucher's redemption; `None` when it was redeemed already.
+pub fn plan_redemption(voucher: &Voucher, payer_id: &str, now_ms: i64) -> Option<Redemption> {
+    if voucher.redeemed_by.is_some() {
+        return None;
+    }
+    Some(Redemption {
+        voucher_id: voucher.id.clone(),
+        payer_id: payer_id.to_string(),
+        at: now_ms,
+        transfer_id: ids::new_id("tr"),
+        credit: TransferSpec {
+            debit: AccountRef::vouchers(voucher.currency, voucher.livemode),
+            credit: AccountRef::wallet(payer_id, voucher.currency, voucher.livemode),
+            amount: voucher.amount,
+            kind: TransferKind::Voucher,
+            session_id: None,
+            memo: Some(format!("voucher {}", voucher.id)),
+            hold_until: None,
+        },
+    })
+}
+
+/// The sweeper's lapse of up to `batch` holds past their deadline: the holds of
+/// sessions lapse with their sessions' expiry, all in one transaction; a hold that keeps
+/// no session's funds (the service makes none, a direct use of the ledger may) lapses
+/// in a transaction of its own. Returns how many holds lapsed.
+pub async fn lapse_due<S>(store: &S, now_ms: i64, batch: i64) -> Result<usize, StoreError>
+where
+    S: LedgerStore + ?Sized,
+{
+    let mut plans = Vec::new();
+    let mut alone = 0;
+    for (hold, session) in store.due_holds(now_ms, batch).await? {
+        match session.and_then(|s| plan_lapse_if_due(&s, Some(&hold), now_ms)) {
+            Some(plan) => plans.push(plan),
+            // A hold that keeps no session's funds lapses alone.
+            None => match store
+                .resolve_transfer(&hold.id, TransferState::Lapsed, now_ms)
+                .await
+            {
+                Ok(_) => alone += 1,
+                // Resolved meanwhile by someone else: nothing is due any more.
+                Err(StoreError::Ledger(LedgerError::NotPending)) => {}
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    Ok(alone + store.apply_plans(&plans).await?)
+}
+
+/// The sweeper's expiry of up to `batch` pending sessions past their expiry, in one
+/// transaction. Returns how many expired.
+pub async fn expire_due<S>(store: &S, now_ms: i64, batch: i64) -> Result<usize, StoreError>
+where
+    S: SessionStore + LedgerStore + ?Sized,
+{
+    let plans: Vec<Plan> = store
+        .due_sessions(now_ms, batch)
+        .await?
+        .iter()
+        .filter(|s| s.status_at(now_ms) == SessionStatus::Expired)
+        .filter_map(|s| plan_closing(s, Closing::Expire, now_ms))
+        .collect();
+    store.apply_plans(&plans).await
+}
+
+/// The session a plan's outcome names, as it now is; `None` when it is gone.
+pub fn current<T>(outcome: PlanOutcome<T>) -> Option<T> {
+    match outcome {
+        PlanOutcome::Applied(t) | PlanOutcome::Stale(t) => Some(t),
+        PlanOutcome::NotFound => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ledger::AccountKind;
+    use walleot_api::Currency;
+
+    const NOW: i64 = 1_000_000;
+
+    fn session(capture_method: CaptureMethod) -> SessionRecord {
+        SessionRecord {
+            id: "sess_1".into(),
+            merchant_id: "mer_1".into(),
+            livemode: false,
+            amount: 250,
+            currency: Currency::USD,
+            description: None,
+            status: SessionStatus::Pending,
+            created_at: NOW - 1000,
+            expires_at: NOW + 60_000,
+            updated_at: NOW - 1000,
+            capture_method,
+            capture_status: None,
+        }
+    }
+
+    fn terms() -> PaymentTerms {
+        PaymentTerms {
+            payer_id: "payer_1".into(),
+            method: ApprovalMethod::Passkey,
+            evidence: Some("assertion".into()),
+            hold_ms: 5_000,
+            cover_from_sandbox: false,
+            auto_approvals_per_hour: None,
+        }
+    }
+
+    fn held(lapses_at: i64) -> (SessionRecord, Transfer) {
+        let mut s = session(CaptureMethod::Manual);
+        s.status = SessionStatus::Paid;
+        s.capture_status = Some(CaptureStatus::Held);
+        let hold = Transfer {
+            id: "tr_hold".into(),
+            debit_account: "acct_w".into(),
+            credit_account: "acct_m".into(),
+            amount: 250,
+            currency: Currency::USD,
+            livemode: false,
+            state: TransferState::Pending,
+            kind: "charge".into(),
+            session_id: Some(s.id.clone()),
+            memo: None,
+            created_at: NOW - 100,
+            lapses_at: Some(lapses_at),
+            resolved_at: None,
+        };
+        (s, hold)
+    }
+
+    fn transfers(plan: &Plan) -> Vec<&TransferSpec> {
+        plan.ledger
+            .iter()
+            .filter_map(|step| match step {
+                LedgerStep::Transfer { spec, .. } => Some(spec),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn automatic_capture_posts_the_charge_to_the_merchant() {
+        let plan = plan_payment(&session(CaptureMethod::Automatic), &terms(), NOW).unwrap();
+        let [charge] = transfers(&plan)[..] else {
+            panic!("one transfer: {plan:?}")
+        };
+        assert_eq!(
+            (charge.debit.kind, charge.credit.kind, charge.amount),
+            (AccountKind::Wallet, AccountKind::Merchant, 250)
+        );
+        assert_eq!(charge.debit.owner_id, "payer_1");
+        assert_eq!(charge.kind, TransferKind::Charge);
+        assert_eq!(charge.session_id.as_deref(), Some("sess_1"));
+        assert_eq!(charge.hold_until, None);
+        assert_eq!(plan.ledger.len(), 1, "no sandbox cover unless asked");
+        assert_eq!(
+            (plan.change.status, plan.change.capture_status),
+            (SessionStatus::Paid, None)
+        );
+        assert_eq!(plan.change.hold_transfer_id, None);
+        assert_eq!(plan.event.kind, "session.paid");
+        assert_eq!(plan.event.from_status, Some(SessionStatus::Pending));
+        let approval = plan.approval.unwrap();
+        assert_eq!(
+            (approval.method, approval.evidence.as_deref()),
+            (ApprovalMethod::Passkey, Some("assertion"))
+        );
+        assert_eq!(
+            plan.precondition,
+            Precondition::Pending {
+                unexpired_at: Some(NOW),
+                auto_approvals: None
+            }
+        );
+    }
+
+    #[test]
+    fn manual_capture_holds_the_funds_until_the_deadline() {
+        let plan = plan_payment(&session(CaptureMethod::Manual), &terms(), NOW).unwrap();
+        let LedgerStep::Transfer { id, spec } = &plan.ledger[0] else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(spec.hold_until, Some(NOW + 5_000));
+        assert_eq!(
+            (plan.change.status, plan.change.capture_status),
+            (SessionStatus::Paid, Some(CaptureStatus::Held))
+        );
+        assert_eq!(plan.change.hold_transfer_id.as_ref(), Some(id));
+    }
+
+    #[test]
+    fn the_sandbox_payer_is_covered_before_the_charge_in_test_mode_only() {
+        let sandbox = PaymentTerms {
+            cover_from_sandbox: true,
+            method: ApprovalMethod::TestHelper,
+            evidence: None,
+            ..terms()
+        };
+        let plan = plan_payment(&session(CaptureMethod::Automatic), &sandbox, NOW).unwrap();
+        let LedgerStep::CoverShortfall { spec, .. } = &plan.ledger[0] else {
+            panic!("the cover comes first: {plan:?}")
+        };
+        assert_eq!(
+            (spec.debit.kind, spec.credit.kind, spec.amount),
+            (AccountKind::Sandbox, AccountKind::Wallet, 250)
+        );
+        assert_eq!(spec.kind, TransferKind::SandboxCredit);
+        assert!(matches!(plan.ledger[1], LedgerStep::Transfer { .. }));
+        let live = SessionRecord {
+            livemode: true,
+            ..session(CaptureMethod::Automatic)
+        };
+        let plan = plan_payment(&live, &sandbox, NOW).unwrap();
+        assert_eq!(
+            plan.ledger.len(),
+            1,
+            "live money is never covered: {plan:?}"
+        );
+    }
+
+    #[test]
+    fn payments_without_a_second_factor_carry_the_hourly_cap() {
+        let auto = PaymentTerms {
+            method: ApprovalMethod::Auto,
+            auto_approvals_per_hour: Some(20),
+            ..terms()
+        };
+        let plan = plan_payment(&session(CaptureMethod::Automatic), &auto, NOW).unwrap();
+        assert_eq!(
+            plan.precondition,
+            Precondition::Pending {
+                unexpired_at: Some(NOW),
+                auto_approvals: Some(AutoApprovalCap {
+                    payer_id: "payer_1".into(),
+                    merchant_id: "mer_1".into(),
+                    livemode: false,
+                    since_ms: NOW - HOUR_MS,
+                    limit: 20,
+                }),
+            }
+        );
+        // Refused while still payable: the cap; otherwise the session's own status.
+        let pending = session(CaptureMethod::Automatic);
+        assert_eq!(
+            payment_refusal(&pending, NOW),
+            PaymentRefusal::AutoLimitReached
+        );
+        let paid = SessionRecord {
+            status: SessionStatus::Paid,
+            ..pending.clone()
+        };
+        assert_eq!(
+            payment_refusal(&paid, NOW),
+            PaymentRefusal::Closed(SessionStatus::Paid)
+        );
+        assert_eq!(
+            payment_refusal(&pending, pending.expires_at),
+            PaymentRefusal::Closed(SessionStatus::Expired)
+        );
+    }
+
+    #[test]
+    fn only_a_pending_unexpired_session_is_payable() {
+        let s = session(CaptureMethod::Automatic);
+        assert_eq!(
+            plan_payment(&s, &terms(), s.expires_at),
+            Err(SessionStatus::Expired)
+        );
+        let cancelled = SessionRecord {
+            status: SessionStatus::Cancelled,
+            ..s
+        };
+        assert_eq!(
+            plan_payment(&cancelled, &terms(), NOW),
+            Err(SessionStatus::Cancelled)
+        );
+    }
+
+    #[test]
+    fn a_capture_before_the_deadline_posts_the_hold() {
+        let (s, hold) = held(NOW + 1);
+        let Settlement::Settle(plan) = plan_settlement(&s, Some(&hold), true, NOW) else {
+            panic!("settles")
+        };
+        assert_eq!(
+            plan.ledger,
+            vec![LedgerStep::Resolve {
+                transfer_id: "tr_hold".into(),
+                to: TransferState::Posted
+            }]
+        );
+        assert_eq!(
+            (plan.change.status, plan.change.capture_status),
+            (SessionStatus::Paid, Some(CaptureStatus::Captured))
+        );
+        assert_eq!(plan.event.kind, "session.captured");
+        assert_eq!(
+            plan.precondition,
+            Precondition::Held {
+                hold_transfer_id: "tr_hold".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_capture_at_or_after_the_deadline_lapses_the_hold_instead() {
+        let (s, hold) = held(NOW);
+        let Settlement::Lapse(plan) = plan_settlement(&s, Some(&hold), true, NOW) else {
+            panic!("lapses")
+        };
+        assert_eq!(
+            plan,
+            lapse_without_ids(plan_lapse(&s, "tr_hold", NOW), &plan)
+        );
+        assert_eq!(
+            (plan.change.status, plan.change.capture_status),
+            (SessionStatus::Expired, Some(CaptureStatus::Released))
+        );
+    }
+
+    /// `other` with the event id of `plan`, which is random.
+    fn lapse_without_ids(mut other: Plan, plan: &Plan) -> Plan {
+        other.event.id = plan.event.id.clone();
+        other
+    }
+
+    #[test]
+    fn a_release_voids_the_hold_and_cancels_the_session() {
+        let (s, hold) = held(NOW + 1);
+        let Settlement::Settle(plan) = plan_settlement(&s, Some(&hold), false, NOW) else {
+            panic!("settles")
+        };
+        assert!(matches!(
+            &plan.ledger[..],
+            [LedgerStep::Resolve {
+                to: TransferState::Voided,
+                ..
+            }]
+        ));
+        assert_eq!(
+            (plan.change.status, plan.change.capture_status),
+            (SessionStatus::Cancelled, Some(CaptureStatus::Released))
+        );
+        assert_eq!(
+            (plan.event.kind.as_str(), plan.event.from_status),
+            ("session.released", Some(SessionStatus::Paid))
+        );
+    }
+
+    #[test]
+    fn nothing_is_settled_when_nothing_is_held() {
+        let (s, hold) = held(NOW + 1);
+        let captured = SessionRecord {
+            capture_status: Some(CaptureStatus::Captured),
+            ..s.clone()
+        };
+        assert_eq!(
+            plan_settlement(&captured, Some(&hold), true, NOW),
+            Settlement::NothingHeld
+        );
+        let posted = Transfer {
+            state: TransferState::Posted,
+            ..hold
+        };
+        assert_eq!(
+            plan_settlement(&s, Some(&posted), false, NOW),
+            Settlement::NothingHeld
+        );
+        assert_eq!(
+            plan_settlement(&session(CaptureMethod::Automatic), None, true, NOW),
+            Settlement::NothingHeld
+        );
+    }
+
+    #[test]
+    fn a_hold_lapses_from_its_deadline_and_the_session_expires() {
+        let (s, hold) = held(NOW);
+        assert_eq!(plan_lapse_if_due(&s, Some(&hold), NOW - 1), None);
+        let plan = plan_lapse_if_due(&s, Some(&hold), NOW).unwrap();
+        assert_eq!(
+            plan.ledger,
+            vec![LedgerStep::Resolve {
+                transfer_id: "tr_hold".into(),
+                to: TransferState::Lapsed
+            }]
+        );
+        assert_eq!(
+            (plan.change.status, plan.change.capture_status),
+            (SessionStatus::Expired, Some(CaptureStatus::Released))
+        );
+        assert_eq!(
+            (
+                plan.event.kind.as_str(),
+                plan.event.from_status,
+                plan.event.to_status
+            ),
+            (
+                "session.released",
+                Some(SessionStatus::Paid),
+                SessionStatus::Expired
+            )
+        );
+        assert_eq!(
+            plan.precondition,
+            Precondition::Held {
+                hold_transfer_id: "tr_hold".into()
+            }
+        );
+        let captured = SessionRecord {
+            capture_status: Some(CaptureStatus::Captured),
+            ..s
+        };
+        assert_eq!(plan_lapse_if_due(&captured, Some(&hold), NOW), None);
+    }
+
+    #[test]
+    fn expiry_applies_to_any_pending_session_and_moves_the_expiry_to_now() {
+        let s = session(CaptureMethod::Automatic);
+        let early = plan_closing(&s, Closing::Expire, NOW).unwrap();
+        assert_eq!(early.change.status, SessionStatus::Expired);
+        assert_eq!(early.change.expires_at, Some(NOW));
+        assert_eq!(early.event.kind, "session.expired");
+        assert_eq!(
+            early.precondition,
+            Precondition::Pending {
+                unexpired_at: None,
+                auto_approvals: None
+            }
+        );
+        let overdue = plan_closing(&s, Closing::Expire, s.expires_at + 10).unwrap();
+        assert_eq!(overdue.change.expires_at, Some(s.expires_at));
+        let paid = SessionRecord {
+            status: SessionStatus::Paid,
+            ..s
+        };
+        assert_eq!(plan_closing(&paid, Closing::Expire, NOW), None);
+    }
+
+    #[test]
+    fn cancel_and_fail_need_a_session_that_has_not_expired() {
+        let s = session(CaptureMethod::Automatic);
+        let cancel = plan_closing(&s, Closing::Cancel, NOW).unwrap();
+        assert_eq!(
+            (cancel.change.status, cancel.event.kind.as_str()),
+            (SessionStatus::Cancelled, "session.cancelled")
+        );
+        assert_eq!(cancel.change.expires_at, None);
+        assert_eq!(
+            cancel.precondition,
+            Precondition::Pending {
+                unexpired_at: Some(NOW),
+                auto_approvals: None
+            }
+        );
+        assert!(cancel.ledger.is_empty() && cancel.approval.is_none());
+        assert_eq!(
+            plan_closing(&s, Closing::Fail, NOW).unwrap().event.kind,
+            "session.failed"
+        );
+        assert_eq!(plan_closing(&s, Closing::Fail, s.expires_at), None);
+        assert_eq!(Closing::to(SessionStatus::Paid), None);
+        assert_eq!(Closing::to(SessionStatus::Pending), None);
+    }
+
+    #[test]
+    fn a_voucher_credits_its_own_book_once() {
+        let voucher = Voucher {
+            id: "vch_1".into(),
+            code_hash: "hash".into(),
+            amount: 500,
+            currency: Currency::USD,
+            livemode: true,
+            created_at: 0,
+            redeemed_by: None,
+            redeemed_at: None,
+        };
+        let plan = plan_redemption(&voucher, "payer_1", NOW).unwrap();
+        assert_eq!(
+            (plan.voucher_id.as_str(), plan.payer_id.as_str(), plan.at),
+            ("vch_1", "payer_1", NOW)
+        );
+        assert_eq!(plan.credit.debit, AccountRef::vouchers(Currency::USD, true));
+        assert_eq!(
+            plan.credit.credit,
+            AccountRef::wallet("payer_1", Currency::USD, true)
+        );
+        assert_eq!(
+            (plan.credit.amount, plan.credit.kind),
+            (500, TransferKind::Voucher)
+        );
+        assert_eq!(plan.credit.memo.as_deref(), Some("voucher vch_1"));
+        let used = Voucher {
+            redeemed_by: Some("payer_2".into()),
+            ..voucher
+        };
+        assert_eq!(plan_redemption(&used, "payer_1", NOW), None);
+    }
+}
