@@ -1,0 +1,87 @@
+"""A small MCP server with a free tool and two priced ones, paid through Walleot.
+
+    WALLEOT_API_KEY=sk_test_... python examples/paid_server.py --mode two-step
+    WALLEOT_API_KEY=sk_test_... python examples/paid_server.py --mode resubmit --http 127.0.0.1:3001
+
+Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at /mcp.
+WALLEOT_API_URL names the service (default http://127.0.0.1:8080).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+from walleot import SUPPORTED_MODES, Mode, Walleot, price
+
+mcp = MCPServer("walleot-paid-example", version="0.1.0", log_level="WARNING")
+
+
+@mcp.tool(description="Answers pong. Free.")
+def ping() -> str:
+    return "pong"
+
+
+@mcp.tool(description="Adds two numbers.")
+@price(0.19, "USD")
+async def add(a: float, b: float) -> str:
+    total = a + b
+    return str(int(total)) if total.is_integer() else repr(total)
+
+
+@mcp.tool(description="Advanced data analysis.")
+@price(0.50, "USD")
+async def premium_analysis(data: str) -> str:
+    return f"{len(data.split())} words, {len(data)} characters"
+
+
+async def serve_http(addr: str) -> None:
+    import uvicorn
+
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, int(port)))
+    app = mcp.streamable_http_app(host=host)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        if serving.done():
+            await serving
+            return
+        await asyncio.sleep(0.02)
+    bound_host, bound_port = listener.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"MCP over streamable HTTP at http://{shown}:{bound_port}/mcp", file=sys.stderr, flush=True)
+    await serving
+
+
+def main() -> None:
+    modes = ", ".join(m.value for m in Mode)
+    parser = argparse.ArgumentParser(description="An MCP server with priced tools, paid through Walleot")
+    parser.add_argument(
+        "--mode",
+        default="two-step",
+        help=f"how payments happen: {modes} (this SDK runs "
+        + ", ".join(m.value for m in SUPPORTED_MODES)
+        + ")",
+    )
+    parser.add_argument("--http", metavar="ADDR", help="serve streamable HTTP at ADDR/mcp instead of stdio")
+    args = parser.parse_args()
+    try:
+        Walleot(mcp, mode=args.mode)  # WALLEOT_API_KEY, WALLEOT_API_URL
+    except (ValueError, NotImplementedError) as refused:
+        parser.exit(2, f"{refused}\n")
+    if args.http:
+        asyncio.run(serve_http(args.http))
+    else:
+        asyncio.run(mcp.run_stdio_async())
+
+
+if __name__ == "__main__":
+    main()
