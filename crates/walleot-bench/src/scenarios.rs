@@ -529,26 +529,36 @@ async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> 
     let started = Instant::now();
     for _ in 0..rounds {
         let required = client.call_tool(call("add")).await?;
-        let id = required
-            .structured_content
-            .as_ref()
-            .and_then(|s| s["paymentId"].as_str())
+        let structured = required.structured_content.unwrap_or_default();
+        let id = structured["paymentId"].as_str().unwrap_or_default().to_string();
+        // The payer pays the session the checkout link names; the payment id is the
+        // agent's secret, not the session.
+        let session = structured["paymentUrl"]
+            .as_str()
+            .and_then(|url| url.rsplit('/').next())
             .unwrap_or_default()
             .to_string();
-        http.post(format!(
-            "{}/v1/test_helpers/sessions/{id}/pay",
-            service.server.base
-        ))
-        .bearer_auth(&service.key)
-        .send()
-        .await?;
+        let paid = http
+            .post(format!(
+                "{}/v1/test_helpers/sessions/{session}/pay",
+                service.server.base
+            ))
+            .bearer_auth(&service.key)
+            .send()
+            .await?;
+        anyhow::ensure!(paid.status().is_success(), "paying {session}: {}", paid.status());
         let confirm = CallToolRequestParams::new("confirm_add_payment").with_arguments(
             json!({"payment_id": id})
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
         );
-        client.call_tool(confirm).await?;
+        let done = client.call_tool(confirm).await?;
+        anyhow::ensure!(
+            done.is_error != Some(true),
+            "the paid call did not run: {:?}",
+            done.structured_content
+        );
     }
     let paid = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
     let _ = client.cancel().await;
