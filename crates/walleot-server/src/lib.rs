@@ -4,6 +4,7 @@
 //! [`startup::Application`] builds the whole service from a [`startup::Config`]; the
 //! binary and the integration tests start the very same thing.
 
+pub mod app;
 pub mod cli;
 pub mod domain;
 pub mod http;

@@ -1,6 +1,7 @@
 //! Builds the service from its configuration, bound to its port, with its background
 //! work (the expiry sweeper). The binary and the tests both start it through here.
 
+use crate::app::{router, AppState};
 use crate::domain::keys::Keys;
 use crate::domain::merchants::Merchants;
 use crate::domain::ports::Store;
@@ -10,7 +11,6 @@ use crate::domain::wallets::{WalletPolicy, Wallets};
 use crate::domain::{ApiKey, Clock, KeyHasher, Mode};
 use crate::http::idempotency::IdempotencyPolicy;
 use crate::http::server::ConnectionLimits;
-use crate::http::{router, AppState};
 use crate::pages::{PageContext, PageLimits};
 use crate::ratelimit::{Limits, RateLimiter};
 use crate::store;

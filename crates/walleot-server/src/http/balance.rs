@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::openapi::{RateLimited, ServerError, Unauthorized};
-use super::AppState;
+use crate::app::AppState;
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::routing::get;

@@ -5,7 +5,7 @@
 //! client address, which also slows down anyone guessing keys.
 
 use super::error::ApiError;
-use super::AppState;
+use crate::app::AppState;
 use crate::domain::keys::AuthenticateError;
 use crate::ratelimit::{Bucket, Decision};
 use axum::extract::{ConnectInfo, OriginalUri, Request, State};

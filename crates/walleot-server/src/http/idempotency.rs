@@ -11,7 +11,7 @@
 
 use super::error::{ApiError, Retryable};
 use super::extract::body_rejection;
-use super::AppState;
+use crate::app::AppState;
 use crate::domain::ports::{IdempotencyClaim, IdempotencyCompletion};
 use crate::domain::Principal;
 use axum::body::{to_bytes, Body};

@@ -6,7 +6,8 @@
 //! handler, and [`Conventions`] adds what holds for every route alike because a layer
 //! does it (rate-limit headers, `Idempotency-Key`, the session id parameter).
 
-use super::{balance, sessions, test_helpers, AppState};
+use super::{balance, sessions, test_helpers};
+use crate::app::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@ use super::openapi::{
     BadRequest, Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge, RateLimited,
     RequestTimeout, ServerError, Unauthorized, UnsupportedMediaType,
 };
-use super::AppState;
+use crate::app::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::sessions::{ListQuery, SessionRecord};
 use crate::domain::Principal;

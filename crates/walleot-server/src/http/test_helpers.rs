@@ -8,7 +8,7 @@ use super::openapi::{
     Unauthorized,
 };
 use super::sessions::to_wire;
-use super::AppState;
+use crate::app::AppState;
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::routing::post;

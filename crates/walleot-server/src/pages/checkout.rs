@@ -6,12 +6,12 @@
 //! without a second factor are limited per merchant and hour (`WalletPolicy`).
 
 use super::{spend, ClientAddr, PageError, PagePath, Visitor};
+use crate::app::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::{ApprovalMethod, Payer};
 use crate::domain::sessions::SessionRecord;
 use crate::domain::wallets::{Assessment, AutoPayment, CheckoutStep, PayError};
-use crate::http::AppState;
 use crate::ratelimit::Bucket;
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;

@@ -11,9 +11,9 @@ mod checkout;
 mod passkeys;
 mod wallet;
 
+use crate::app::AppState;
 use crate::domain::factors::webauthn::RelyingParty;
 use crate::domain::payers::Payer;
-use crate::http::AppState;
 use crate::ratelimit::Bucket;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};

@@ -3,12 +3,12 @@
 //! error shape.
 
 use super::{ClientAddr, PageError, Visitor};
+use crate::app::AppState;
 use crate::domain::factors::webauthn::{self, RelyingParty};
 use crate::domain::payers::{ApprovalMethod, Challenge, ChallengePurpose, Passkey};
 use crate::domain::wallets::{CheckoutStep, PayError};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::http::AppState;
 use crate::ratelimit::Bucket;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

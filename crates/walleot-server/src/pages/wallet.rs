@@ -1,11 +1,11 @@
 //! `/wallet`: balances, history, the auto-approve threshold, top-ups, second factors.
 
 use super::{safe_return, spend, ClientAddr, PageError, Visitor};
+use crate::app::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::payers::TotpRecord;
 use crate::domain::topups::TopUpRequest;
-use crate::http::AppState;
 use crate::ratelimit::Bucket;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
