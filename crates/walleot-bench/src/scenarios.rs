@@ -530,7 +530,10 @@ async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> 
     for _ in 0..rounds {
         let required = client.call_tool(call("add")).await?;
         let structured = required.structured_content.unwrap_or_default();
-        let id = structured["paymentId"].as_str().unwrap_or_default().to_string();
+        let id = structured["paymentId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         // The payer pays the session the checkout link names; the payment id is the
         // agent's secret, not the session.
         let session = structured["paymentUrl"]
@@ -546,7 +549,11 @@ async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> 
             .bearer_auth(&service.key)
             .send()
             .await?;
-        anyhow::ensure!(paid.status().is_success(), "paying {session}: {}", paid.status());
+        anyhow::ensure!(
+            paid.status().is_success(),
+            "paying {session}: {}",
+            paid.status()
+        );
         let confirm = CallToolRequestParams::new("confirm_add_payment").with_arguments(
             json!({"payment_id": id})
                 .as_object()
