@@ -2,6 +2,7 @@
 //! operator's tools, working on the same database directly.
 
 use crate::domain::clock::rfc3339;
+use crate::domain::sessions::SessionPolicy;
 use crate::domain::wallets::{format_voucher_code, WalletPolicy, Wallets};
 use crate::domain::{Clock, Mode, SystemClock};
 use crate::http::server::ConnectionLimits;
@@ -89,7 +90,7 @@ pub enum VouchersCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "WALLEOT_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "WALLEOT_LISTEN", default_value = startup::DEFAULT_LISTEN)]
     pub listen: String,
     /// Base URL of the checkout links handed to payers (default: http://LISTEN).
     #[arg(long, env = "WALLEOT_PUBLIC_URL")]
@@ -115,10 +116,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WALLEOT_RATE_LIMIT_TOP_UPS", default_value_t = PageLimits::default().top_ups_per_hour)]
     pub rate_limit_top_ups: u32,
     /// Largest session amount, in minor units.
-    #[arg(long, env = "WALLEOT_MAX_AMOUNT", default_value_t = 99_999_999)]
+    #[arg(long, env = "WALLEOT_MAX_AMOUNT", default_value_t = SessionPolicy::default().max_amount)]
     pub max_amount: i64,
     /// Seconds a session stays payable when the request names no `expiresIn`.
-    #[arg(long, env = "WALLEOT_SESSION_TTL", default_value_t = 24 * 3600)]
+    #[arg(long, env = "WALLEOT_SESSION_TTL", default_value_t = SessionPolicy::default().default_ttl_secs)]
     pub session_ttl: i64,
     /// Sandbox credits of a new test wallet and of each "add test credits", in major
     /// units of the currency (10 = 10.00 USD).
@@ -126,7 +127,7 @@ pub struct ServeArgs {
     pub sandbox_credit: i64,
     /// Seconds the approved funds of a manual-capture session stay held before they
     /// return to the payer uncaptured.
-    #[arg(long, env = "WALLEOT_HOLD_TTL", default_value_t = 24 * 3600)]
+    #[arg(long, env = "WALLEOT_HOLD_TTL", default_value_t = WalletPolicy::default().hold_ms / 1000)]
     pub hold_ttl: i64,
     /// Payments without a second factor (auto-approved, or one click on "Pay") a payer
     /// may make to one merchant per hour; beyond it each asks for the passkey or app.
@@ -280,7 +281,6 @@ async fn serve(
         database_url,
         public_url: args.public_url,
         key_secret,
-        sweep_every: Duration::from_secs(5),
         ..Config::default()
     };
     config.limits.sessions_per_window = args.rate_limit_sessions;

@@ -43,7 +43,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: "127.0.0.1:8080".into(),
+            listen: DEFAULT_LISTEN.into(),
             database_url: default_database_url(),
             public_url: None,
             limits: Limits::default(),
@@ -57,6 +57,9 @@ impl Default for Config {
         }
     }
 }
+
+/// Where `walleot serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 pub fn default_database_url() -> String {
     "sqlite://walleot.db".into()

@@ -4,6 +4,11 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Seconds in a day: the default life of a session, of a hold and of a kept answer.
+pub const DAY_SECS: i64 = 24 * 3600;
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = DAY_SECS * 1000;
+
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
 }

@@ -30,9 +30,9 @@ impl Default for SessionPolicy {
     fn default() -> Self {
         SessionPolicy {
             max_amount: 99_999_999,
-            default_ttl_secs: 24 * 3600,
+            default_ttl_secs: crate::domain::clock::DAY_SECS,
             min_ttl_secs: 60,
-            max_ttl_secs: 7 * 24 * 3600,
+            max_ttl_secs: 7 * crate::domain::clock::DAY_SECS,
             max_description_chars: 1000,
         }
     }

@@ -37,7 +37,7 @@ impl Default for WalletPolicy {
             sandbox_credit_major: 10,
             max_failed_attempts: 5,
             lock_ms: 15 * 60 * 1000,
-            hold_ms: 24 * 3600 * 1000,
+            hold_ms: crate::domain::clock::DAY_MS,
             auto_approvals_per_hour: 20,
         }
     }

@@ -59,7 +59,7 @@ pub struct IdempotencyPolicy {
 impl Default for IdempotencyPolicy {
     fn default() -> Self {
         IdempotencyPolicy {
-            retain_ms: 24 * 3600 * 1000,
+            retain_ms: crate::domain::clock::DAY_MS,
             stale_ms: 60 * 1000,
         }
     }
