@@ -271,7 +271,8 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         updated_at: row.try_get("updated_at")?,
         capture_method: match row.try_get::<String, _>("capture_method")?.as_str() {
             "manual" => CaptureMethod::Manual,
-            _ => CaptureMethod::Automatic,
+            "automatic" => CaptureMethod::Automatic,
+            other => return Err(corrupt(format!("capture method {other}"))),
         },
         capture_status: row
             .try_get::<Option<String>, _>("capture_status")?
