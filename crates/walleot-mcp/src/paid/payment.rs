@@ -346,15 +346,13 @@ impl<S: ServerHandler> Paid<S> {
         while tokio::time::Instant::now() < deadline {
             match self.walleot.store.get(&pending.payment_id).await {
                 Ok(Some((_, PaymentState::Done { result, .. }))) => return cached(result),
-                Ok(Some((
-                    _,
-                    PaymentState::Ran {
-                        result,
-                        succeeded: false,
-                    },
-                ))) => return cached(result),
-                Ok(Some((_, PaymentState::Ran { .. }))) => {
-                    return settling(pending, Duration::from_secs(1), next_step);
+                // The run is over and its settlement under way (or put off): settling is
+                // idempotent at the service, so this confirmation settles too rather than
+                // answer before the capture it may be racing.
+                Ok(Some((_, PaymentState::Ran { result, succeeded }))) => {
+                    return self
+                        .settle_and_answer(pending, result, succeeded, next_step)
+                        .await;
                 }
                 _ => {}
             }
