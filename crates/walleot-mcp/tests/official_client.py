@@ -63,15 +63,20 @@ async def main() -> None:
             report["first"] = shown(first)
             payment_id = first.structured_content["paymentId"]
             session = pay(first.structured_content["paymentUrl"])
-            # Someone who saw the checkout link knows the session id: it takes nothing.
+            # A second client that saw the checkout link knows the session id: it takes
+            # nothing, and the paid result still goes to the first.
+            async with Client(MCP_URL) as thief:
+                if MODE == "resubmit":
+                    stolen = await thief.call_tool("add", {**arguments, "payment_id": session})
+                else:
+                    stolen = await thief.call_tool("confirm_add_payment", {"payment_id": session})
+                report["stolen"] = shown(stolen)
             if MODE == "resubmit":
-                report["stolen"] = shown(await agent.call_tool("add", {**arguments, "payment_id": session}))
                 done = await agent.call_tool("add", {**arguments, "payment_id": payment_id})
             else:
                 if MODE == "dynamic-tools":
                     listed = (await agent.list_tools()).tools
                     report["listed_after_payment"] = sorted(t.name for t in listed)
-                report["stolen"] = shown(await agent.call_tool("confirm_add_payment", {"payment_id": session}))
                 done = await agent.call_tool("confirm_add_payment", {"payment_id": payment_id})
         elif MODE == "progress":
             done = await agent.call_tool("add", arguments, progress_callback=on_progress)
