@@ -48,11 +48,16 @@ impl AppState {
 /// `Strict-Transport-Security` of every answer of a service reached over HTTPS: two years.
 const HSTS: &str = "max-age=63072000";
 
+/// Whether payers reach the service over HTTPS: then answers carry HSTS and cookies are
+/// `Secure`. One rule for both, scheme in any case.
+pub fn is_https(public_url: &str) -> bool {
+    public_url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
 pub fn router(state: AppState) -> Router {
-    let https = state
-        .public_url
-        .to_ascii_lowercase()
-        .starts_with("https://");
+    let https = is_https(&state.public_url);
     let v1 = http::v1(&state);
     let app = Router::new()
         .nest("/v1", v1)

@@ -162,7 +162,7 @@ impl PageContext {
             templates,
             secret,
             rp,
-            secure_cookies: public_url.starts_with("https://"),
+            secure_cookies: crate::app::is_https(public_url),
             limits,
         }
     }
@@ -427,7 +427,19 @@ fn local_path(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_return;
+    use super::{safe_return, PageContext, PageLimits};
+
+    #[test]
+    fn cookies_are_secure_whenever_the_public_url_is_https_in_any_case() {
+        for (url, secure) in [
+            ("https://pay.example", true),
+            ("HTTPS://pay.example", true),
+            ("http://localhost:8080", false),
+        ] {
+            let pages = PageContext::new(url, vec![7; 32], PageLimits::default());
+            assert_eq!(pages.secure_cookies, secure, "{url}");
+        }
+    }
 
     #[test]
     fn return_paths_of_this_site_are_kept_in_a_normal_form() {
