@@ -144,7 +144,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
-fn now_unix() -> i64 {
+/// Unix seconds by this process's clock.
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -28,7 +28,8 @@ impl OpenConfirms {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens a payment; true when the caller's confirm tool thereby appears.
+    /// Opens a payment; true when the caller's confirm tool thereby appears. Before and
+    /// after are read under one lock, so a concurrent close cannot lose an announcement.
     pub(crate) fn open(
         &self,
         owner: &str,
@@ -37,9 +38,9 @@ impl OpenConfirms {
         expires_unix: i64,
         now: i64,
     ) -> bool {
-        let before = self.is_open(owner, tool, now);
-        self.lock()
-            .entry(owner.to_string())
+        let mut all = self.lock();
+        let before = present(&mut all, owner, tool, now);
+        all.entry(owner.to_string())
             .or_default()
             .entry(tool.to_string())
             .or_default()
@@ -49,34 +50,34 @@ impl OpenConfirms {
 
     /// Closes a payment; true when the caller's confirm tool thereby disappears.
     pub(crate) fn close(&self, owner: &str, tool: &str, payment_id: &str, now: i64) -> bool {
-        let before = self.is_open(owner, tool, now);
-        if let Some(tools) = self.lock().get_mut(owner) {
-            if let Some(ids) = tools.get_mut(tool) {
-                ids.remove(payment_id);
-            }
+        let mut all = self.lock();
+        let before = present(&mut all, owner, tool, now);
+        if let Some(ids) = all.get_mut(owner).and_then(|tools| tools.get_mut(tool)) {
+            ids.remove(payment_id);
         }
-        before && !self.is_open(owner, tool, now)
+        before && !present(&mut all, owner, tool, now)
     }
 
     /// Whether the caller has an open payment of `tool`; forgets expired ones.
     pub(crate) fn is_open(&self, owner: &str, tool: &str, now: i64) -> bool {
-        let mut all = self.lock();
-        let Some(tools) = all.get_mut(owner) else {
-            return false;
-        };
-        let open = match tools.get_mut(tool) {
-            Some(ids) => {
-                ids.retain(|_, expires| *expires > now);
-                !ids.is_empty()
-            }
-            None => false,
-        };
-        tools.retain(|_, ids| !ids.is_empty());
-        if tools.is_empty() {
-            all.remove(owner);
-        }
-        open
+        present(&mut self.lock(), owner, tool, now)
     }
+}
+
+/// Whether `owner` has an open payment of `tool` at `now`, forgetting expired ones.
+fn present(all: &mut ByCaller, owner: &str, tool: &str, now: i64) -> bool {
+    let Some(tools) = all.get_mut(owner) else {
+        return false;
+    };
+    if let Some(ids) = tools.get_mut(tool) {
+        ids.retain(|_, expires| *expires > now);
+    }
+    tools.retain(|_, ids| !ids.is_empty());
+    let open = tools.contains_key(tool);
+    if tools.is_empty() {
+        all.remove(owner);
+    }
+    open
 }
 
 impl<S: ServerHandler> Paid<S> {

@@ -111,12 +111,13 @@ impl<S: ServerHandler> Paid<S> {
         } else {
             self.walleot.wait_for_payment
         };
-        if let Err(answer) = self
+        let seen = match self
             .await_payment(&pending, &price, &next, &cx, wait, None)
             .await
         {
-            return Ok(answer.into());
-        }
+            Ok(seen) => seen,
+            Err(answer) => return Ok(answer.into()),
+        };
         if url_mode {
             let done = CustomNotification::new(
                 "notifications/elicitation/complete",
@@ -127,6 +128,6 @@ impl<S: ServerHandler> Paid<S> {
                 .send_notification(ServerNotification::CustomNotification(done))
                 .await;
         }
-        self.run_paid(&pending, &price, &next, cx).await
+        self.run_paid(&pending, &price, &next, Some(seen), cx).await
     }
 }

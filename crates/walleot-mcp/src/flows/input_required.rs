@@ -87,12 +87,12 @@ impl<S: ServerHandler> Paid<S> {
         } else {
             self.walleot.wait_for_payment
         };
-        if let Err(answer) = self
+        match self
             .await_payment(&pending, price, &next, &cx, wait, None)
             .await
         {
-            return Ok(answer.into());
+            Ok(seen) => self.run_paid(&pending, price, &next, Some(seen), cx).await,
+            Err(answer) => Ok(answer.into()),
         }
-        self.run_paid(&pending, price, &next, cx).await
     }
 }

@@ -34,7 +34,7 @@ impl<S: ServerHandler> Paid<S> {
             .await_payment(&pending, &price, &next, &cx, wait, Some(message))
             .await
         {
-            Ok(()) => self.run_paid(&pending, &price, &next, cx).await,
+            Ok(seen) => self.run_paid(&pending, &price, &next, Some(seen), cx).await,
             Err(answer) => Ok(answer.into()),
         }
     }

@@ -26,6 +26,6 @@ impl<S: ServerHandler> Paid<S> {
             Err(refused) => return Ok(refused.into()),
         };
         let next = Flow::Resubmit.next_step(tool);
-        self.run_paid(&pending, price, &next, cx).await
+        self.run_paid(&pending, price, &next, None, cx).await
     }
 }

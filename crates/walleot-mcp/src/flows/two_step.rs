@@ -33,7 +33,7 @@ impl<S: ServerHandler> Paid<S> {
         };
         let next = Flow::TwoStep.next_step(tool);
         let announce = cx.clone();
-        let answer = self.run_paid(&pending, &price, &next, cx).await;
+        let answer = self.run_paid(&pending, &price, &next, None, cx).await;
         if self.walleot.mode == Mode::DynamicTools {
             // The confirm tool goes once its result is handed out or the payment ended
             // unpaid; a confirmation is still accepted after that.

@@ -47,12 +47,7 @@ pub(crate) struct Caller {
     pub(crate) owner: Option<String>,
 }
 
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::store::now_unix;
 
 pub(crate) fn is_newer(cx: &RequestContext<RoleServer>) -> bool {
     cx.protocol_version()

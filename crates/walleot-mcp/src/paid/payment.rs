@@ -179,14 +179,16 @@ impl<S: ServerHandler> Paid<S> {
         }
     }
 
-    /// Runs the tool of a paid payment once: checks the payment with the service,
-    /// claims it, runs the tool, captures the held funds after success (or releases
-    /// them after failure), and hands out and keeps the result once that is done.
+    /// Runs the tool of a paid payment once: checks the payment with the service (or
+    /// the session a wait has just `seen`), claims it, runs the tool, captures the held
+    /// funds after success (or releases them after failure), and hands out and keeps
+    /// the result once that is done.
     pub(crate) async fn run_paid(
         &self,
         pending: &PendingPayment,
         price: &Price,
         next_step: &str,
+        seen: Option<Session>,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let store = &self.walleot.store;
@@ -205,9 +207,12 @@ impl<S: ServerHandler> Paid<S> {
             Ok(None) => return Ok(unknown_payment(&pending.tool).into()),
             Err(e) => return Ok(store_failure(&e).into()),
         }
-        let session = match self.walleot.client.get_session(&pending.session_id).await {
-            Ok(s) => s,
-            Err(e) => return Ok(service_failure(&e).into()),
+        let session = match seen {
+            Some(session) => session,
+            None => match self.walleot.client.get_session(&pending.session_id).await {
+                Ok(s) => s,
+                Err(e) => return Ok(service_failure(&e).into()),
+            },
         };
         if let Err(answer) = self.check_paid(pending, price, next_step, &session) {
             return Ok(answer.into());

@@ -10,10 +10,12 @@ use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
 use std::time::Duration;
 use walleot_api::SessionStatus;
+use walleot_client::Session;
 
 impl<S: ServerHandler> Paid<S> {
     /// Waits until the payer has paid, within `wait`, with long polls of the service
-    /// (a payment is seen as soon as it is made); the answer to give otherwise. Where the
+    /// (a payment is seen as soon as it is made), and answers the paid session; the answer
+    /// to give otherwise. Where the
     /// call has a progress token, each poll first reports progress (with `message`, or a
     /// default one), so that clients and sessions do not time out; a client that no
     /// longer takes progress has gone, and the wait ends.
@@ -25,7 +27,7 @@ impl<S: ServerHandler> Paid<S> {
         cx: &RequestContext<RoleServer>,
         wait: Duration,
         message: Option<String>,
-    ) -> Result<(), CallToolResult> {
+    ) -> Result<Session, CallToolResult> {
         let deadline = tokio::time::Instant::now() + wait;
         let token = cx.meta.get_progress_token();
         let message = message.unwrap_or_else(|| {
@@ -60,7 +62,7 @@ impl<S: ServerHandler> Paid<S> {
                 _ = cx.ct.cancelled() => return Err(pending_answer()),
             };
             match seen {
-                Ok(s) if s.status == SessionStatus::Paid => return Ok(()),
+                Ok(s) if s.status == SessionStatus::Paid => return Ok(s),
                 Ok(s) if s.status != SessionStatus::Pending => {
                     return Err(refusal(&format!(
                         "the payment is {}; nothing was charged",
