@@ -322,11 +322,7 @@ impl LedgerStore for SqliteStore {
         payer_id: &str,
         limit: i64,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let columns = TRANSFER_COLUMNS
-            .split(',')
-            .map(|c| format!("t.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = &*super::TRANSFER_COLUMNS_T;
         let rows = sqlx::query(&format!(
             "SELECT {columns}, \
                     CASE WHEN w.id = t.credit_account THEN 1 ELSE -1 END AS direction, \
@@ -402,11 +398,7 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn hold_of(&self, session_id: &str) -> Result<Option<Transfer>, StoreError> {
-        let columns = TRANSFER_COLUMNS
-            .split(',')
-            .map(|c| format!("t.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = &*super::TRANSFER_COLUMNS_T;
         sqlx::query(&format!(
             "SELECT {columns} FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id \
              WHERE s.id = ?"

@@ -33,6 +33,23 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
                                status, created_at, expires_at, updated_at, capture_method, capture_status";
 
+/// A column list with every column named through a table alias (`s.id, s.status, …`),
+/// for joins; made once.
+fn aliased(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`SESSION_COLUMNS`] through the alias `s`.
+static SESSION_COLUMNS_S: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| aliased(SESSION_COLUMNS, "s"));
+/// The transfer columns through the alias `t`.
+static TRANSFER_COLUMNS_T: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| aliased(ledger::TRANSFER_COLUMNS, "t"));
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,

@@ -4,7 +4,6 @@
 
 use super::ledger::{
     open_account, resolve_in, transfer_from_row, transfer_with_id, voucher_from_row,
-    TRANSFER_COLUMNS,
 };
 use super::{insert_event, session_from_row, SESSION_COLUMNS};
 use crate::domain::ledger::{Transfer, TransferSpec};
@@ -181,11 +180,7 @@ pub(super) async fn due_holds(
     now_ms: i64,
     batch: i64,
 ) -> Result<Vec<(Transfer, Option<String>)>, StoreError> {
-    let columns = TRANSFER_COLUMNS
-        .split(',')
-        .map(|c| format!("t.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = &*super::TRANSFER_COLUMNS_T;
     let rows = sqlx::query(&format!(
         "SELECT {columns}, s.id AS held_session FROM transfers t LEFT JOIN sessions s \
            ON s.id = t.session_id AND s.hold_transfer_id = t.id AND s.capture_status = 'held' \

@@ -105,11 +105,7 @@ impl SessionStore for SqliteStore {
         &self,
         id: &str,
     ) -> Result<Option<(SessionRecord, String)>, StoreError> {
-        let columns = SESSION_COLUMNS
-            .split(", ")
-            .map(|c| format!("s.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = &*SESSION_COLUMNS_S;
         let row = sqlx::query(&format!(
             "SELECT {columns}, m.name AS merchant_name FROM sessions s \
              JOIN merchants m ON m.id = s.merchant_id WHERE s.id = ?"
