@@ -1,5 +1,4 @@
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// The body of every error answer: `{"error": {"type": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,8 +19,20 @@ pub struct ErrorDetail {
 
 /// The machine-readable kind of an error. Each has one HTTP status, except
 /// `invalid_request`, which also covers 413 (body too large) and 415 (not JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorType {
     /// 400, 413 or 415: the request cannot be understood as sent.
     InvalidRequest,
@@ -51,25 +62,7 @@ pub enum ErrorType {
 
 impl ErrorType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorType::InvalidRequest => "invalid_request",
-            ErrorType::Unauthorized => "unauthorized",
-            ErrorType::PaymentRequired => "payment_required",
-            ErrorType::Forbidden => "forbidden",
-            ErrorType::NotFound => "not_found",
-            ErrorType::MethodNotAllowed => "method_not_allowed",
-            ErrorType::Conflict => "conflict",
-            ErrorType::IdempotencyKeyReused => "idempotency_key_reused",
-            ErrorType::RateLimited => "rate_limited",
-            ErrorType::ServerError => "server_error",
-            ErrorType::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for ErrorType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

@@ -1,13 +1,25 @@
 use crate::Currency;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
 
 /// The state of a payment session. A session starts `pending` and moves once to one of
 /// the four final states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", parse_err_ty = UnknownStatus, parse_err_fn = UnknownStatus::of)]
 pub enum SessionStatus {
     Pending,
     Paid,
@@ -26,13 +38,7 @@ impl SessionStatus {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Pending => "pending",
-            SessionStatus::Paid => "paid",
-            SessionStatus::Failed => "failed",
-            SessionStatus::Expired => "expired",
-            SessionStatus::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// Whether the session can still change.
@@ -41,14 +47,14 @@ impl SessionStatus {
     }
 }
 
-impl fmt::Display for SessionStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownStatus(pub String);
+
+impl UnknownStatus {
+    fn of(raw: &str) -> Self {
+        UnknownStatus(raw.to_string())
+    }
+}
 
 impl fmt::Display for UnknownStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,22 +68,24 @@ impl fmt::Display for UnknownStatus {
 
 impl std::error::Error for UnknownStatus {}
 
-impl FromStr for SessionStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SessionStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_string()))
-    }
-}
-
 /// When the payer's money moves to the merchant. `automatic`: paid and credited at
 /// approval. `manual`: held at approval; capture or release later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum CaptureMethod {
     /// At approval: the session is paid and the merchant credited at once.
     #[default]
@@ -90,9 +98,21 @@ pub enum CaptureMethod {
 /// Where the held funds of a manual-capture session stand. Manual capture only, once
 /// approved: `held` (reads `paid`), then `captured` (reads `paid`) or `released` (reads
 /// `cancelled`, or `expired` when the hold lapsed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum CaptureStatus {
     /// Approved and reserved; the session reads `paid`.
     Held,
@@ -105,30 +125,13 @@ pub enum CaptureStatus {
 
 impl CaptureMethod {
     pub fn as_str(self) -> &'static str {
-        match self {
-            CaptureMethod::Automatic => "automatic",
-            CaptureMethod::Manual => "manual",
-        }
+        self.into()
     }
 }
 
 impl CaptureStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            CaptureStatus::Held => "held",
-            CaptureStatus::Captured => "captured",
-            CaptureStatus::Released => "released",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            CaptureStatus::Held,
-            CaptureStatus::Captured,
-            CaptureStatus::Released,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
+        self.into()
     }
 }
 

@@ -380,7 +380,7 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
     use walleot_server::domain::payers::ApprovalMethod;
     use walleot_server::domain::sessions::{SessionPolicy, Sessions};
     use walleot_server::domain::wallets::{WalletPolicy, Wallets};
-    use walleot_server::domain::{Clock, Mode, Principal, SystemClock};
+    use walleot_server::domain::{Clock, Livemode, Principal, SystemClock};
     let n = if args.short { 3000 } else { 10000 };
     let url = format!("sqlite://{}", dir.join("ledger.db").display());
     let services = walleot_server::startup::Services::open(&url, Some("bench")).await?;
@@ -407,7 +407,7 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
         key_id: String::new(),
         merchant_id: merchant.id.clone(),
         merchant_name: merchant.name.clone(),
-        mode: Mode::Test,
+        mode: Livemode::Test,
     };
     let mut payers = Vec::new();
     for _ in 0..200 {
@@ -430,17 +430,26 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (wallets, ids, payers, next) =
-                (wallets.clone(), ids.clone(), payers.clone(), next.clone());
+            let (wallets, sessions, ids, payers, next) = (
+                wallets.clone(),
+                sessions.clone(),
+                ids.clone(),
+                payers.clone(),
+                next.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     if i >= ids.len() {
                         return;
                     }
+                    // As the checkout does: the session read, then charged.
+                    let Ok((session, _)) = sessions.for_checkout(&ids[i]).await else {
+                        continue;
+                    };
                     let _ = wallets
                         .pay(
-                            &ids[i],
+                            &session,
                             &payers[i % payers.len()],
                             ApprovalMethod::Auto,
                             None,

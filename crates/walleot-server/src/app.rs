@@ -2,6 +2,8 @@
 //! `/v1` API (`crate::http`), the health check and the payer's pages (`crate::pages`)
 //! under the layers they all share (body limits, panic safety, tracing, HSTS).
 
+use crate::domain::approvals::Approvals;
+use crate::domain::factors::Factors;
 use crate::domain::keys::Keys;
 use crate::domain::ports::Store;
 use crate::domain::sessions::Sessions;
@@ -26,6 +28,8 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub keys: Keys,
     pub sessions: Sessions,
+    pub approvals: Approvals,
+    pub factors: Factors,
     pub wallets: Wallets,
     pub topups: crate::domain::topups::TopUps,
     pub store: Arc<dyn Store>,

@@ -4,7 +4,7 @@
 use crate::domain::clock::rfc3339;
 use crate::domain::sessions::SessionPolicy;
 use crate::domain::wallets::{format_voucher_code, WalletPolicy, Wallets};
-use crate::domain::{Clock, Mode, SystemClock};
+use crate::domain::{Clock, Livemode, SystemClock};
 use crate::http::server::ConnectionLimits;
 use crate::pages::PageLimits;
 use crate::ratelimit::Limits;
@@ -83,7 +83,7 @@ pub enum VouchersCommand {
         count: usize,
         /// live vouchers credit live wallets; test vouchers credit test wallets.
         #[arg(long, default_value = "live")]
-        mode: Mode,
+        mode: Livemode,
     },
 }
 
@@ -151,7 +151,7 @@ pub enum KeysCommand {
     Create {
         /// test keys see test data only; live keys live data only.
         #[arg(long)]
-        mode: Mode,
+        mode: Livemode,
         /// Merchant name or id (default: the only merchant, or the demo merchant).
         #[arg(long)]
         merchant: Option<String>,
@@ -252,7 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
             let wallets = Wallets::new(services.store.clone(), clock, WalletPolicy::default());
             for (_, code) in wallets
-                .create_vouchers(amount, currency, mode.livemode(), count)
+                .create_vouchers(amount, currency, mode.is_live(), count)
                 .await?
             {
                 println!("{}", format_voucher_code(&code));

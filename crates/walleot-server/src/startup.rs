@@ -2,13 +2,15 @@
 //! work (the expiry sweeper). The binary and the tests both start it through here.
 
 use crate::app::{router, AppState};
+use crate::domain::approvals::Approvals;
+use crate::domain::factors::Factors;
 use crate::domain::keys::Keys;
 use crate::domain::merchants::Merchants;
 use crate::domain::ports::Store;
 use crate::domain::sessions::{SessionPolicy, Sessions};
 use crate::domain::topups::TopUps;
 use crate::domain::wallets::{WalletPolicy, Wallets};
-use crate::domain::{ApiKey, Clock, KeyHasher, Mode};
+use crate::domain::{ApiKey, Clock, KeyHasher, Livemode};
 use crate::http::idempotency::IdempotencyPolicy;
 use crate::http::server::ConnectionLimits;
 use crate::pages::{PageContext, PageLimits};
@@ -109,7 +111,10 @@ impl Services {
             return Ok(None);
         }
         let merchant = self.merchants.default_merchant(now_ms).await?;
-        let (_, key) = self.keys.create(&merchant.id, Mode::Test, now_ms).await?;
+        let (_, key) = self
+            .keys
+            .create(&merchant.id, Livemode::Test, now_ms)
+            .await?;
         Ok(Some(key))
     }
 }
@@ -152,13 +157,21 @@ impl Application {
             config.wallets.clone(),
         );
         let (closing, _) = tokio::sync::watch::channel(false);
+        let sessions = Sessions::new(
+            services.store.clone(),
+            clock.clone(),
+            config.sessions.clone(),
+            wallets.clone(),
+        );
         let state = AppState {
-            sessions: Sessions::new(
+            approvals: Approvals::new(
                 services.store.clone(),
                 clock.clone(),
-                config.sessions.clone(),
+                sessions.clone(),
                 wallets.clone(),
             ),
+            factors: Factors::new(services.store.clone(), clock.clone()),
+            sessions,
             topups: TopUps::standard(&wallets),
             wallets,
             keys: services.keys,

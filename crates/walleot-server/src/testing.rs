@@ -3,7 +3,7 @@
 //! feature; used by the integration tests of the service, the client and the SDKs.
 
 use crate::domain::wallets::{WalletPolicy, Wallets};
-use crate::domain::{ManualClock, Mode};
+use crate::domain::{Livemode, ManualClock};
 use crate::startup::{Application, Config, Services};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,13 +51,13 @@ impl TestServer {
             .expect("demo merchant");
         let test_key = services
             .keys
-            .create(&merchant.id, Mode::Test, 0)
+            .create(&merchant.id, Livemode::Test, 0)
             .await
             .expect("key")
             .1;
         let live_key = services
             .keys
-            .create(&merchant.id, Mode::Live, 0)
+            .create(&merchant.id, Livemode::Live, 0)
             .await
             .expect("key")
             .1;
@@ -89,6 +89,16 @@ impl TestServer {
         )
     }
 
+    /// The session as stored.
+    pub async fn session(&self, id: &str) -> crate::domain::sessions::SessionRecord {
+        self.services
+            .store
+            .find_session(id)
+            .await
+            .expect("the store answers")
+            .expect("the session exists")
+    }
+
     /// How many ledger transfers name this session: a paid session has exactly one.
     pub async fn transfers_of(&self, session_id: &str) -> usize {
         let (_, transfers) = self
@@ -104,7 +114,7 @@ impl TestServer {
     }
 
     /// A key of a new merchant, to test isolation between merchants.
-    pub async fn other_merchant_key(&self, name: &str, mode: Mode) -> String {
+    pub async fn other_merchant_key(&self, name: &str, mode: Livemode) -> String {
         let merchant = self
             .services
             .merchants

@@ -5,12 +5,13 @@ use proptest::prelude::*;
 use std::sync::Arc;
 use walleot_api::{Currency, SessionStatus};
 use walleot_server::domain::ledger::{
-    AccountKind, AccountRef, LedgerError, TransferKind, TransferSpec, TransferState,
+    AccountKind, AccountRef, Book, LedgerError, TransferKind, TransferSpec, TransferState,
 };
 use walleot_server::domain::payers::ApprovalMethod;
 use walleot_server::domain::payments;
-use walleot_server::domain::wallets::{PayError, Wallets};
+use walleot_server::domain::wallets::Wallets;
 use walleot_server::domain::Clock;
+use walleot_server::domain::DomainError;
 use walleot_server::store::{Store, StoreError};
 use walleot_server::testing::TestServer;
 
@@ -34,7 +35,7 @@ async fn wallet_available(store: &Arc<dyn Store>, payer: &str, livemode: bool) -
         .await
         .unwrap()
         .iter()
-        .find(|a| a.currency == Currency::USD && a.livemode == livemode)
+        .find(|a| a.book == Book::new(Currency::USD, livemode))
         .map(|a| a.available())
         .unwrap_or(0)
 }
@@ -117,11 +118,19 @@ async fn many_payments_against_one_wallet_never_overdraw_it() {
     for _ in 0..30 {
         ids.push(create_session(&server, &server.test_key, 45).await);
     }
-    let tasks: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            let (wallets, id, payer) = (wallets.clone(), id.clone(), payer.id.clone());
-            tokio::spawn(async move { wallets.pay(&id, &payer, ApprovalMethod::Auto, None).await })
+    let mut sessions = Vec::new();
+    for id in &ids {
+        sessions.push(server.session(id).await);
+    }
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|session| {
+            let (wallets, payer) = (wallets.clone(), payer.id.clone());
+            tokio::spawn(async move {
+                wallets
+                    .pay(&session, &payer, ApprovalMethod::Auto, None)
+                    .await
+            })
         })
         .collect();
     let mut paid = 0;
@@ -131,7 +140,7 @@ async fn many_payments_against_one_wallet_never_overdraw_it() {
                 assert_eq!(session.status, SessionStatus::Paid);
                 paid += 1;
             }
-            Err(PayError::InsufficientFunds { available }) => assert!(available < 45),
+            Err(DomainError::InsufficientFunds { available }) => assert!(available < 45),
             Err(other) => panic!("{other}"),
         }
     }
@@ -158,15 +167,16 @@ async fn a_session_is_paid_once_when_tabs_clicks_and_the_test_helper_race() {
         let id = create_session(&server, &server.test_key, 100).await;
         let mut tasks = Vec::new();
         for i in 0..8 {
-            let (wallets, id) = (wallets.clone(), id.clone());
+            let (wallets, server, id) = (wallets.clone(), server.clone(), id.clone());
             let payer = if i % 2 == 0 {
                 first.id.clone()
             } else {
                 second.id.clone()
             };
             tasks.push(tokio::spawn(async move {
+                let session = server.session(&id).await;
                 wallets
-                    .pay(&id, &payer, ApprovalMethod::Auto, None)
+                    .pay(&session, &payer, ApprovalMethod::Auto, None)
                     .await
                     .is_ok()
             }));
@@ -222,10 +232,15 @@ async fn test_and_live_money_never_mix() {
     let payer = wallets.register().await.unwrap();
     let live = create_session(&server, &server.live_key, 100).await;
     match wallets
-        .pay(&live, &payer.id, ApprovalMethod::Auto, None)
+        .pay(
+            &server.session(&live).await,
+            &payer.id,
+            ApprovalMethod::Auto,
+            None,
+        )
         .await
     {
-        Err(PayError::InsufficientFunds { available: 0 }) => {}
+        Err(DomainError::InsufficientFunds { available: 0 }) => {}
         other => panic!("a live session was paid with sandbox credits: {other:?}"),
     }
     assert_eq!(
@@ -241,8 +256,8 @@ async fn holds_are_posted_voided_or_lapse_exactly_once() {
     let store = &server.services.store;
     let payer = wallets.register().await.unwrap();
     let hold = |amount, until| TransferSpec {
-        debit: AccountRef::wallet(&payer.id, Currency::USD, false),
-        credit: AccountRef::merchant(&server.merchant_id, Currency::USD, false),
+        debit: AccountRef::wallet(&payer.id, Book::test(Currency::USD)),
+        credit: AccountRef::merchant(&server.merchant_id, Book::test(Currency::USD)),
         amount,
         kind: TransferKind::Charge,
         session_id: None,
@@ -447,7 +462,7 @@ proptest! {
             for _ in 0..3 {
                 payers.push(wallets.register().await.unwrap().id);
             }
-            let merchant = AccountRef::merchant(&server.merchant_id, Currency::USD, false);
+            let merchant = AccountRef::merchant(&server.merchant_id, Book::test(Currency::USD));
             let mut holds = Vec::new();
             let mut now = server.clock.now_ms();
             for op in ops {
@@ -455,20 +470,21 @@ proptest! {
                     Op::Credit { payer, amount } => {
                         store.transfer(&TransferSpec {
                             debit: AccountRef::sandbox(Currency::USD),
-                            credit: AccountRef::wallet(&payers[payer], Currency::USD, false),
+                            credit: AccountRef::wallet(&payers[payer], Book::test(Currency::USD)),
                             amount, kind: TransferKind::SandboxCredit, session_id: None, memo: None, hold_until: None,
                         }, now).await.unwrap();
                     }
                     Op::Pay { payer, amount } => {
                         let before = wallet_available(&store, &payers[payer], false).await;
                         let id = create_session(&server, &server.test_key, amount).await;
-                        let paid = wallets.pay(&id, &payers[payer], ApprovalMethod::Auto, None).await;
+                        let session = server.session(&id).await;
+                        let paid = wallets.pay(&session, &payers[payer], ApprovalMethod::Auto, None).await;
                         assert_eq!(paid.is_ok(), before >= amount, "pay {amount} with {before}");
                     }
                     Op::Hold { payer, amount, lapse_in } => {
                         let before = wallet_available(&store, &payers[payer], false).await;
                         let held = store.transfer(&TransferSpec {
-                            debit: AccountRef::wallet(&payers[payer], Currency::USD, false),
+                            debit: AccountRef::wallet(&payers[payer], Book::test(Currency::USD)),
                             credit: merchant.clone(),
                             amount, kind: TransferKind::Charge, session_id: None, memo: None,
                             hold_until: Some(now + lapse_in),

@@ -1032,7 +1032,7 @@ async fn wallet_creation_is_limited_per_address_with_a_429_page() {
         let (_, transfers) = server.services.store.ledger_snapshot().await.unwrap();
         transfers
             .iter()
-            .filter(|t| t.kind == "sandbox_credit")
+            .filter(|t| t.kind == walleot_server::domain::ledger::TransferKind::SandboxCredit)
             .count()
     };
     // The default: ten new wallets per address per hour.
@@ -1148,7 +1148,7 @@ async fn payments_without_a_tap_are_limited_per_merchant_and_hour() {
 
     // Another merchant counts apart.
     let other = server
-        .other_merchant_key("Other merchant", walleot_server::domain::Mode::Test)
+        .other_merchant_key("Other merchant", walleot_server::domain::Livemode::Test)
         .await;
     let body: Value = Client::new()
         .post(format!("{}/v1/sessions", server.base_url))

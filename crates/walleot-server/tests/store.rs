@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use walleot_server::domain::sessions::{SessionEvent, SessionRecord};
-use walleot_server::domain::Mode;
+use walleot_server::domain::Livemode;
 use walleot_server::domain::Principal;
 use walleot_server::testing::TestServer;
 
@@ -16,7 +16,7 @@ async fn concurrent_inserts_commit_together_and_fail_alone() {
         key_id: String::new(),
         merchant_id: server.merchant_id.clone(),
         merchant_name: String::new(),
-        mode: Mode::Test,
+        mode: Livemode::Test,
     };
     let sessions = walleot_server::domain::sessions::Sessions::new(
         store.clone(),
@@ -86,7 +86,7 @@ async fn a_plan_whose_precondition_no_longer_holds_writes_nothing() {
         key_id: String::new(),
         merchant_id: server.merchant_id.clone(),
         merchant_name: String::new(),
-        mode: Mode::Test,
+        mode: Livemode::Test,
     };
     let sessions = walleot_server::domain::sessions::Sessions::new(
         store.clone(),
@@ -154,4 +154,54 @@ async fn a_plan_whose_precondition_no_longer_holds_writes_nothing() {
     let events = store.session_events(&second.id).await.unwrap();
     assert_eq!(events.len(), 1, "only its creation is recorded");
     assert!(server.wallets().verify_ledger().await.unwrap().is_empty());
+}
+
+/// A stored transfer kind the code does not know is reported as corrupt data, never
+/// passed along as text.
+#[tokio::test]
+async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
+    use walleot_server::store::StoreError;
+    let server = TestServer::start().await;
+    let store = server.services.store.clone();
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{}/v1/sessions", server.base_url))
+        .bearer_auth(&server.test_key)
+        .json(&serde_json::json!({"amount": 100, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["sessionId"].as_str().unwrap().to_string();
+    let paid = client
+        .post(format!(
+            "{}/v1/test_helpers/sessions/{id}/pay",
+            server.base_url
+        ))
+        .bearer_auth(&server.test_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    assert!(store.ledger_snapshot().await.is_ok());
+
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.database_path.display()))
+        .await
+        .unwrap();
+    // Corruption from outside the service: the ledger's own guard is taken away first.
+    sqlx::query("DROP TRIGGER transfers_immutable")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE transfers SET kind = 'refund' WHERE session_id = ?")
+        .bind(&id)
+        .execute(&db)
+        .await
+        .unwrap();
+    match store.ledger_snapshot().await {
+        Err(StoreError::Corrupt(what)) => assert!(what.contains("transfer kind"), "{what}"),
+        other => panic!("an unknown transfer kind was read: {:?}", other.map(|_| ())),
+    }
 }

@@ -17,48 +17,41 @@ const RANDOM_PART: usize = 30;
 const CHECKSUM_PART: usize = 6;
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// Test keys see test data only, live keys live data only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
+/// Test or live: which money a key, a session, an account or a voucher belongs to.
+/// Test keys see test data only, live keys live data only; the API shows it as the
+/// `livemode` flag.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString, strum::Display,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = String,
+    parse_err_fn = unknown_livemode
+)]
+pub enum Livemode {
     Test,
     Live,
 }
 
-impl Mode {
+fn unknown_livemode(raw: &str) -> String {
+    format!("unknown mode `{raw}`; expected test or live")
+}
+
+impl Livemode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Test => "test",
-            Mode::Live => "live",
-        }
+        self.into()
     }
 
-    pub fn livemode(self) -> bool {
-        self == Mode::Live
+    pub fn is_live(self) -> bool {
+        self == Livemode::Live
     }
 
-    pub fn from_livemode(livemode: bool) -> Self {
+    pub fn from_flag(livemode: bool) -> Self {
         if livemode {
-            Mode::Live
+            Livemode::Live
         } else {
-            Mode::Test
+            Livemode::Test
         }
-    }
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "test" => Ok(Mode::Test),
-            "live" => Ok(Mode::Live),
-            other => Err(format!("unknown mode `{other}`; expected test or live")),
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -66,7 +59,7 @@ impl fmt::Display for Mode {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
     secret: String,
-    mode: Mode,
+    mode: Livemode,
 }
 
 impl fmt::Debug for ApiKey {
@@ -86,7 +79,7 @@ fn checksum(body: &str) -> String {
 }
 
 impl ApiKey {
-    pub fn generate(mode: Mode) -> Self {
+    pub fn generate(mode: Livemode) -> Self {
         let body = format!("sk_{}_{}", mode.as_str(), ids::random_base62(RANDOM_PART));
         let secret = format!("{body}{}", checksum(&body));
         ApiKey { secret, mode }
@@ -95,9 +88,9 @@ impl ApiKey {
     /// Checks the shape and checksum; says nothing of whether the key exists.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let (mode, rest) = if let Some(rest) = raw.strip_prefix("sk_test_") {
-            (Mode::Test, rest)
+            (Livemode::Test, rest)
         } else if let Some(rest) = raw.strip_prefix("sk_live_") {
-            (Mode::Live, rest)
+            (Livemode::Live, rest)
         } else {
             return Err("an API key starts with sk_test_ or sk_live_");
         };
@@ -116,7 +109,7 @@ impl ApiKey {
         })
     }
 
-    pub fn mode(&self) -> Mode {
+    pub fn mode(&self) -> Livemode {
         self.mode
     }
 
@@ -156,7 +149,7 @@ pub struct Principal {
     pub key_id: String,
     pub merchant_id: String,
     pub merchant_name: String,
-    pub mode: Mode,
+    pub mode: Livemode,
 }
 
 /// Why a key was refused. All answer 401; the message helps the key's owner.
@@ -222,7 +215,7 @@ impl Keys {
     pub async fn create(
         &self,
         merchant_id: &str,
-        mode: Mode,
+        mode: Livemode,
         now_ms: i64,
     ) -> Result<(ApiKeyRecord, ApiKey), DomainError> {
         let key = ApiKey::generate(mode);
@@ -270,7 +263,7 @@ mod tests {
 
     #[test]
     fn generated_keys_parse_back_with_their_mode() {
-        for mode in [Mode::Test, Mode::Live] {
+        for mode in [Livemode::Test, Livemode::Live] {
             let key = ApiKey::generate(mode);
             assert!(key.expose_secret().starts_with(&format!("sk_{mode}_")));
             assert_eq!(key.expose_secret().len(), 8 + RANDOM_PART + CHECKSUM_PART);
@@ -280,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_changed_character_breaks_the_checksum() {
-        let key = ApiKey::generate(Mode::Test);
+        let key = ApiKey::generate(Livemode::Test);
         let mut bytes = key.expose_secret().as_bytes().to_vec();
         bytes[12] = if bytes[12] == b'a' { b'b' } else { b'a' };
         let typo = String::from_utf8(bytes).unwrap();
@@ -304,7 +297,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_secret() {
-        let key = ApiKey::generate(Mode::Live);
+        let key = ApiKey::generate(Livemode::Live);
         let shown = format!("{key:?}");
         assert!(!shown.contains(key.expose_secret()), "{shown}");
         assert!(shown.starts_with("ApiKey(sk_live_"));
@@ -312,7 +305,7 @@ mod tests {
 
     #[test]
     fn hashes_depend_on_the_service_secret() {
-        let key = ApiKey::generate(Mode::Test);
+        let key = ApiKey::generate(Livemode::Test);
         let a = KeyHasher::new(b"one".to_vec()).hash(&key);
         let b = KeyHasher::new(b"two".to_vec()).hash(&key);
         assert_ne!(a, b);

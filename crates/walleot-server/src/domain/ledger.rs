@@ -10,7 +10,19 @@
 
 use walleot_api::Currency;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum AccountKind {
     /// A payer's prepaid wallet; never below zero.
     Wallet,
@@ -24,28 +36,32 @@ pub enum AccountKind {
 
 impl AccountKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::Wallet => "wallet",
-            AccountKind::Merchant => "merchant",
-            AccountKind::Sandbox => "sandbox",
-            AccountKind::Voucher => "voucher",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            AccountKind::Wallet,
-            AccountKind::Merchant,
-            AccountKind::Sandbox,
-            AccountKind::Voucher,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == raw)
+        self.into()
     }
 
     /// Whether debits may exceed credits (the service's funding accounts may).
     pub fn may_overdraw(self) -> bool {
         matches!(self, AccountKind::Sandbox | AccountKind::Voucher)
+    }
+}
+
+/// A set of books: one currency in one mode (test or live). Every account and
+/// transfer belongs to one; money never moves between books, and the balances of each
+/// sum to zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Book {
+    pub currency: Currency,
+    pub livemode: bool,
+}
+
+impl Book {
+    pub fn new(currency: Currency, livemode: bool) -> Self {
+        Book { currency, livemode }
+    }
+
+    /// Test money of `currency`.
+    pub fn test(currency: Currency) -> Self {
+        Book::new(currency, false)
     }
 }
 
@@ -55,33 +71,32 @@ pub struct AccountRef {
     pub kind: AccountKind,
     /// Payer id, merchant id, or empty for the service's own accounts.
     pub owner_id: String,
-    pub currency: Currency,
-    pub livemode: bool,
+    pub book: Book,
 }
 
 impl AccountRef {
-    pub fn wallet(payer_id: &str, currency: Currency, livemode: bool) -> Self {
-        Self::of(AccountKind::Wallet, payer_id, currency, livemode)
+    pub fn wallet(payer_id: &str, book: Book) -> Self {
+        Self::of(AccountKind::Wallet, payer_id, book)
     }
 
-    pub fn merchant(merchant_id: &str, currency: Currency, livemode: bool) -> Self {
-        Self::of(AccountKind::Merchant, merchant_id, currency, livemode)
+    pub fn merchant(merchant_id: &str, book: Book) -> Self {
+        Self::of(AccountKind::Merchant, merchant_id, book)
     }
 
+    /// Sandbox credits exist in test books only.
     pub fn sandbox(currency: Currency) -> Self {
-        Self::of(AccountKind::Sandbox, "", currency, false)
+        Self::of(AccountKind::Sandbox, "", Book::test(currency))
     }
 
-    pub fn vouchers(currency: Currency, livemode: bool) -> Self {
-        Self::of(AccountKind::Voucher, "", currency, livemode)
+    pub fn vouchers(book: Book) -> Self {
+        Self::of(AccountKind::Voucher, "", book)
     }
 
-    fn of(kind: AccountKind, owner: &str, currency: Currency, livemode: bool) -> Self {
+    fn of(kind: AccountKind, owner: &str, book: Book) -> Self {
         AccountRef {
             kind,
             owner_id: owner.to_string(),
-            currency,
-            livemode,
+            book,
         }
     }
 }
@@ -91,8 +106,7 @@ pub struct Account {
     pub id: String,
     pub kind: AccountKind,
     pub owner_id: String,
-    pub currency: Currency,
-    pub livemode: bool,
+    pub book: Book,
     pub debits_posted: i64,
     pub credits_posted: i64,
     pub debits_pending: i64,
@@ -111,7 +125,8 @@ impl Account {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum TransferState {
     /// Funds reserved: counted against the debit account's available balance.
     Pending,
@@ -124,28 +139,13 @@ pub enum TransferState {
 
 impl TransferState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            TransferState::Pending => "pending",
-            TransferState::Posted => "posted",
-            TransferState::Voided => "voided",
-            TransferState::Lapsed => "lapsed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            TransferState::Pending,
-            TransferState::Posted,
-            TransferState::Voided,
-            TransferState::Lapsed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
+        self.into()
     }
 }
 
 /// Why money moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum TransferKind {
     /// A payer paying a session.
     Charge,
@@ -157,11 +157,7 @@ pub enum TransferKind {
 
 impl TransferKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            TransferKind::Charge => "charge",
-            TransferKind::SandboxCredit => "sandbox_credit",
-            TransferKind::Voucher => "voucher",
-        }
+        self.into()
     }
 }
 
@@ -171,10 +167,9 @@ pub struct Transfer {
     pub debit_account: String,
     pub credit_account: String,
     pub amount: i64,
-    pub currency: Currency,
-    pub livemode: bool,
+    pub book: Book,
     pub state: TransferState,
-    pub kind: String,
+    pub kind: TransferKind,
     pub session_id: Option<String>,
     pub memo: Option<String>,
     pub created_at: i64,
@@ -211,9 +206,7 @@ pub enum LedgerError {
 impl TransferSpec {
     /// Rules that hold before any account is touched.
     pub fn check(&self) -> Result<(), LedgerError> {
-        let same_book = self.debit.currency == self.credit.currency
-            && self.debit.livemode == self.credit.livemode;
-        if self.amount <= 0 || !same_book || self.debit == self.credit {
+        if self.amount <= 0 || self.debit.book != self.credit.book || self.debit == self.credit {
             return Err(LedgerError::Malformed);
         }
         Ok(())
@@ -232,11 +225,7 @@ pub enum Mismatch {
     /// A wallet is overdrawn.
     Overdrawn { account: String, available: i64 },
     /// The balances of one currency and mode do not sum to zero.
-    Unbalanced {
-        currency: Currency,
-        livemode: bool,
-        sum: i64,
-    },
+    Unbalanced { book: Book, sum: i64 },
     /// A transfer names an account that does not exist, or of another book.
     BadTransfer { transfer: String },
 }
@@ -251,10 +240,11 @@ impl std::fmt::Display for Mismatch {
             Mismatch::Overdrawn { account, available } => {
                 write!(f, "wallet {account} is overdrawn: available {available}")
             }
-            Mismatch::Unbalanced { currency, livemode, sum } => write!(
+            Mismatch::Unbalanced { book, sum } => write!(
                 f,
-                "{} {currency} balances sum to {sum}, not 0",
-                if *livemode { "live" } else { "test" }
+                "{} {} balances sum to {sum}, not 0",
+                if book.livemode { "live" } else { "test" },
+                book.currency
             ),
             Mismatch::BadTransfer { transfer } => {
                 write!(f, "transfer {transfer} names an unknown account or mixes books")
@@ -268,13 +258,10 @@ pub fn verify(accounts: &[Account], transfers: &[Transfer]) -> Vec<Mismatch> {
     use std::collections::HashMap;
     let mut computed: HashMap<&str, [i64; 4]> =
         accounts.iter().map(|a| (a.id.as_str(), [0; 4])).collect();
-    let book: HashMap<&str, (Currency, bool)> = accounts
-        .iter()
-        .map(|a| (a.id.as_str(), (a.currency, a.livemode)))
-        .collect();
+    let book: HashMap<&str, Book> = accounts.iter().map(|a| (a.id.as_str(), a.book)).collect();
     let mut problems = Vec::new();
     for t in transfers {
-        let fits = |id: &str| book.get(id) == Some(&(t.currency, t.livemode));
+        let fits = |id: &str| book.get(id) == Some(&t.book);
         if !fits(&t.debit_account) || !fits(&t.credit_account) {
             problems.push(Mismatch::BadTransfer {
                 transfer: t.id.clone(),
@@ -293,7 +280,7 @@ pub fn verify(accounts: &[Account], transfers: &[Transfer]) -> Vec<Mismatch> {
             totals[credit_slot] += t.amount;
         }
     }
-    let mut sums: HashMap<(Currency, bool), i64> = HashMap::new();
+    let mut sums: HashMap<Book, i64> = HashMap::new();
     for a in accounts {
         let stored = [
             a.debits_posted,
@@ -315,16 +302,12 @@ pub fn verify(accounts: &[Account], transfers: &[Transfer]) -> Vec<Mismatch> {
                 available: a.available(),
             });
         }
-        *sums.entry((a.currency, a.livemode)).or_default() += a.balance();
+        *sums.entry(a.book).or_default() += a.balance();
     }
     let mut unbalanced: Vec<_> = sums.into_iter().filter(|(_, sum)| *sum != 0).collect();
-    unbalanced.sort_by_key(|((c, l), _)| (*c, *l));
-    for ((currency, livemode), sum) in unbalanced {
-        problems.push(Mismatch::Unbalanced {
-            currency,
-            livemode,
-            sum,
-        });
+    unbalanced.sort_by_key(|(book, _)| *book);
+    for (book, sum) in unbalanced {
+        problems.push(Mismatch::Unbalanced { book, sum });
     }
     problems
 }
@@ -338,8 +321,7 @@ mod tests {
             id: id.into(),
             kind,
             owner_id: String::new(),
-            currency: Currency::USD,
-            livemode: false,
+            book: Book::test(Currency::USD),
             debits_posted: totals[0],
             credits_posted: totals[1],
             debits_pending: totals[2],
@@ -353,10 +335,9 @@ mod tests {
             debit_account: from.into(),
             credit_account: to.into(),
             amount,
-            currency: Currency::USD,
-            livemode: false,
+            book: Book::test(Currency::USD),
             state,
-            kind: "charge".into(),
+            kind: TransferKind::Charge,
             session_id: None,
             memo: None,
             created_at: 0,
@@ -409,8 +390,7 @@ mod tests {
             available: -50
         }));
         assert!(problems.contains(&Mismatch::Unbalanced {
-            currency: Currency::USD,
-            livemode: false,
+            book: Book::test(Currency::USD),
             sum: -50,
         }));
     }
@@ -428,19 +408,29 @@ mod tests {
             memo: None,
             hold_until: None,
         };
-        let w = AccountRef::wallet("p", usd, false);
-        assert!(spec(w.clone(), AccountRef::merchant("m", usd, false), 1)
-            .check()
-            .is_ok());
-        assert!(spec(w.clone(), AccountRef::merchant("m", usd, false), 0)
-            .check()
-            .is_err());
-        assert!(spec(w.clone(), AccountRef::merchant("m", eur, false), 1)
-            .check()
-            .is_err());
-        assert!(spec(w.clone(), AccountRef::merchant("m", usd, true), 1)
-            .check()
-            .is_err());
+        let w = AccountRef::wallet("p", Book::test(usd));
+        assert!(
+            spec(w.clone(), AccountRef::merchant("m", Book::test(usd)), 1)
+                .check()
+                .is_ok()
+        );
+        assert!(
+            spec(w.clone(), AccountRef::merchant("m", Book::test(usd)), 0)
+                .check()
+                .is_err()
+        );
+        assert!(
+            spec(w.clone(), AccountRef::merchant("m", Book::test(eur)), 1)
+                .check()
+                .is_err()
+        );
+        assert!(spec(
+            w.clone(),
+            AccountRef::merchant("m", Book::new(usd, true)),
+            1
+        )
+        .check()
+        .is_err());
         assert!(spec(w.clone(), w, 1).check().is_err());
     }
 }

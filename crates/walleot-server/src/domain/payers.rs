@@ -1,8 +1,6 @@
 //! Payers: the people behind AI agents, with their second factors (passkeys, TOTP),
 //! their browser logins, the approvals of their payments, and vouchers.
 
-use walleot_api::Currency;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payer {
     pub id: String,
@@ -11,6 +9,13 @@ pub struct Payer {
     pub failed_attempts: i64,
     /// Approvals are refused until this instant.
     pub locked_until: i64,
+}
+
+impl Payer {
+    /// Whether approvals are refused at `now` after failed second factors.
+    pub fn is_locked(&self, now_ms: i64) -> bool {
+        self.locked_until > now_ms
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +39,8 @@ pub struct TotpRecord {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum ChallengePurpose {
     Register,
     Approve,
@@ -42,10 +48,7 @@ pub enum ChallengePurpose {
 
 impl ChallengePurpose {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ChallengePurpose::Register => "register",
-            ChallengePurpose::Approve => "approve",
-        }
+        self.into()
     }
 }
 
@@ -61,7 +64,8 @@ pub struct Challenge {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum ApprovalMethod {
     /// At or under the payer's threshold: no click.
     Auto,
@@ -73,23 +77,7 @@ pub enum ApprovalMethod {
 
 impl ApprovalMethod {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ApprovalMethod::Auto => "auto",
-            ApprovalMethod::Passkey => "passkey",
-            ApprovalMethod::Totp => "totp",
-            ApprovalMethod::TestHelper => "test_helper",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            ApprovalMethod::Auto,
-            ApprovalMethod::Passkey,
-            ApprovalMethod::Totp,
-            ApprovalMethod::TestHelper,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == raw)
+        self.into()
     }
 }
 
@@ -108,8 +96,7 @@ pub struct Voucher {
     /// SHA-256 of the code; the code itself is shown once, when created.
     pub code_hash: String,
     pub amount: i64,
-    pub currency: Currency,
-    pub livemode: bool,
+    pub book: crate::domain::ledger::Book,
     pub created_at: i64,
     pub redeemed_by: Option<String>,
     pub redeemed_at: Option<i64>,

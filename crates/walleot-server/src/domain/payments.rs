@@ -113,7 +113,7 @@ pub fn plan_payment(
     if status != SessionStatus::Pending {
         return Err(status);
     }
-    let wallet = AccountRef::wallet(&terms.payer_id, session.currency, session.livemode);
+    let wallet = AccountRef::wallet(&terms.payer_id, session.book());
     let mut ledger = Vec::new();
     if terms.cover_from_sandbox && !session.livemode {
         ledger.push(LedgerStep::CoverShortfall {
@@ -135,7 +135,7 @@ pub fn plan_payment(
         id: charge.clone(),
         spec: TransferSpec {
             debit: wallet,
-            credit: AccountRef::merchant(&session.merchant_id, session.currency, session.livemode),
+            credit: AccountRef::merchant(&session.merchant_id, session.book()),
             amount: session.amount,
             kind: TransferKind::Charge,
             session_id: Some(session.id.clone()),
@@ -400,8 +400,8 @@ pub fn plan_redemption(voucher: &Voucher, payer_id: &str, now_ms: i64) -> Option
         at: now_ms,
         transfer_id: ids::new_id("tr"),
         credit: TransferSpec {
-            debit: AccountRef::vouchers(voucher.currency, voucher.livemode),
-            credit: AccountRef::wallet(payer_id, voucher.currency, voucher.livemode),
+            debit: AccountRef::vouchers(voucher.book),
+            credit: AccountRef::wallet(payer_id, voucher.book),
             amount: voucher.amount,
             kind: TransferKind::Voucher,
             session_id: None,
@@ -467,6 +467,7 @@ pub fn current<T>(outcome: PlanOutcome<T>) -> Option<T> {
 mod tests {
     use super::*;
     use crate::domain::ledger::AccountKind;
+    use crate::domain::ledger::Book;
     use walleot_api::Currency;
 
     const NOW: i64 = 1_000_000;
@@ -508,10 +509,9 @@ mod tests {
             debit_account: "acct_w".into(),
             credit_account: "acct_m".into(),
             amount: 250,
-            currency: Currency::USD,
-            livemode: false,
+            book: Book::test(Currency::USD),
             state: TransferState::Pending,
-            kind: "charge".into(),
+            kind: TransferKind::Charge,
             session_id: Some(s.id.clone()),
             memo: None,
             created_at: NOW - 100,
@@ -861,8 +861,7 @@ mod tests {
             id: "vch_1".into(),
             code_hash: "hash".into(),
             amount: 500,
-            currency: Currency::USD,
-            livemode: true,
+            book: Book::new(Currency::USD, true),
             created_at: 0,
             redeemed_by: None,
             redeemed_at: None,
@@ -872,10 +871,13 @@ mod tests {
             (plan.voucher_id.as_str(), plan.payer_id.as_str(), plan.at),
             ("vch_1", "payer_1", NOW)
         );
-        assert_eq!(plan.credit.debit, AccountRef::vouchers(Currency::USD, true));
+        assert_eq!(
+            plan.credit.debit,
+            AccountRef::vouchers(Book::new(Currency::USD, true))
+        );
         assert_eq!(
             plan.credit.credit,
-            AccountRef::wallet("payer_1", Currency::USD, true)
+            AccountRef::wallet("payer_1", Book::new(Currency::USD, true))
         );
         assert_eq!(
             (plan.credit.amount, plan.credit.kind),

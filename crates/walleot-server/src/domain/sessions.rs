@@ -7,10 +7,11 @@
 //! outcome. A pending session whose expiry has
 //! passed reads `expired` whether or not the sweeper has written that yet.
 
-use super::ledger::LedgerError;
+use super::ledger::{Book, LedgerError};
+use super::money::Amount;
 use super::payments::{self, Closing, Settlement};
-use super::wallets::{PayError, Wallets};
-use super::{ids, Clock, DomainError, Mode, Principal};
+use super::wallets::Wallets;
+use super::{ids, Clock, DomainError, Livemode, Principal};
 use crate::domain::ports::{IdempotencyCompletion, SessionPage, Store, StoreError, Transition};
 use std::sync::Arc;
 use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, SessionStatus};
@@ -29,12 +30,81 @@ pub struct SessionPolicy {
 impl Default for SessionPolicy {
     fn default() -> Self {
         SessionPolicy {
-            max_amount: 99_999_999,
+            max_amount: Amount::DEFAULT_MAX,
             default_ttl_secs: crate::domain::clock::DAY_SECS,
             min_ttl_secs: 60,
             max_ttl_secs: 7 * crate::domain::clock::DAY_SECS,
             max_description_chars: 1000,
         }
+    }
+}
+
+/// A request for a session that meets every rule of the policy: made only by
+/// [`NewSession::parse`], so a session cannot be prepared from an unchecked request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub amount: Amount,
+    pub currency: Currency,
+    /// Plain visible text within the policy's length.
+    pub description: Option<String>,
+    pub ttl_secs: i64,
+    pub capture_method: CaptureMethod,
+}
+
+impl NewSession {
+    /// Checks each field of the request in turn; the first that breaks a rule is named.
+    pub fn parse(
+        request: CreateSessionRequest,
+        policy: &SessionPolicy,
+    ) -> Result<Self, DomainError> {
+        let amount = Amount::new(request.amount, policy.max_amount)?;
+        let currency: Currency =
+            request
+                .currency
+                .parse()
+                .map_err(|e: walleot_api::UnknownCurrency| {
+                    DomainError::invalid("currency", e.to_string())
+                })?;
+        if let Some(description) = &request.description {
+            let chars = description.chars().count();
+            if chars > policy.max_description_chars {
+                return Err(DomainError::invalid(
+                    "description",
+                    format!(
+                        "has {chars} characters; at most {} are allowed",
+                        policy.max_description_chars
+                    ),
+                ));
+            }
+            if let Some((at, c)) = hidden_character(description) {
+                return Err(DomainError::invalid(
+                    "description",
+                    format!(
+                        "must be plain visible text: U+{:04X} at character {} is a control, \
+                         invisible formatting or bidirectional override character",
+                        c as u32,
+                        at + 1
+                    ),
+                ));
+            }
+        }
+        let ttl_secs = request.expires_in.unwrap_or(policy.default_ttl_secs);
+        if ttl_secs < policy.min_ttl_secs || ttl_secs > policy.max_ttl_secs {
+            return Err(DomainError::invalid(
+                "expiresIn",
+                format!(
+                    "must be between {} and {} seconds",
+                    policy.min_ttl_secs, policy.max_ttl_secs
+                ),
+            ));
+        }
+        Ok(NewSession {
+            amount,
+            currency,
+            description: request.description,
+            ttl_secs,
+            capture_method: request.capture_method.unwrap_or_default(),
+        })
     }
 }
 
@@ -56,6 +126,11 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// The books the session's money moves in.
+    pub fn book(&self) -> Book {
+        Book::new(self.currency, self.livemode)
+    }
+
     /// The status as of `now_ms`: a pending session past its expiry is expired.
     pub fn status_at(&self, now_ms: i64) -> SessionStatus {
         if self.status == SessionStatus::Pending && now_ms >= self.expires_at {
@@ -131,30 +206,10 @@ pub fn hidden_character(text: &str) -> Option<(usize, char)> {
     })
 }
 
-/// Unicode general category Cf (format characters), as of Unicode 16.
+/// Unicode general category Cf (format characters).
 fn is_format(c: char) -> bool {
-    matches!(c as u32,
-        0x00AD
-        | 0x0600..=0x0605
-        | 0x061C
-        | 0x06DD
-        | 0x070F
-        | 0x0890..=0x0891
-        | 0x08E2
-        | 0x180E
-        | 0x200B..=0x200F
-        | 0x202A..=0x202E
-        | 0x2060..=0x2064
-        | 0x2066..=0x206F
-        | 0xFEFF
-        | 0xFFF9..=0xFFFB
-        | 0x110BD
-        | 0x110CD
-        | 0x13430..=0x1343F
-        | 0x1BCA0..=0x1BCA3
-        | 0x1D173..=0x1D17A
-        | 0xE0001
-        | 0xE0020..=0xE007F)
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    get_general_category(c) == GeneralCategory::Format
 }
 
 /// The session's merchant and mode, as if its own key asked.
@@ -163,7 +218,7 @@ fn owner_of(session: &SessionRecord) -> Principal {
         key_id: String::new(),
         merchant_id: session.merchant_id.clone(),
         merchant_name: String::new(),
-        mode: Mode::from_livemode(session.livemode),
+        mode: Livemode::from_flag(session.livemode),
     }
 }
 
@@ -218,82 +273,26 @@ impl Sessions {
         }
     }
 
-    pub fn policy(&self) -> &SessionPolicy {
-        &self.policy
-    }
-
     /// Checks a request against the policy and turns it into a new pending session.
     pub fn prepare(
         &self,
         owner: &Principal,
         request: CreateSessionRequest,
     ) -> Result<SessionRecord, DomainError> {
-        let policy = &self.policy;
-        if request.amount <= 0 {
-            return Err(DomainError::invalid(
-                "amount",
-                "must be a positive integer of minor units (200 is 2.00 USD)",
-            ));
-        }
-        if request.amount > policy.max_amount {
-            return Err(DomainError::invalid(
-                "amount",
-                format!("must be at most {}", policy.max_amount),
-            ));
-        }
-        let currency: Currency =
-            request
-                .currency
-                .parse()
-                .map_err(|e: walleot_api::UnknownCurrency| {
-                    DomainError::invalid("currency", e.to_string())
-                })?;
-        if let Some(description) = &request.description {
-            let chars = description.chars().count();
-            if chars > policy.max_description_chars {
-                return Err(DomainError::invalid(
-                    "description",
-                    format!(
-                        "has {chars} characters; at most {} are allowed",
-                        policy.max_description_chars
-                    ),
-                ));
-            }
-            if let Some((at, c)) = hidden_character(description) {
-                return Err(DomainError::invalid(
-                    "description",
-                    format!(
-                        "must be plain visible text: U+{:04X} at character {} is a control, \
-                         invisible formatting or bidirectional override character",
-                        c as u32,
-                        at + 1
-                    ),
-                ));
-            }
-        }
-        let ttl = request.expires_in.unwrap_or(policy.default_ttl_secs);
-        if ttl < policy.min_ttl_secs || ttl > policy.max_ttl_secs {
-            return Err(DomainError::invalid(
-                "expiresIn",
-                format!(
-                    "must be between {} and {} seconds",
-                    policy.min_ttl_secs, policy.max_ttl_secs
-                ),
-            ));
-        }
+        let new = NewSession::parse(request, &self.policy)?;
         let now = self.clock.now_ms();
         Ok(SessionRecord {
             id: ids::new_id("sess"),
             merchant_id: owner.merchant_id.clone(),
-            livemode: owner.mode.livemode(),
-            amount: request.amount,
-            currency,
-            description: request.description,
+            livemode: owner.mode.is_live(),
+            amount: new.amount.minor(),
+            currency: new.currency,
+            description: new.description,
             status: SessionStatus::Pending,
             created_at: now,
-            expires_at: now + ttl * 1000,
+            expires_at: now + new.ttl_secs * 1000,
             updated_at: now,
-            capture_method: request.capture_method.unwrap_or_default(),
+            capture_method: new.capture_method,
             capture_status: None,
         })
     }
@@ -386,7 +385,7 @@ impl Sessions {
             }
             Some(cursor) => Some(
                 self.store
-                    .session_seq(&owner.merchant_id, owner.mode.livemode(), cursor)
+                    .session_seq(&owner.merchant_id, owner.mode.is_live(), cursor)
                     .await?
                     .ok_or_else(|| {
                         DomainError::NotFound(format!(
@@ -400,7 +399,7 @@ impl Sessions {
             .store
             .list_sessions(
                 &owner.merchant_id,
-                owner.mode.livemode(),
+                owner.mode.is_live(),
                 query.status,
                 after,
                 now,
@@ -429,7 +428,7 @@ impl Sessions {
         id: &str,
         to: SessionStatus,
     ) -> Result<SessionRecord, DomainError> {
-        if owner.mode != Mode::Test {
+        if owner.mode != Livemode::Test {
             return Err(DomainError::Forbidden(
                 "test helpers accept only test keys (sk_test_…)".into(),
             ));
@@ -454,8 +453,8 @@ impl Sessions {
         let session = self.find(owner, id).await?;
         match self.wallets.pay_as_sandbox_payer(&session).await {
             Ok(paid) => Ok(paid),
-            Err(PayError::Closed(SessionStatus::Paid)) => self.find(owner, id).await,
-            Err(PayError::Closed(status)) => {
+            Err(DomainError::Closed(SessionStatus::Paid)) => self.find(owner, id).await,
+            Err(DomainError::Closed(status)) => {
                 if session.status == SessionStatus::Pending && status == SessionStatus::Expired {
                     self.record_expiry(session, self.clock.now_ms()).await?;
                 }
@@ -463,12 +462,14 @@ impl Sessions {
                     "the session is {status}; only a pending session can be paid"
                 )))
             }
-            Err(PayError::NotFound) => Err(DomainError::NotFound(format!("no session `{id}`"))),
+            Err(DomainError::NotFound(_)) => {
+                Err(DomainError::NotFound(format!("no session `{id}`")))
+            }
             // The top-up and the charge share a transaction, so this is not expected.
-            Err(PayError::InsufficientFunds { .. }) => Err(DomainError::Retry(
+            Err(DomainError::InsufficientFunds { .. }) => Err(DomainError::Retry(
                 "the sandbox payer could not be funded; retry the request".into(),
             )),
-            Err(PayError::Store(e)) => Err(e.into()),
+            Err(other) => Err(other),
         }
     }
 
@@ -609,7 +610,7 @@ impl Sessions {
             return Err(not_found());
         }
         self.store
-            .get_session(&owner.merchant_id, owner.mode.livemode(), id)
+            .get_session(&owner.merchant_id, owner.mode.is_live(), id)
             .await?
             .ok_or_else(not_found)
     }

@@ -2,6 +2,7 @@
 //! funding account of its own: sandbox credits (test mode) and voucher codes (both
 //! modes) today; a card processor for live top-ups joins as one more [`TopUpSource`].
 
+use super::ledger::Book;
 use super::wallets::Wallets;
 use super::DomainError;
 use async_trait::async_trait;
@@ -21,8 +22,7 @@ pub struct TopUpRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopUpReceipt {
     pub amount: i64,
-    pub currency: Currency,
-    pub livemode: bool,
+    pub book: Book,
 }
 
 #[async_trait]
@@ -56,8 +56,7 @@ impl TopUpSource for SandboxCredits {
         let amount = self.0.add_test_credits(payer_id, currency).await?;
         Ok(TopUpReceipt {
             amount,
-            currency,
-            livemode: false,
+            book: Book::test(currency),
         })
     }
 }
@@ -83,8 +82,7 @@ impl TopUpSource for VoucherCodes {
         let voucher = self.0.redeem(payer_id, code).await?;
         Ok(TopUpReceipt {
             amount: voucher.amount,
-            currency: voucher.currency,
-            livemode: voucher.livemode,
+            book: voucher.book,
         })
     }
 }

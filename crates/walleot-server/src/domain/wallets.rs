@@ -3,13 +3,13 @@
 
 use super::ids;
 use super::ledger::{
-    verify, Account, AccountKind, AccountRef, LedgerError, Mismatch, TransferKind, TransferSpec,
+    verify, Account, AccountKind, AccountRef, Book, Mismatch, TransferKind, TransferSpec,
 };
 use super::payers::{ApprovalMethod, Payer, Voucher};
 use super::payments::{self, PaymentRefusal, PaymentTerms, HOUR_MS};
 use super::sessions::SessionRecord;
 use super::{Clock, DomainError};
-use crate::domain::ports::{HistoryEntry, PlanOutcome, Store, StoreError};
+use crate::domain::ports::{HistoryEntry, PlanOutcome, Store};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use walleot_api::{Currency, SessionStatus};
@@ -90,30 +90,6 @@ pub enum AutoPayment {
     LimitReached,
 }
 
-/// Why a payment did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum PayError {
-    #[error("insufficient funds: {available} available")]
-    InsufficientFunds { available: i64 },
-    #[error("the session is {0}")]
-    Closed(SessionStatus),
-    #[error("no such session")]
-    NotFound,
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for PayError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Ledger(LedgerError::InsufficientFunds { available, .. }) => {
-                PayError::InsufficientFunds { available }
-            }
-            other => PayError::Store(other),
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Wallets {
     store: Arc<dyn Store>,
@@ -165,7 +141,7 @@ impl Wallets {
             .transfer(
                 &TransferSpec {
                     debit: AccountRef::sandbox(currency),
-                    credit: AccountRef::wallet(payer_id, currency, false),
+                    credit: AccountRef::wallet(payer_id, Book::test(currency)),
                     amount,
                     kind: TransferKind::SandboxCredit,
                     session_id: None,
@@ -235,7 +211,7 @@ impl Wallets {
             .balances(&payer.id)
             .await?
             .iter()
-            .find(|a| a.currency == session.currency && a.livemode == session.livemode)
+            .find(|a| a.book == session.book())
             .map(Account::available)
             .unwrap_or(0);
         let threshold = self.threshold(&payer.id, session.currency).await?;
@@ -259,7 +235,7 @@ impl Wallets {
             CheckoutStep::InsufficientFunds { available }
         } else if session.amount <= threshold && !auto_limit_reached {
             CheckoutStep::AutoApprove
-        } else if payer.locked_until > now {
+        } else if payer.is_locked(now) {
             CheckoutStep::Locked {
                 until: payer.locked_until,
             }
@@ -279,10 +255,10 @@ impl Wallets {
     /// caller has checked the threshold; `evidence` says what the payer did.
     pub async fn pay_without_factor(
         &self,
-        session_id: &str,
+        session: &SessionRecord,
         payer_id: &str,
         evidence: String,
-    ) -> Result<AutoPayment, PayError> {
+    ) -> Result<AutoPayment, DomainError> {
         let terms = PaymentTerms {
             payer_id: payer_id.to_string(),
             method: ApprovalMethod::Auto,
@@ -291,22 +267,22 @@ impl Wallets {
             cover_from_sandbox: false,
             auto_approvals_per_hour: Some(self.policy.auto_approvals_per_hour),
         };
-        let session = self.session(session_id).await?;
-        match self.charge(&session, &terms).await? {
+        match self.charge(session, &terms).await? {
             Ok(paid) => Ok(AutoPayment::Paid(paid)),
             Err(PaymentRefusal::AutoLimitReached) => Ok(AutoPayment::LimitReached),
-            Err(PaymentRefusal::Closed(status)) => Err(PayError::Closed(status)),
+            Err(PaymentRefusal::Closed(status)) => Err(DomainError::Closed(status)),
         }
     }
 
-    /// Charges the payer's wallet for the session, recording how it was approved.
+    /// Charges the payer's wallet for the session as read, recording how it was
+    /// approved; a session changed meanwhile is refused as it now stands.
     pub async fn pay(
         &self,
-        session_id: &str,
+        session: &SessionRecord,
         payer_id: &str,
         method: ApprovalMethod,
         evidence: Option<String>,
-    ) -> Result<SessionRecord, PayError> {
+    ) -> Result<SessionRecord, DomainError> {
         let terms = PaymentTerms {
             payer_id: payer_id.to_string(),
             method,
@@ -315,12 +291,7 @@ impl Wallets {
             cover_from_sandbox: false,
             auto_approvals_per_hour: None,
         };
-        let session = self.session(session_id).await?;
-        closed_unless_paid(self.charge(&session, &terms).await?)
-    }
-
-    async fn session(&self, id: &str) -> Result<SessionRecord, PayError> {
-        self.store.find_session(id).await?.ok_or(PayError::NotFound)
+        closed_unless_paid(self.charge(session, &terms).await?)
     }
 
     /// Plans the payment from `session` as read and has the store write it, unless the
@@ -329,7 +300,7 @@ impl Wallets {
         &self,
         session: &SessionRecord,
         terms: &PaymentTerms,
-    ) -> Result<Result<SessionRecord, PaymentRefusal>, PayError> {
+    ) -> Result<Result<SessionRecord, PaymentRefusal>, DomainError> {
         let now = self.clock.now_ms();
         let plan = match payments::plan_payment(session, terms, now) {
             Ok(plan) => plan,
@@ -338,7 +309,7 @@ impl Wallets {
         match self.store.apply_plan(&plan).await? {
             PlanOutcome::Applied(paid) => Ok(Ok(paid)),
             PlanOutcome::Stale(current) => Ok(Err(payments::payment_refusal(&current, now))),
-            PlanOutcome::NotFound => Err(PayError::NotFound),
+            PlanOutcome::NotFound => Err(DomainError::NotFound("no such payment".into())),
         }
     }
 
@@ -348,7 +319,7 @@ impl Wallets {
     pub async fn pay_as_sandbox_payer(
         &self,
         session: &SessionRecord,
-    ) -> Result<SessionRecord, PayError> {
+    ) -> Result<SessionRecord, DomainError> {
         let payer_id = format!("payer_sandbox_{}", session.merchant_id);
         if self.store.get_payer(&payer_id).await?.is_none() {
             let payer = Payer {
@@ -400,12 +371,7 @@ impl Wallets {
         livemode: bool,
         count: usize,
     ) -> Result<Vec<(Voucher, String)>, DomainError> {
-        if amount <= 0 {
-            return Err(DomainError::invalid(
-                "amount",
-                "must be a positive integer of minor units",
-            ));
-        }
+        let amount = super::money::Amount::try_from(amount)?.minor();
         if !(1..=10_000).contains(&count) {
             return Err(DomainError::invalid("count", "must be between 1 and 10000"));
         }
@@ -417,8 +383,7 @@ impl Wallets {
                     id: ids::new_id("vch"),
                     code_hash: voucher_hash(&code),
                     amount,
-                    currency,
-                    livemode,
+                    book: Book::new(currency, livemode),
                     created_at: now,
                     redeemed_by: None,
                     redeemed_at: None,
@@ -464,7 +429,7 @@ impl Wallets {
             .store
             .accounts_of(AccountKind::Merchant, merchant_id)
             .await?;
-        accounts.retain(|a| a.livemode == livemode);
+        accounts.retain(|a| a.book.livemode == livemode);
         Ok(accounts)
     }
 
@@ -478,11 +443,11 @@ impl Wallets {
 /// A payment that names no hourly cap cannot meet one: any refusal is the session's.
 fn closed_unless_paid(
     charged: Result<SessionRecord, PaymentRefusal>,
-) -> Result<SessionRecord, PayError> {
+) -> Result<SessionRecord, DomainError> {
     match charged {
         Ok(paid) => Ok(paid),
-        Err(PaymentRefusal::Closed(status)) => Err(PayError::Closed(status)),
-        Err(PaymentRefusal::AutoLimitReached) => Err(PayError::Closed(SessionStatus::Pending)),
+        Err(PaymentRefusal::Closed(status)) => Err(DomainError::Closed(status)),
+        Err(PaymentRefusal::AutoLimitReached) => Err(DomainError::Closed(SessionStatus::Pending)),
     }
 }
 

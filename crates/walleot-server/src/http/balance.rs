@@ -32,7 +32,7 @@ pub(super) async fn balance(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Balance>, ApiError> {
-    let livemode = principal.mode.livemode();
+    let livemode = principal.mode.is_live();
     let accounts = state
         .wallets
         .merchant_accounts(&principal.merchant_id, livemode)
@@ -42,14 +42,14 @@ pub(super) async fn balance(
             .iter()
             .map(|a| Money {
                 amount: a.balance(),
-                currency: a.currency,
+                currency: a.book.currency,
             })
             .collect(),
         pending: accounts
             .iter()
             .map(|a| Money {
                 amount: a.credits_pending,
-                currency: a.currency,
+                currency: a.book.currency,
             })
             .collect(),
         livemode,

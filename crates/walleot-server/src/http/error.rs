@@ -16,6 +16,8 @@ pub struct ApiError {
     /// The same request may succeed later: its answer must not be kept for its
     /// `Idempotency-Key` (see [`Retryable`]).
     pub retryable: bool,
+    /// Seconds until the same request may succeed, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 /// Marks an answer that a retry with the same `Idempotency-Key` should run again
@@ -30,6 +32,7 @@ impl ApiError {
             kind,
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 
@@ -63,6 +66,16 @@ impl From<DomainError> for ApiError {
                 retryable: true,
                 ..ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, m)
             },
+            DomainError::Expired(m) => ApiError::invalid(m),
+            DomainError::InsufficientFunds { .. } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                ErrorType::PaymentRequired,
+                err.to_string(),
+            ),
+            DomainError::Closed(_) | DomainError::Locked { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, err.to_string())
+            }
+            DomainError::FactorRejected { .. } => ApiError::invalid(err.to_string()),
             DomainError::Store(e) => e.into(),
         }
     }
@@ -105,6 +118,11 @@ impl IntoResponse for ApiError {
         );
         if self.retryable {
             response.extensions_mut().insert(Retryable);
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

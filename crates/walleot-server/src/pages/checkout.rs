@@ -5,20 +5,20 @@
 //! prefetch), the page offers a one-click "Pay" form instead. Either way such payments
 //! without a second factor are limited per merchant and hour (`WalletPolicy`).
 
-use super::{spend, ClientAddr, PageError, PagePath, Visitor};
+use super::{csrf_forms, spend, CheckedForm, ClientAddr, PageError, PagePath, Visitor};
 use crate::app::AppState;
+use crate::domain::approvals::Approval;
 use crate::domain::clock::rfc3339;
-use crate::domain::factors::totp;
-use crate::domain::payers::{ApprovalMethod, Payer};
+use crate::domain::payers::Payer;
 use crate::domain::sessions::SessionRecord;
-use crate::domain::wallets::{Assessment, AutoPayment, CheckoutStep, PayError};
+use crate::domain::wallets::{Assessment, AutoPayment, CheckoutStep};
+use crate::domain::DomainError;
 use crate::ratelimit::Bucket;
-use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
@@ -69,46 +69,35 @@ fn started_by_payer(headers: &HeaderMap) -> Option<&'static str> {
 async fn show(
     State(state): State<AppState>,
     PagePath(id): PagePath,
+    visitor: Visitor,
     headers: HeaderMap,
-) -> Response {
-    match show_inner(&state, &id, &headers).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn show_inner(
-    state: &AppState,
-    id: &str,
-    headers: &HeaderMap,
 ) -> Result<Response, PageError> {
-    let visitor = Visitor::from_headers(state, headers).await?;
-    let (session, merchant) = state.sessions.for_checkout(id).await?;
+    let (session, merchant) = state.sessions.for_checkout(&id).await?;
     let mut assessed = None;
     if let Some(payer) = &visitor.payer {
         let assessment = state.wallets.assess(payer, &session).await?;
-        let started = started_by_payer(headers);
+        let started = started_by_payer(&headers);
         if let (CheckoutStep::AutoApprove, Some(site)) = (&assessment.step, started) {
             // Within the payer's own limit, opened by the payer: paid as the page opens.
             let evidence = json!({"trigger": "navigation", "secFetchSite": site}).to_string();
             match state
                 .wallets
-                .pay_without_factor(&session.id, &payer.id, evidence)
+                .pay_without_factor(&session, &payer.id, evidence)
                 .await
             {
                 Ok(AutoPayment::Paid(paid)) => {
-                    return page(state, &visitor, &paid, &merchant, None, true, None).await
+                    return page(&state, &visitor, &paid, &merchant, None, true, None).await
                 }
-                Err(PayError::Store(e)) => return Err(e.into()),
+                Err(e @ DomainError::Store(_)) => return Err(e.into()),
                 // The hourly number ran out, or a race was lost: show what now stands.
                 Ok(AutoPayment::LimitReached) | Err(_) => {}
             }
-            let (session, merchant) = state.sessions.for_checkout(id).await?;
-            return page(state, &visitor, &session, &merchant, None, false, None).await;
+            let (session, merchant) = state.sessions.for_checkout(&id).await?;
+            return page(&state, &visitor, &session, &merchant, None, false, None).await;
         }
         assessed = Some(assessment);
     }
-    page(state, &visitor, &session, &merchant, None, false, assessed).await
+    page(&state, &visitor, &session, &merchant, None, false, assessed).await
 }
 
 async fn page(
@@ -182,12 +171,7 @@ async fn pending_view(
         Some(known) => known,
         None => state.wallets.assess(payer, session).await?,
     };
-    let has_passkey = !state.store.passkeys_of(&payer.id).await?.is_empty();
-    let has_totp = state
-        .store
-        .totp_of(&payer.id)
-        .await?
-        .is_some_and(|t| t.confirmed);
+    let factors = state.factors.summary(&payer.id).await?;
     let (name, until) = match step {
         // Not paid as the page opened: one click on "Pay", no second factor.
         CheckoutStep::AutoApprove => ("confirm", None),
@@ -201,8 +185,8 @@ async fn pending_view(
         until => until,
         available => currency.format_amount(available),
         threshold => currency.format_amount(threshold),
-        has_passkey => has_passkey,
-        has_totp => has_totp,
+        has_passkey => factors.passkeys > 0,
+        has_totp => factors.totp,
         auto_limit_reached => auto_limit_reached,
         auto_per_hour => state.wallets.policy().auto_approvals_per_hour,
     })
@@ -215,66 +199,45 @@ async fn pay_with_click(
     State(state): State<AppState>,
     PagePath(id): PagePath,
     client: ClientAddr,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let result = async {
-        let visitor = Visitor::from_headers(&state, &headers).await?;
-        let Ok(Form(form)) = form else {
-            return Err(PageError::Forbidden);
-        };
-        visitor.check_csrf(&state, &headers, &form.csrf)?;
-        spend(&state, Bucket::Approvals, &client)?;
-        let (session, _) = state.sessions.for_checkout(&id).await?;
-        let back = format!("/checkout/{}", session.id);
-        let Some(payer) = visitor.payer.clone() else {
-            return Ok(visitor.redirect(&state, &back));
-        };
-        if state.wallets.step(&payer, &session).await? == CheckoutStep::AutoApprove {
-            let evidence = json!({"trigger": "click"}).to_string();
-            match state
-                .wallets
-                .pay_without_factor(&session.id, &payer.id, evidence)
-                .await
-            {
-                Err(PayError::Store(e)) => return Err(e.into()),
-                Err(PayError::NotFound) => return Err(PageError::NotFound),
-                // Paid, or not payable this way after all: the page shows which.
-                Ok(_) | Err(_) => {}
-            }
+    CheckedForm { visitor, .. }: CheckedForm<PlainForm>,
+) -> Result<Response, PageError> {
+    spend(&state, Bucket::Approvals, &client)?;
+    let (session, _) = state.sessions.for_checkout(&id).await?;
+    let back = format!("/checkout/{}", session.id);
+    let Some(payer) = &visitor.payer else {
+        return Ok(visitor.redirect(&state, &back));
+    };
+    if state.wallets.step(payer, &session).await? == CheckoutStep::AutoApprove {
+        let evidence = json!({"trigger": "click"}).to_string();
+        match state
+            .wallets
+            .pay_without_factor(&session, &payer.id, evidence)
+            .await
+        {
+            // Paid, or not payable this way after all: the page shows which.
+            Ok(_) | Err(DomainError::Closed(_) | DomainError::InsufficientFunds { .. }) => {}
+            Err(other) => return Err(other.into()),
         }
-        Ok(visitor.redirect(&state, &back))
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    Ok(visitor.redirect(&state, &back))
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+struct PlainForm {
     csrf: String,
 }
 
 async fn decline(
     State(state): State<AppState>,
     PagePath(id): PagePath,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let result = async {
-        let visitor = Visitor::from_headers(&state, &headers).await?;
-        let Ok(Form(form)) = form else {
-            return Err(PageError::Forbidden);
-        };
-        visitor.check_csrf(&state, &headers, &form.csrf)?;
-        let (session, _) = state.sessions.for_checkout(&id).await?;
-        if session.status == SessionStatus::Pending {
-            // A payment that completed meanwhile stays paid; the page shows it.
-            let _ = state.sessions.decline(&session).await;
-        }
-        Ok(visitor.redirect(&state, &format!("/checkout/{id}")))
+    CheckedForm { visitor, .. }: CheckedForm<PlainForm>,
+) -> Result<Response, PageError> {
+    let (session, _) = state.sessions.for_checkout(&id).await?;
+    if session.status == SessionStatus::Pending {
+        // A payment that completed meanwhile stays paid; the page shows it.
+        let _ = state.sessions.decline(&session).await;
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    Ok(visitor.redirect(&state, &format!("/checkout/{id}")))
 }
 
 #[derive(Deserialize)]
@@ -283,49 +246,41 @@ struct CodeForm {
     code: String,
 }
 
+csrf_forms!(PlainForm, CodeForm);
+
 /// One tap with an authenticator-app code, where the payer has no passkey.
 async fn approve_with_code(
     State(state): State<AppState>,
     PagePath(id): PagePath,
     client: ClientAddr,
-    headers: HeaderMap,
-    form: Result<Form<CodeForm>, FormRejection>,
-) -> Response {
-    let result = async {
-        let visitor = Visitor::from_headers(&state, &headers).await?;
-        let Ok(Form(form)) = form else {
-            return Err(PageError::Forbidden);
-        };
-        visitor.check_csrf(&state, &headers, &form.csrf)?;
-        spend(&state, Bucket::Approvals, &client)?;
-        let (session, merchant) = state.sessions.for_checkout(&id).await?;
-        let Some(payer) = visitor.payer.clone() else {
-            return Ok(visitor.redirect(&state, &format!("/checkout/{}", session.id)));
-        };
-        if payer.locked_until > state.clock.now_ms() {
-            return page(&state, &visitor, &session, &merchant, None, false, None).await;
+    CheckedForm { visitor, form }: CheckedForm<CodeForm>,
+) -> Result<Response, PageError> {
+    spend(&state, Bucket::Approvals, &client)?;
+    let back = format!("/checkout/{id}");
+    let Some(payer) = &visitor.payer else {
+        let (session, _) = state.sessions.for_checkout(&id).await?;
+        return Ok(visitor.redirect(&state, &format!("/checkout/{}", session.id)));
+    };
+    let approval = Approval::Totp {
+        session_id: &id,
+        code: &form.code,
+    };
+    match state.approvals.approve(payer, approval).await {
+        // Paid, or the page shows why not (paid meanwhile, closed, short of funds).
+        Ok(_) | Err(DomainError::Closed(_) | DomainError::InsufficientFunds { .. }) => {
+            Ok(visitor.redirect(&state, &back))
         }
-        let record = state
-            .store
-            .totp_of(&payer.id)
-            .await?
-            .filter(|t| t.confirmed);
-        let now = state.clock.now_ms();
-        let step = record
-            .as_ref()
-            .and_then(|t| totp::matching_step(&t.secret, &form.code, now));
-        let accepted = match step {
-            Some(step) => state.store.use_totp_step(&payer.id, step, true).await?,
-            None => false,
-        };
-        if !accepted {
-            let payer = state.wallets.note_failed_attempt(&payer.id).await?;
-            let visitor = Visitor {
-                payer: Some(payer),
-                ..visitor
-            };
+        Err(DomainError::Locked { .. }) => {
+            let (session, merchant) = state.sessions.for_checkout(&id).await?;
+            page(&state, &visitor, &session, &merchant, None, false, None).await
+        }
+        Err(DomainError::FactorRejected { .. }) => {
+            // The page shows the failure count as it now stands.
+            let (session, merchant) = state.sessions.for_checkout(&id).await?;
+            let payer = state.wallets.payer(&payer.id).await?;
+            let visitor = Visitor { payer, ..visitor };
             let message = "That code is not right, or was already used. Try the next one.";
-            return page(
+            page(
                 &state,
                 &visitor,
                 &session,
@@ -334,22 +289,8 @@ async fn approve_with_code(
                 false,
                 None,
             )
-            .await;
-        }
-        state.wallets.clear_failed_attempts(&payer.id).await?;
-        let evidence = serde_json::json!({"factor": "totp", "step": step}).to_string();
-        match state
-            .wallets
-            .pay(&session.id, &payer.id, ApprovalMethod::Totp, Some(evidence))
             .await
-        {
-            Ok(_) | Err(PayError::Closed(_)) | Err(PayError::InsufficientFunds { .. }) => {
-                Ok(visitor.redirect(&state, &format!("/checkout/{id}")))
-            }
-            Err(PayError::NotFound) => Err(PageError::NotFound),
-            Err(PayError::Store(e)) => Err(e.into()),
         }
+        Err(other) => Err(other.into()),
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }

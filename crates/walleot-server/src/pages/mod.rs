@@ -25,20 +25,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use minijinja::{context, Environment, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 const PAYER_COOKIE: &str = "walleot_payer";
 const CSRF_COOKIE: &str = "walleot_csrf";
-/// How long a payer stays signed in on a browser.
-const LOGIN_MS: i64 = 30 * 24 * 3600 * 1000;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the pages need beyond the domain services.
 pub struct PageContext {
-    templates: Environment<'static>,
     /// Keys the CSRF tokens and the seals of TOTP enrolment forms.
     secret: Vec<u8>,
     /// `None` when the public URL has no host name (passkeys then cannot work).
@@ -137,29 +134,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 
 impl PageContext {
     pub fn new(public_url: &str, secret: Vec<u8>, limits: PageLimits) -> Self {
-        let mut templates = Environment::new();
-        for (name, source) in [
-            ("layout.html", include_str!("../../templates/layout.html")),
-            (
-                "checkout.html",
-                include_str!("../../templates/checkout.html"),
-            ),
-            ("wallet.html", include_str!("../../templates/wallet.html")),
-            (
-                "no_wallet.html",
-                include_str!("../../templates/no_wallet.html"),
-            ),
-            ("totp.html", include_str!("../../templates/totp.html")),
-            ("message.html", include_str!("../../templates/message.html")),
-        ] {
-            templates
-                .add_template(name, source)
-                .expect("the page templates parse");
-        }
         let rp = RelyingParty::from_public_url(public_url)
             .filter(|rp| rp.id.parse::<std::net::IpAddr>().is_err() && !rp.id.starts_with('['));
         PageContext {
-            templates,
             secret,
             rp,
             secure_cookies: crate::app::is_https(public_url),
@@ -182,6 +159,53 @@ impl PageContext {
             "{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age_secs}{secure}"
         ))
         .expect("cookie values are base64url")
+    }
+}
+
+/// The page templates, parsed once; they are part of the binary.
+fn templates() -> &'static Environment<'static> {
+    static TEMPLATES: std::sync::LazyLock<Environment<'static>> = std::sync::LazyLock::new(|| {
+        let mut templates = Environment::new();
+        for (name, source) in [
+            ("layout.html", include_str!("../../templates/layout.html")),
+            (
+                "checkout.html",
+                include_str!("../../templates/checkout.html"),
+            ),
+            ("wallet.html", include_str!("../../templates/wallet.html")),
+            (
+                "no_wallet.html",
+                include_str!("../../templates/no_wallet.html"),
+            ),
+            ("totp.html", include_str!("../../templates/totp.html")),
+            ("message.html", include_str!("../../templates/message.html")),
+        ] {
+            templates
+                .add_template(name, source)
+                .expect("the page templates parse");
+        }
+        templates
+    });
+    &TEMPLATES
+}
+
+/// An HTML answer from a template; a template that fails to render is logged and
+/// answered with a bare 500.
+fn render_html(status: StatusCode, template: &str, values: Value) -> Response {
+    match templates()
+        .get_template(template)
+        .and_then(|t| t.render(values))
+    {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, template, "a page failed to render");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
@@ -243,42 +267,53 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn random_token() -> String {
-    URL_SAFE_NO_PAD.encode(crate::domain::factors::webauthn::random_bytes(32))
-}
-
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// Who is on the page: the signed-in payer, if any, and the browser's CSRF cookie.
+/// Extracted from every page request; a failing store renders the error page.
 pub struct Visitor {
     pub payer: Option<Payer>,
     login_token: Option<String>,
     csrf_cookie: String,
     new_csrf_cookie: bool,
+    /// The request names no `Origin`, or this site's.
+    same_origin: bool,
     set_cookies: Vec<HeaderValue>,
 }
 
+impl axum::extract::FromRequestParts<AppState> for Visitor {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, PageError> {
+        Visitor::from_headers(state, &parts.headers).await
+    }
+}
+
 impl Visitor {
-    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, PageError> {
-        let now = state.clock.now_ms();
-        let mut payer = None;
+    async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, PageError> {
         let login_token = cookie_value(headers, PAYER_COOKIE).map(str::to_string);
-        if let Some(token) = &login_token {
-            if let Some(id) = state.store.find_login(&token_hash(token), now).await? {
-                payer = state.wallets.payer(&id).await?;
-            }
-        }
+        let payer = match &login_token {
+            Some(token) => state.factors.signed_in(token).await?,
+            None => None,
+        };
         let (csrf_cookie, new_csrf_cookie) = match cookie_value(headers, CSRF_COOKIE) {
             Some(v) if v.len() >= 32 => (v.to_string(), false),
-            _ => (random_token(), true),
+            _ => (
+                URL_SAFE_NO_PAD.encode(crate::domain::factors::webauthn::random_bytes(32)),
+                true,
+            ),
+        };
+        let same_origin = match (headers.get(header::ORIGIN), &state.pages.rp) {
+            (Some(origin), Some(rp)) => origin.to_str().map(|o| o == rp.origin).unwrap_or(false),
+            _ => true,
         };
         Ok(Visitor {
             payer,
             login_token,
             csrf_cookie,
             new_csrf_cookie,
+            same_origin,
             set_cookies: Vec::new(),
         })
     }
@@ -289,20 +324,11 @@ impl Visitor {
 
     /// Refuses a state change whose token does not match this browser, or that comes
     /// from another site.
-    pub fn check_csrf(
-        &self,
-        state: &AppState,
-        headers: &HeaderMap,
-        token: &str,
-    ) -> Result<(), PageError> {
+    pub fn check_csrf(&self, state: &AppState, token: &str) -> Result<(), PageError> {
         let expected = self.csrf_token(state);
         let same =
             !self.new_csrf_cookie && expected.as_bytes().ct_eq(token.as_bytes()).unwrap_u8() == 1;
-        let origin_ok = match (headers.get(header::ORIGIN), &state.pages.rp) {
-            (Some(origin), Some(rp)) => origin.to_str().map(|o| o == rp.origin).unwrap_or(false),
-            _ => true,
-        };
-        if same && origin_ok {
+        if same && self.same_origin {
             Ok(())
         } else {
             Err(PageError::Forbidden)
@@ -311,24 +337,17 @@ impl Visitor {
 
     /// Signs `payer` in on this browser.
     pub async fn sign_in(&mut self, state: &AppState, payer: Payer) -> Result<(), PageError> {
-        let token = random_token();
-        let now = state.clock.now_ms();
-        state
-            .store
-            .insert_login(&token_hash(&token), &payer.id, now, now + LOGIN_MS)
-            .await?;
-        self.set_cookies.push(
-            state
-                .pages
-                .cookie(PAYER_COOKIE, &token, LOGIN_MS / 1000, "Lax"),
-        );
+        let token = state.factors.sign_in(&payer.id).await?;
+        let max_age = crate::domain::factors::LOGIN_MS / 1000;
+        self.set_cookies
+            .push(state.pages.cookie(PAYER_COOKIE, &token, max_age, "Lax"));
         self.payer = Some(payer);
         Ok(())
     }
 
     pub async fn sign_out(&mut self, state: &AppState) -> Result<(), PageError> {
         if let Some(token) = &self.login_token {
-            state.store.delete_login(&token_hash(token)).await?;
+            state.factors.sign_out(token).await?;
         }
         self.set_cookies
             .push(state.pages.cookie(PAYER_COOKIE, "", 0, "Lax"));
@@ -366,24 +385,7 @@ impl Visitor {
             signed_in => self.payer.is_some(),
             ..values
         };
-        let html = state
-            .pages
-            .templates
-            .get_template(template)
-            .and_then(|t| t.render(full));
-        let response = match html {
-            Ok(html) => (
-                status,
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                html,
-            )
-                .into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, template, "a page failed to render");
-                StatusCode::INTERNAL_SERVER_ERROR.into_response()
-            }
-        };
-        self.finish(state, response)
+        self.finish(state, render_html(status, template, full))
     }
 
     /// A 303 to a path of this site; a path built from input that is not one leads to
@@ -475,21 +477,61 @@ pub enum PageError {
     Internal,
 }
 
-impl From<crate::domain::ports::StoreError> for PageError {
-    fn from(e: crate::domain::ports::StoreError) -> Self {
-        tracing::error!(error = %e, "storage failed");
-        PageError::Internal
-    }
-}
-
+/// The one place where domain refusals become pages: a missing thing is the "no such
+/// payment" page, a failing store the "nothing was charged" page, and any other refusal
+/// says what was wrong, in the domain's words without the field name.
 impl From<crate::domain::DomainError> for PageError {
     fn from(e: crate::domain::DomainError) -> Self {
         use crate::domain::DomainError;
         match e {
             DomainError::NotFound(_) => PageError::NotFound,
-            DomainError::Store(e) => e.into(),
+            DomainError::Store(e) => {
+                tracing::error!(error = %e, "storage failed");
+                PageError::Internal
+            }
+            DomainError::Invalid { message, .. } => PageError::BadRequest(message),
             other => PageError::BadRequest(other.to_string()),
         }
+    }
+}
+
+/// A state-changing form of a page, its CSRF token and origin checked: the visitor
+/// and the fields. A form that does not parse is refused like a forged one.
+pub struct CheckedForm<T> {
+    pub visitor: Visitor,
+    pub form: T,
+}
+
+/// A form that carries the page's CSRF token.
+pub trait CsrfForm: serde::de::DeserializeOwned + Send {
+    fn csrf(&self) -> &str;
+}
+
+/// Implements [`CsrfForm`] for forms with a `csrf` field.
+macro_rules! csrf_forms {
+    ($($form:ty),* $(,)?) => {
+        $(impl $crate::pages::CsrfForm for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
+}
+pub(crate) use csrf_forms;
+
+impl<T: CsrfForm> axum::extract::FromRequest<AppState> for CheckedForm<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, PageError> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = req.into_parts();
+        let visitor = Visitor::from_request_parts(&mut parts, state).await?;
+        let axum::Form(form) =
+            axum::Form::<T>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(|_| PageError::Forbidden)?;
+        visitor.check_csrf(state, form.csrf())?;
+        Ok(CheckedForm { visitor, form })
     }
 }
 
@@ -523,19 +565,7 @@ impl IntoResponse for PageError {
                 "Nothing was charged. Please try again in a moment.".to_string(),
             ),
         };
-        let html = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{title} · Walleot</title><link rel=\"stylesheet\" href=\"/assets/walleot.css\"></head>\
-             <body><main class=\"card\"><h1>{title}</h1><p>{}</p></main></body></html>",
-            minijinja::HtmlEscape(&text)
-        );
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html,
-        )
-            .into_response();
+        let mut response = render_html(status, "message.html", context! { title, text });
         if let PageError::RateLimited { retry_after_secs } = self {
             response
                 .headers_mut()

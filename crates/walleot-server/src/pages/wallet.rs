@@ -1,18 +1,17 @@
 //! `/wallet`: balances, history, the auto-approve threshold, top-ups, second factors.
 
-use super::{safe_return, spend, ClientAddr, PageError, Visitor};
+use super::{csrf_forms, safe_return, spend, CheckedForm, ClientAddr, PageError, Visitor};
 use crate::app::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
-use crate::domain::payers::TotpRecord;
+use crate::domain::ledger::TransferKind;
 use crate::domain::topups::TopUpRequest;
 use crate::ratelimit::Bucket;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use minijinja::context;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -33,10 +32,6 @@ fn parse_currency(raw: &str) -> Result<Currency, PageError> {
         .map_err(|e: walleot_api::UnknownCurrency| PageError::BadRequest(e.to_string()))
 }
 
-fn answer(result: Result<Response, PageError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
 #[derive(Deserialize, Default)]
 struct Notice {
     notice: Option<String>,
@@ -55,27 +50,24 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
 
 async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    visitor: Visitor,
     Query(notice): Query<Notice>,
-) -> Response {
-    answer(
-        wallet_page(
-            &state,
-            &headers,
-            notice_text(notice.notice.as_deref()),
-            None,
-        )
-        .await,
+) -> Result<Response, PageError> {
+    wallet_page(
+        &state,
+        &visitor,
+        notice_text(notice.notice.as_deref()),
+        None,
     )
+    .await
 }
 
 async fn wallet_page(
     state: &AppState,
-    headers: &HeaderMap,
+    visitor: &Visitor,
     notice: Option<&str>,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let visitor = Visitor::from_headers(state, headers).await?;
     let Some(payer) = &visitor.payer else {
         return Ok(visitor.render(
             state,
@@ -89,13 +81,13 @@ async fn wallet_page(
         .iter()
         .map(|a| {
             context! {
-                mode => if a.livemode { "Live" } else { "Test" },
-                currency => a.currency.code().to_ascii_uppercase(),
-                available => a.currency.format_amount(a.available()),
+                mode => if a.book.livemode { "Live" } else { "Test" },
+                currency => a.book.currency.code().to_ascii_uppercase(),
+                available => a.book.currency.format_amount(a.available()),
             }
         })
         .collect();
-    let mut currencies: BTreeSet<Currency> = accounts.iter().map(|a| a.currency).collect();
+    let mut currencies: BTreeSet<Currency> = accounts.iter().map(|a| a.book.currency).collect();
     currencies.insert(Currency::USD);
     let mut thresholds = Vec::new();
     for currency in currencies {
@@ -113,28 +105,27 @@ async fn wallet_page(
         .await?
         .into_iter()
         .map(|h| {
-            let what = match (&h.merchant_name, &h.description, h.transfer.kind.as_str()) {
+            let what = match (&h.merchant_name, &h.description, h.transfer.kind) {
                 (Some(m), Some(d), _) => format!("{m}: {d}"),
                 (Some(m), None, _) => m.clone(),
-                (None, _, "sandbox_credit") => "Test credits".into(),
-                (None, _, "voucher") => "Voucher".into(),
-                (None, _, other) => other.to_string(),
+                (None, _, TransferKind::SandboxCredit) => "Test credits".into(),
+                (None, _, TransferKind::Voucher) => "Voucher".into(),
+                (None, _, other) => other.as_str().to_string(),
             };
-            let mode = if h.transfer.livemode { "" } else { " (test)" };
+            let mode = if h.transfer.book.livemode {
+                ""
+            } else {
+                " (test)"
+            };
             context! {
                 when => rfc3339(h.transfer.created_at).replace('T', " ").replace('Z', ""),
                 what => format!("{what}{mode}"),
-                amount => h.transfer.currency.format_amount(h.signed_amount),
+                amount => h.transfer.book.currency.format_amount(h.signed_amount),
                 direction => if h.signed_amount > 0 { "in" } else { "out" },
             }
         })
         .collect();
-    let passkeys = state.store.passkeys_of(&payer.id).await?.len();
-    let totp = state
-        .store
-        .totp_of(&payer.id)
-        .await?
-        .is_some_and(|t| t.confirmed);
+    let factors = state.factors.summary(&payer.id).await?;
     Ok(visitor.render(
         state,
         if error.is_some() {
@@ -144,17 +135,18 @@ async fn wallet_page(
         },
         "wallet.html",
         context! {
-            title => "Wallet", balances, thresholds, history, passkeys, totp, notice, error,
+            title => "Wallet", balances, thresholds, history, notice, error,
+            passkeys => factors.passkeys, totp => factors.totp,
             auto_per_hour => state.wallets.policy().auto_approvals_per_hour,
         },
     ))
 }
 
-/// Runs a signed-in payer's form: checks CSRF, then `act`, then returns where asked.
+/// Runs a signed-in payer's form: `act`, then returns where asked; a refusal shows the
+/// wallet page with its reason.
 async fn wallet_form<F, Fut>(
     state: &AppState,
-    headers: &HeaderMap,
-    csrf: &str,
+    visitor: Visitor,
     return_to: Option<&str>,
     notice: &str,
     act: F,
@@ -163,8 +155,6 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), PageError>>,
 {
-    let visitor = Visitor::from_headers(state, headers).await?;
-    visitor.check_csrf(state, headers, csrf)?;
     let Some(payer) = &visitor.payer else {
         return Ok(visitor.redirect(state, "/wallet"));
     };
@@ -174,7 +164,7 @@ where
             Ok(visitor.redirect(state, &to))
         }
         Err(PageError::BadRequest(message)) => {
-            wallet_page(state, headers, None, Some(message)).await
+            wallet_page(state, &visitor, None, Some(message)).await
         }
         Err(other) => Err(other),
     }
@@ -189,31 +179,18 @@ struct ThresholdForm {
 
 async fn set_threshold(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<ThresholdForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(form)) = form else {
-        return PageError::Forbidden.into_response();
-    };
+    CheckedForm { visitor, form }: CheckedForm<ThresholdForm>,
+) -> Result<Response, PageError> {
     let wallets = state.wallets.clone();
-    answer(
-        wallet_form(
-            &state,
-            &headers,
-            &form.csrf,
-            None,
-            "threshold",
-            |payer| async move {
-                let currency = parse_currency(&form.currency)?;
-                let amount = currency
-                    .parse_major(&form.amount)
-                    .map_err(PageError::BadRequest)?;
-                wallets.set_threshold(&payer, currency, amount).await?;
-                Ok(())
-            },
-        )
-        .await,
-    )
+    wallet_form(&state, visitor, None, "threshold", |payer| async move {
+        let currency = parse_currency(&form.currency)?;
+        let amount = currency
+            .parse_major(&form.amount)
+            .map_err(PageError::BadRequest)?;
+        wallets.set_threshold(&payer, currency, amount).await?;
+        Ok(())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -226,35 +203,21 @@ struct CreditsForm {
 async fn add_credits(
     State(state): State<AppState>,
     client: ClientAddr,
-    headers: HeaderMap,
-    form: Result<Form<CreditsForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(form)) = form else {
-        return PageError::Forbidden.into_response();
-    };
-    let request = match parse_currency(&form.currency) {
-        Ok(currency) => TopUpRequest {
-            currency: Some(currency),
-            code: None,
-        },
-        Err(e) => return e.into_response(),
+    CheckedForm { visitor, form }: CheckedForm<CreditsForm>,
+) -> Result<Response, PageError> {
+    let request = TopUpRequest {
+        currency: Some(parse_currency(&form.currency)?),
+        code: None,
     };
     let to = form.return_to.as_deref();
-    answer(
-        top_up(
-            &state, &client, &headers, &form.csrf, to, "credits", "sandbox", request,
-        )
-        .await,
-    )
+    top_up(&state, &client, visitor, to, "credits", "sandbox", request).await
 }
 
 /// Tops up the signed-in payer's wallet from the named source.
-#[allow(clippy::too_many_arguments)]
 async fn top_up(
     state: &AppState,
     client: &ClientAddr,
-    headers: &HeaderMap,
-    csrf: &str,
+    visitor: Visitor,
     return_to: Option<&str>,
     notice: &str,
     source: &str,
@@ -265,26 +228,11 @@ async fn top_up(
         .source(source)
         .ok_or(PageError::NotFound)?
         .clone();
-    wallet_form(
-        state,
-        headers,
-        csrf,
-        return_to,
-        notice,
-        |payer| async move {
-            spend(state, Bucket::TopUps, client)?;
-            source
-                .top_up(&payer, &request)
-                .await
-                .map(|_| ())
-                .map_err(|e| match e {
-                    crate::domain::DomainError::Store(e) => e.into(),
-                    other => PageError::BadRequest(
-                        other.to_string().trim_start_matches("code: ").to_string(),
-                    ),
-                })
-        },
-    )
+    wallet_form(state, visitor, return_to, notice, |payer| async move {
+        spend(state, Bucket::TopUps, client)?;
+        source.top_up(&payer, &request).await?;
+        Ok(())
+    })
     .await
 }
 
@@ -298,23 +246,14 @@ struct VoucherForm {
 async fn redeem(
     State(state): State<AppState>,
     client: ClientAddr,
-    headers: HeaderMap,
-    form: Result<Form<VoucherForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(form)) = form else {
-        return PageError::Forbidden.into_response();
-    };
+    CheckedForm { visitor, form }: CheckedForm<VoucherForm>,
+) -> Result<Response, PageError> {
     let request = TopUpRequest {
         currency: None,
         code: Some(form.code.clone()),
     };
     let to = form.return_to.as_deref();
-    answer(
-        top_up(
-            &state, &client, &headers, &form.csrf, to, "voucher", "voucher", request,
-        )
-        .await,
-    )
+    top_up(&state, &client, visitor, to, "voucher", "voucher", request).await
 }
 
 #[derive(Deserialize)]
@@ -324,21 +263,10 @@ struct SignOutForm {
 
 async fn sign_out(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<SignOutForm>, FormRejection>,
-) -> Response {
-    answer(
-        async {
-            let mut visitor = Visitor::from_headers(&state, &headers).await?;
-            let Ok(Form(form)) = form else {
-                return Err(PageError::Forbidden);
-            };
-            visitor.check_csrf(&state, &headers, &form.csrf)?;
-            visitor.sign_out(&state).await?;
-            Ok(visitor.redirect(&state, "/wallet"))
-        }
-        .await,
-    )
+    CheckedForm { mut visitor, .. }: CheckedForm<SignOutForm>,
+) -> Result<Response, PageError> {
+    visitor.sign_out(&state).await?;
+    Ok(visitor.redirect(&state, "/wallet"))
 }
 
 #[derive(Deserialize, Default)]
@@ -357,17 +285,11 @@ fn seal(state: &AppState, secret: &str, payer: Option<&str>) -> String {
 
 async fn totp_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    visitor: Visitor,
     Query(query): Query<TotpQuery>,
-) -> Response {
-    answer(
-        async {
-            let visitor = Visitor::from_headers(&state, &headers).await?;
-            let secret = totp::secret_text(&totp::new_secret());
-            render_totp(&state, &visitor, &secret, query.return_to.as_deref(), None)
-        }
-        .await,
-    )
+) -> Result<Response, PageError> {
+    let secret = totp::secret_text(&totp::new_secret());
+    render_totp(&state, &visitor, &secret, query.return_to.as_deref(), None)
 }
 
 fn render_totp(
@@ -416,63 +338,45 @@ struct TotpConfirm {
     return_to: Option<String>,
 }
 
+csrf_forms!(
+    ThresholdForm,
+    CreditsForm,
+    VoucherForm,
+    SignOutForm,
+    TotpConfirm
+);
+
 async fn totp_confirm(
     State(state): State<AppState>,
     client: ClientAddr,
-    headers: HeaderMap,
-    form: Result<Form<TotpConfirm>, FormRejection>,
-) -> Response {
-    answer(
-        async {
-            let mut visitor = Visitor::from_headers(&state, &headers).await?;
-            let Ok(Form(form)) = form else {
-                return Err(PageError::Forbidden);
-            };
-            visitor.check_csrf(&state, &headers, &form.csrf)?;
-            spend(&state, Bucket::Enrolments, &client)?;
-            let payer_id = visitor.payer.as_ref().map(|p| p.id.clone());
-            let expected = seal(&state, &form.secret, payer_id.as_deref());
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(
-                expected.as_bytes(),
-                form.seal.as_bytes(),
-            )) {
-                return Err(PageError::Forbidden);
-            }
-            let secret = totp::secret_from_text(&form.secret).ok_or(PageError::Forbidden)?;
-            let now = state.clock.now_ms();
-            let Some(step) = totp::matching_step(&secret, &form.code, now) else {
-                let message = "That code is not right. Check the app and try the current code.";
-                return render_totp(
-                    &state,
-                    &visitor,
-                    &form.secret,
-                    form.return_to.as_deref(),
-                    Some(message),
-                );
-            };
-            let payer = match &visitor.payer {
-                Some(p) => p.clone(),
-                None => {
-                    spend(&state, Bucket::Wallets, &client)?;
-                    state.wallets.register().await?
-                }
-            };
-            state
-                .store
-                .put_totp(&TotpRecord {
-                    payer_id: payer.id.clone(),
-                    secret,
-                    confirmed: true,
-                    last_step: step,
-                    created_at: now,
-                })
-                .await?;
-            if visitor.payer.is_none() {
-                visitor.sign_in(&state, payer).await?;
-            }
-            let to = safe_return(form.return_to.as_deref(), "/wallet?notice=totp");
-            Ok(visitor.redirect(&state, &to))
+    CheckedForm { mut visitor, form }: CheckedForm<TotpConfirm>,
+) -> Result<Response, PageError> {
+    spend(&state, Bucket::Enrolments, &client)?;
+    let payer_id = visitor.payer.as_ref().map(|p| p.id.clone());
+    let expected = seal(&state, &form.secret, payer_id.as_deref());
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        expected.as_bytes(),
+        form.seal.as_bytes(),
+    )) {
+        return Err(PageError::Forbidden);
+    }
+    let secret = totp::secret_from_text(&form.secret).ok_or(PageError::Forbidden)?;
+    let Some(step) = state.factors.check_new_code(&secret, &form.code) else {
+        let message = "That code is not right. Check the app and try the current code.";
+        let to = form.return_to.as_deref();
+        return render_totp(&state, &visitor, &form.secret, to, Some(message));
+    };
+    let payer = match &visitor.payer {
+        Some(p) => p.clone(),
+        None => {
+            spend(&state, Bucket::Wallets, &client)?;
+            state.wallets.register().await?
         }
-        .await,
-    )
+    };
+    state.factors.add_totp(&payer.id, secret, step).await?;
+    if visitor.payer.is_none() {
+        visitor.sign_in(&state, payer).await?;
+    }
+    let to = safe_return(form.return_to.as_deref(), "/wallet?notice=totp");
+    Ok(visitor.redirect(&state, &to))
 }

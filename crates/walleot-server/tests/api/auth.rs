@@ -1,12 +1,12 @@
 use crate::helpers::{assert_error, spawn_app};
 use reqwest::Method;
 use serde_json::json;
-use walleot_server::domain::{ApiKey, Mode};
+use walleot_server::domain::{ApiKey, Livemode};
 
 #[tokio::test]
 async fn requests_without_a_valid_key_answer_401() {
     let app = spawn_app().await;
-    let unknown = ApiKey::generate(Mode::Test);
+    let unknown = ApiKey::generate(Livemode::Test);
     let mut typo = app.key().to_string();
     typo.pop();
     typo.push(if app.key().ends_with('A') { 'B' } else { 'A' });
@@ -59,7 +59,7 @@ async fn a_revoked_key_stops_working_at_once() {
         .unwrap();
     let (record, key) = services
         .keys
-        .create(&merchant.id, Mode::Test, 0)
+        .create(&merchant.id, Livemode::Test, 0)
         .await
         .unwrap();
     assert_eq!(
@@ -85,7 +85,7 @@ async fn a_merchant_never_sees_another_merchants_sessions() {
     let app = spawn_app().await;
     let other = app
         .server
-        .other_merchant_key("Other shop", Mode::Test)
+        .other_merchant_key("Other shop", Livemode::Test)
         .await;
     let mine = app.create_session().await;
     assert_error(

@@ -17,7 +17,12 @@ async fn held(app: &crate::helpers::App, amount: i64) -> (String, String) {
     let wallets = app.server.wallets();
     let payer = wallets.register().await.unwrap();
     wallets
-        .pay(&id, &payer.id, ApprovalMethod::Auto, None)
+        .pay(
+            &app.server.session(&id).await,
+            &payer.id,
+            ApprovalMethod::Auto,
+            None,
+        )
         .await
         .unwrap();
     (id, payer.id)
@@ -232,7 +237,7 @@ async fn only_held_funds_can_be_captured_or_released() {
     .await;
     let other = app
         .server
-        .other_merchant_key("Other", walleot_server::domain::Mode::Test)
+        .other_merchant_key("Other", walleot_server::domain::Livemode::Test)
         .await;
     let (id, _) = held(&app, 50).await;
     assert_error(

@@ -1,7 +1,7 @@
 use crate::helpers::{assert_error, spawn_app};
 use reqwest::Response;
 use serde_json::{json, Value};
-use walleot_server::domain::Mode;
+use walleot_server::domain::Livemode;
 
 async fn post_with_key(
     app: &crate::helpers::App,
@@ -82,7 +82,7 @@ async fn keys_are_scoped_to_the_merchant_and_mode() {
     let app = spawn_app().await;
     let other = app
         .server
-        .other_merchant_key("Other shop", Mode::Test)
+        .other_merchant_key("Other shop", Livemode::Test)
         .await;
     let body = r#"{"amount":200,"currency":"usd"}"#;
     let a: Value = post_with_key(&app, app.key(), "shared", body)

@@ -1,6 +1,6 @@
 use crate::helpers::{assert_error, spawn_app};
 use serde_json::{json, Value};
-use walleot_server::domain::Mode;
+use walleot_server::domain::Livemode;
 
 #[tokio::test]
 async fn pages_walk_every_session_newest_first() {
@@ -80,7 +80,7 @@ async fn the_status_filter_counts_expiry() {
 #[tokio::test]
 async fn bad_list_parameters_are_refused() {
     let app = spawn_app().await;
-    let other = app.server.other_merchant_key("Other", Mode::Test).await;
+    let other = app.server.other_merchant_key("Other", Livemode::Test).await;
     let foreign = app
         .create_session_with(&other, json!({"amount": 1, "currency": "usd"}))
         .await;

@@ -1,7 +1,7 @@
 use crate::helpers::{assert_error, spawn_app_with};
 use reqwest::Response;
 use serde_json::json;
-use walleot_server::domain::Mode;
+use walleot_server::domain::Livemode;
 
 fn header(response: &Response, name: &str) -> String {
     response
@@ -50,7 +50,7 @@ async fn session_creation_is_limited_per_key_with_headers_on_every_answer() {
     let list = app.get("/v1/sessions", app.key()).await;
     assert_eq!(list.status(), 200);
     assert_eq!(header(&list, "x-ratelimit-limit"), "5");
-    let other = app.server.other_merchant_key("Other", Mode::Test).await;
+    let other = app.server.other_merchant_key("Other", Livemode::Test).await;
     assert_eq!(
         app.post_json("/v1/sessions", &other, &body).await.status(),
         200

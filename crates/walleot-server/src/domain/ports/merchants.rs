@@ -1,7 +1,7 @@
 //! What the service keeps of merchants and their API keys.
 
 use super::StoreError;
-use crate::domain::Mode;
+use crate::domain::Livemode;
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct ApiKeyRecord {
     pub merchant_id: String,
     /// Filled in by reads; ignored on insert.
     pub merchant_name: String,
-    pub mode: Mode,
+    pub mode: Livemode,
     /// Hex HMAC-SHA256 of the key.
     pub hash: String,
     /// The first characters of the key, to recognise it in a list.

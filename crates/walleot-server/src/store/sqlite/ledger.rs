@@ -2,12 +2,12 @@
 //! row in the caller's write transaction; the overdraft guard is part of the update's
 //! WHERE clause, and a CHECK constraint of the table repeats it.
 
-use super::{corrupt, SqliteStore};
+use super::{corrupt, parse_stored, SqliteStore};
 use crate::domain::ids;
 use crate::domain::ledger::{
-    Account, AccountKind, AccountRef, LedgerError, Transfer, TransferSpec, TransferState,
+    Account, AccountKind, AccountRef, Book, LedgerError, Transfer, TransferSpec, TransferState,
 };
-use crate::domain::payers::{Approval, ApprovalMethod, Voucher};
+use crate::domain::payers::{Approval, Voucher};
 use crate::domain::payments::{Plan, Redemption};
 use crate::domain::sessions::SessionRecord;
 use crate::store::{HistoryEntry, LedgerStore, PlanOutcome, StoreError};
@@ -26,10 +26,9 @@ fn account_from_row(row: &SqliteRow) -> Result<Account, StoreError> {
     let currency: String = row.try_get("currency")?;
     Ok(Account {
         id: row.try_get("id")?,
-        kind: AccountKind::parse(&kind).ok_or_else(|| corrupt(format!("account kind {kind}")))?,
+        kind: parse_stored(&kind, "account kind")?,
         owner_id: row.try_get("owner_id")?,
-        currency: currency.parse().map_err(corrupt)?,
-        livemode: row.try_get("livemode")?,
+        book: Book::new(currency.parse().map_err(corrupt)?, row.try_get("livemode")?),
         debits_posted: row.try_get("debits_posted")?,
         credits_posted: row.try_get("credits_posted")?,
         debits_pending: row.try_get("debits_pending")?,
@@ -45,11 +44,9 @@ pub(super) fn transfer_from_row(row: &SqliteRow) -> Result<Transfer, StoreError>
         debit_account: row.try_get("debit_account")?,
         credit_account: row.try_get("credit_account")?,
         amount: row.try_get("amount")?,
-        currency: currency.parse().map_err(corrupt)?,
-        livemode: row.try_get("livemode")?,
-        state: TransferState::parse(&state)
-            .ok_or_else(|| corrupt(format!("transfer state {state}")))?,
-        kind: row.try_get("kind")?,
+        book: Book::new(currency.parse().map_err(corrupt)?, row.try_get("livemode")?),
+        state: parse_stored(&state, "transfer state")?,
+        kind: parse_stored(&row.try_get::<String, _>("kind")?, "transfer kind")?,
         session_id: row.try_get("session_id")?,
         memo: row.try_get("memo")?,
         created_at: row.try_get("created_at")?,
@@ -64,8 +61,7 @@ pub(super) fn voucher_from_row(row: &SqliteRow) -> Result<Voucher, StoreError> {
         id: row.try_get("id")?,
         code_hash: row.try_get("code_hash")?,
         amount: row.try_get("amount")?,
-        currency: currency.parse().map_err(corrupt)?,
-        livemode: row.try_get("livemode")?,
+        book: Book::new(currency.parse().map_err(corrupt)?, row.try_get("livemode")?),
         created_at: row.try_get("created_at")?,
         redeemed_by: row.try_get("redeemed_by")?,
         redeemed_at: row.try_get("redeemed_at")?,
@@ -87,8 +83,8 @@ pub(super) async fn open_account(
         sqlx::query(&find)
             .bind(r.kind.as_str())
             .bind(r.owner_id.clone())
-            .bind(r.currency.code().to_string())
-            .bind(r.livemode)
+            .bind(r.book.currency.code().to_string())
+            .bind(r.book.livemode)
     };
     if let Some(row) = lookup().fetch_optional(&mut **tx).await? {
         return account_from_row(&row);
@@ -100,8 +96,8 @@ pub(super) async fn open_account(
     .bind(ids::new_id("acct"))
     .bind(r.kind.as_str())
     .bind(&r.owner_id)
-    .bind(r.currency.code())
-    .bind(r.livemode)
+    .bind(r.book.currency.code())
+    .bind(r.book.livemode)
     .bind(!r.kind.may_overdraw())
     .bind(now_ms)
     .execute(&mut **tx)
@@ -164,14 +160,13 @@ pub(super) async fn transfer_with_id(
         debit_account: debit.id,
         credit_account: credit.id,
         amount: spec.amount,
-        currency: spec.debit.currency,
-        livemode: spec.debit.livemode,
+        book: spec.debit.book,
         state: if spec.hold_until.is_some() {
             TransferState::Pending
         } else {
             TransferState::Posted
         },
-        kind: spec.kind.as_str().to_string(),
+        kind: spec.kind,
         session_id: spec.session_id.clone(),
         memo: spec.memo.clone(),
         created_at: now_ms,
@@ -185,10 +180,10 @@ pub(super) async fn transfer_with_id(
     .bind(&transfer.debit_account)
     .bind(&transfer.credit_account)
     .bind(transfer.amount)
-    .bind(transfer.currency.code())
-    .bind(transfer.livemode)
+    .bind(transfer.book.currency.code())
+    .bind(transfer.book.livemode)
     .bind(transfer.state.as_str())
-    .bind(&transfer.kind)
+    .bind(transfer.kind.as_str())
     .bind(&transfer.session_id)
     .bind(&transfer.memo)
     .bind(transfer.created_at)
@@ -361,8 +356,8 @@ impl LedgerStore for SqliteStore {
             .bind(&v.id)
             .bind(&v.code_hash)
             .bind(v.amount)
-            .bind(v.currency.code())
-            .bind(v.livemode)
+            .bind(v.book.currency.code())
+            .bind(v.book.livemode)
             .bind(v.created_at)
             .execute(&mut *tx)
             .await?;
@@ -462,8 +457,7 @@ impl LedgerStore for SqliteStore {
             Ok(Approval {
                 session_id: row.try_get("session_id")?,
                 payer_id: row.try_get("payer_id")?,
-                method: ApprovalMethod::parse(&method)
-                    .ok_or_else(|| corrupt(format!("approval method {method}")))?,
+                method: parse_stored(&method, "approval method")?,
                 evidence: row.try_get("evidence")?,
                 created_at: row.try_get("created_at")?,
             })

@@ -46,7 +46,7 @@ impl MerchantStore for SqliteStore {
         )
         .bind(&key.id)
         .bind(&key.merchant_id)
-        .bind(key.mode.livemode())
+        .bind(key.mode.is_live())
         .bind(&key.hash)
         .bind(&key.prefix)
         .bind(key.created_at)

@@ -17,7 +17,7 @@ use crate::domain::ports::{
     ApiKeyRecord, IdempotencyCompletion, Merchant, PlanOutcome, Store, StoreError,
 };
 use crate::domain::sessions::{SessionEvent, SessionRecord};
-use crate::domain::Mode;
+use crate::domain::Livemode;
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -26,7 +26,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
-use walleot_api::{CaptureMethod, CaptureStatus, SessionStatus};
+use walleot_api::SessionStatus;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -272,6 +272,13 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// A stored name of an enum; one the code does not know is corrupt data, never
+/// silently read as some default.
+fn parse_stored<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, StoreError> {
+    raw.parse()
+        .map_err(|_| corrupt(format!("unknown {what} `{raw}`")))
+}
+
 fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
     let status: String = row.try_get("status")?;
@@ -286,14 +293,13 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         updated_at: row.try_get("updated_at")?,
-        capture_method: match row.try_get::<String, _>("capture_method")?.as_str() {
-            "manual" => CaptureMethod::Manual,
-            "automatic" => CaptureMethod::Automatic,
-            other => return Err(corrupt(format!("capture method {other}"))),
-        },
+        capture_method: parse_stored(
+            &row.try_get::<String, _>("capture_method")?,
+            "capture method",
+        )?,
         capture_status: row
             .try_get::<Option<String>, _>("capture_status")?
-            .map(|s| CaptureStatus::parse(&s).ok_or_else(|| corrupt(format!("capture status {s}"))))
+            .map(|s| parse_stored(&s, "capture status"))
             .transpose()?,
     })
 }
@@ -303,7 +309,7 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
         id: row.try_get("id")?,
         merchant_id: row.try_get("merchant_id")?,
         merchant_name: row.try_get("merchant_name")?,
-        mode: Mode::from_livemode(row.try_get("livemode")?),
+        mode: Livemode::from_flag(row.try_get("livemode")?),
         hash: row.try_get("hash")?,
         prefix: row.try_get("prefix")?,
         created_at: row.try_get("created_at")?,

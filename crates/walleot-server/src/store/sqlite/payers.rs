@@ -1,7 +1,7 @@
 //! Payers, their factors, logins and WebAuthn challenges in SQLite.
 
-use super::SqliteStore;
-use crate::domain::payers::{Challenge, ChallengePurpose, Passkey, Payer, TotpRecord};
+use super::{parse_stored, SqliteStore};
+use crate::domain::payers::{Challenge, Passkey, Payer, TotpRecord};
 use crate::store::{PayerStore, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
@@ -347,10 +347,7 @@ impl PayerStore for SqliteStore {
         let purpose: String = row.try_get("purpose")?;
         Ok(Some(Challenge {
             id: row.try_get("id")?,
-            purpose: match purpose.as_str() {
-                "register" => ChallengePurpose::Register,
-                _ => ChallengePurpose::Approve,
-            },
+            purpose: parse_stored(&purpose, "challenge purpose")?,
             payer_id: row.try_get("payer_id")?,
             session_id: row.try_get("session_id")?,
             challenge: row.try_get("challenge")?,
