@@ -8,6 +8,32 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
+/// Plain visible text, as `description` and metadata values must be: no control
+/// characters but the newline, no Unicode format characters (Cf) nor line or paragraph
+/// separators.
+pub const PLAIN_TEXT: &str = r"^[^\u0000-\u0009\u000B-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]*$";
+
+/// The `metadata` of a request: at most 50 keys of 1 to 40 name characters, each with
+/// plain visible text of at most 500 characters.
+pub fn metadata_request() -> Schema {
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(500))
+        .pattern(Some(PLAIN_TEXT));
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z0-9_.-]{1,40}$"));
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .max_properties(Some(50))
+        .property_names(Some(name))
+        .additional_properties(Some(value))
+        .into()
+}
+
 /// A currency as the API answers it: the lower-case ISO 4217 code.
 impl PartialSchema for Currency {
     fn schema() -> RefOr<Schema> {

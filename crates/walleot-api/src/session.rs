@@ -1,5 +1,6 @@
 use crate::Currency;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The state of a payment session. A session starts `pending` and moves once to one of
@@ -181,6 +182,16 @@ pub struct CreateSessionRequest {
     /// `automatic` (the default) or `manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_method: Option<CaptureMethod>,
+    /// The merchant's own labels, answered on every read: at most 50 keys of 1 to 40
+    /// letters, digits, `_`, `-` or `.`, each with a string of at most 500 characters of
+    /// plain visible text (as `description`). The SDKs record the paid tool and the hash
+    /// of its arguments here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::openapi::metadata_request)
+    )]
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 /// A whole number, written as JSON Schema counts integers: `7290` and `7290.0` alike,
@@ -277,6 +288,9 @@ pub struct Session {
     /// For manual capture, once approved: `held`, then `captured` or `released`.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub capture_status: Option<CaptureStatus>,
+    /// The metadata given at creation; empty when none was.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A page of `GET /v1/sessions`, newest first.

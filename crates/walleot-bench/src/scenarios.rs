@@ -430,9 +430,9 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (wallets, sessions, ids, payers, next) = (
+            let (wallets, store, ids, payers, next) = (
                 wallets.clone(),
-                sessions.clone(),
+                services.store.clone(),
                 ids.clone(),
                 payers.clone(),
                 next.clone(),
@@ -443,8 +443,8 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
                     if i >= ids.len() {
                         return;
                     }
-                    // As the checkout does: the session read, then charged.
-                    let Ok((session, _)) = sessions.for_checkout(&ids[i]).await else {
+                    // The session read, then charged, as a payment always is.
+                    let Ok(Some(session)) = store.find_session(&ids[i]).await else {
                         continue;
                     };
                     let _ = wallets

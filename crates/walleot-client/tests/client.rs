@@ -15,6 +15,7 @@ fn request(amount: i64) -> CreateSessionRequest {
         description: Some("client test".into()),
         expires_in: None,
         capture_method: None,
+        metadata: None,
     }
 }
 

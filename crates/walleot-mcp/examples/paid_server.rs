@@ -36,10 +36,13 @@ struct AnalysisArgs {
 
 #[tool_router]
 impl Tools {
-    fn new() -> Self {
-        Tools {
-            tool_router: Self::tool_router(),
+    /// The tools; `fragile_report` only with `--failing-tool`.
+    fn new(failing_tool: bool) -> Self {
+        let mut tool_router = Self::tool_router();
+        if !failing_tool {
+            tool_router.remove_route("fragile_report");
         }
+        Tools { tool_router }
     }
 
     #[tool(description = "Answers pong. Free.")]
@@ -60,6 +63,17 @@ impl Tools {
         let words = data.split_whitespace().count();
         format!("{words} words, {} characters", data.chars().count())
     }
+
+    #[tool(description = "A report whose source is always down: it fails after payment.")]
+    async fn fragile_report(
+        &self,
+        Parameters(AnalysisArgs { data }): Parameters<AnalysisArgs>,
+    ) -> Result<String, String> {
+        let asked = data.chars().count();
+        Err(format!(
+            "the report source is down; nothing was made of {asked} characters"
+        ))
+    }
 }
 
 #[tool_handler(router = self.tool_router, name = "walleot-paid-example", version = "0.1.0")]
@@ -79,6 +93,10 @@ struct Args {
     /// file that survives restarts and can be shared by several server processes.
     #[arg(long, default_value = "memory")]
     store: String,
+    /// Also serve `fragile_report(data)` at 0.05 USD, which always fails: its payment
+    /// is released, never captured (the conformance suite checks this).
+    #[arg(long)]
+    failing_tool: bool,
 }
 
 #[tokio::main]
@@ -103,18 +121,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .store(store)
         .mode(args.mode)
         .price("add", "0.19", "USD")?
-        .price("premium_analysis", "0.50", "USD")?;
+        .price("premium_analysis", "0.50", "USD")?
+        .price("fragile_report", "0.05", "USD")?;
+    let failing_tool = args.failing_tool;
     match args.http {
         None => {
             let running = walleot
-                .wrap(Tools::new())
+                .wrap(Tools::new(failing_tool))
                 .serve(rmcp::transport::stdio())
                 .await?;
             running.waiting().await?;
         }
         Some(addr) => {
             let service = StreamableHttpService::new(
-                move || Ok(walleot.wrap(Tools::new())),
+                move || Ok(walleot.wrap(Tools::new(failing_tool))),
                 Arc::new(LocalSessionManager::default()),
                 StreamableHttpServerConfig::default(),
             );

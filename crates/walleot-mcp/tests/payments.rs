@@ -395,6 +395,71 @@ async fn the_example_server_keeps_payments_across_a_restart_with_a_sqlite_store(
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A shared store is not trusted to say which session pays for which call: the service
+/// keeps each session's tool and argument hash, and a confirmation checks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_paid_for_another_call_does_not_pay_this_one() {
+    let service = TestServer::start().await;
+    let dir = tempfile_dir();
+    let path = dir.join("payments.db");
+    let store = format!("sqlite:{}", path.display());
+    let args = ["--mode", "two-step", "--store", store.as_str()];
+    let client = Recorder::default()
+        .serve(example_child_with(&service, &args))
+        .await
+        .unwrap();
+    let small = call(&client, "add", json!({"a": 1, "b": 2})).await;
+    let large = call(&client, "add", json!({"a": 100, "b": 200})).await;
+    pay_with(&service, &session_of(&large)).await;
+    // The store now says the large call's paid session pays for the small call.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE walleot_mcp_payments SET payment = json_set(payment, '$.session_id', ?) \
+         WHERE payment_id = ?",
+    )
+    .bind(session_of(&large))
+    .bind(payment_id_of(&small))
+    .execute(&db)
+    .await
+    .unwrap();
+    let refused = call(
+        &client,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id_of(&small)}),
+    )
+    .await;
+    assert!(
+        text(&refused).contains("another tool call"),
+        "{}",
+        text(&refused)
+    );
+    let session: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/sessions/{}",
+            service.base_url,
+            session_of(&large)
+        ))
+        .bearer_auth(&service.test_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["captureStatus"], "held", "nothing was captured");
+    let done = call(
+        &client,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id_of(&large)}),
+    )
+    .await;
+    assert_eq!(text(&done), "300");
+    client.cancel().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("walleot-mcp-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -8,37 +8,15 @@
 //! and `pytest`; the SDK itself is reinstalled from a copy of its sources every run,
 //! so the suite always tests the code as it is now and the source tree stays clean.
 
-use axum::routing::post;
+mod sdk_suites;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use walleot_server::testing::TestServer;
 
 const PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==9.2.0", "setuptools==80.9.0"];
 
-/// POSTs a minute the rate-limited service allows (session creations, pays, captures).
-const LIMITED_POSTS: u32 = 6;
-
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdks/python")
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        let name_text = name.to_string_lossy();
-        if name_text == "__pycache__" || name_text.ends_with(".egg-info") || name_text == "build" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The venv's `bin`, with the SDK installed from a fresh copy of its sources.
@@ -51,7 +29,11 @@ fn venv_with_sdk() -> PathBuf {
     for part in ["pyproject.toml", "README.md"] {
         std::fs::copy(sdk_dir().join(part), copy.join(part)).unwrap();
     }
-    copy_tree(&sdk_dir().join("src"), &copy.join("src"));
+    sdk_suites::copy_tree(
+        &sdk_dir().join("src"),
+        &copy.join("src"),
+        &["__pycache__", ".egg-info", "build"],
+    );
     let installed = std::process::Command::new(bin.join("python"))
         .args([
             "-m",
@@ -71,35 +53,11 @@ fn venv_with_sdk() -> PathBuf {
     bin
 }
 
-/// An address whose POST moves the service's clock on 61 s, so that its rate-limit
-/// window starts again (the tests of settling under a rate limit need it).
-async fn clock_control(service: &TestServer) -> String {
-    let clock = service.clock.clone();
-    let app = axum::Router::new().route(
-        "/advance",
-        post(move || {
-            let clock = Arc::clone(&clock);
-            async move {
-                clock.advance_ms(61_000);
-                "advanced"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/advance", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_passes_its_tests_against_a_real_service() {
     // The suite makes a few hundred POSTs a minute (each payment creates, pays and
     // captures): the main service allows them; the limited one does not.
-    let service =
-        TestServer::start_with(|config| config.limits.sessions_per_window = 100_000).await;
-    let limited =
-        TestServer::start_with(|config| config.limits.sessions_per_window = LIMITED_POSTS).await;
-    let clock = clock_control(&limited).await;
+    let services = sdk_suites::Services::start().await;
     let bin = tokio::task::spawn_blocking(venv_with_sdk).await.unwrap();
     let run = tokio::process::Command::new(bin.join("python"))
         .args([
@@ -112,11 +70,7 @@ async fn the_python_sdk_passes_its_tests_against_a_real_service() {
             "tests",
         ])
         .current_dir(sdk_dir())
-        .env("WALLEOT_API_URL", &service.base_url)
-        .env("WALLEOT_API_KEY", &service.test_key)
-        .env("WALLEOT_LIMITED_API_URL", &limited.base_url)
-        .env("WALLEOT_LIMITED_API_KEY", &limited.test_key)
-        .env("WALLEOT_LIMITED_CLOCK_URL", &clock)
+        .envs(services.env())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true)
         .output();

@@ -73,12 +73,14 @@ impl<S: ServerHandler> Paid<S> {
                 "too many unpaid payments are open on this server; try again within {ttl_minutes} min. Nothing was charged."
             )));
         }
+        let hash = arguments_hash(&arguments);
         let request = CreateSessionRequest {
             amount: price.minor,
             currency: price.currency.code().to_string(),
             description: Some(format!("Tool call: {tool}")),
             expires_in: Some(walleot.payment_ttl.as_secs() as i64),
             capture_method: Some(CaptureMethod::Manual),
+            metadata: Some(binding_metadata(tool, &hash)),
         };
         let session = walleot
             .client
@@ -90,7 +92,7 @@ impl<S: ServerHandler> Paid<S> {
             session_id: session.session_id,
             payment_url: session.url,
             tool: tool.to_string(),
-            arguments_hash: arguments_hash(&arguments),
+            arguments_hash: hash,
             arguments,
             price: price.clone(),
             subject: caller.subject.clone(),
@@ -163,6 +165,11 @@ impl<S: ServerHandler> Paid<S> {
     ) -> Result<(), CallToolResult> {
         if session.amount != pending.price.minor || session.currency != pending.price.currency {
             return Err(refusal("the payment does not match this tool's price"));
+        }
+        if session.metadata != binding_metadata(&pending.tool, &pending.arguments_hash) {
+            return Err(refusal(
+                "the payment was made for another tool call; it cannot pay for this one",
+            ));
         }
         match (session.status, session.capture_status) {
             (
@@ -365,4 +372,20 @@ impl<S: ServerHandler> Paid<S> {
         }
         refusal("the paid tool is still running; confirm again in a moment to get its result")
     }
+}
+
+/// The session's record of what it pays for, kept by the service and answered on every
+/// read: the tool and the hash of its arguments.
+pub(crate) fn binding_metadata(
+    tool: &str,
+    arguments_hash: &str,
+) -> std::collections::BTreeMap<String, String> {
+    [
+        ("walleot_tool".to_string(), tool.to_string()),
+        (
+            "walleot_arguments_hash".to_string(),
+            arguments_hash.to_string(),
+        ),
+    ]
+    .into()
 }

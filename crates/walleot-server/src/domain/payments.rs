@@ -339,16 +339,6 @@ impl Closing {
             Closing::Expire => SessionStatus::Expired,
         }
     }
-
-    /// The closing that leads to `status`; a session is paid only through the ledger.
-    pub fn to(status: SessionStatus) -> Option<Self> {
-        match status {
-            SessionStatus::Cancelled => Some(Closing::Cancel),
-            SessionStatus::Failed => Some(Closing::Fail),
-            SessionStatus::Expired => Some(Closing::Expire),
-            SessionStatus::Pending | SessionStatus::Paid => None,
-        }
-    }
 }
 
 /// Closes a pending session. Only expiry applies to a session whose expiry has passed;
@@ -486,6 +476,7 @@ mod tests {
             updated_at: NOW - 1000,
             capture_method,
             capture_status: None,
+            metadata: Default::default(),
         }
     }
 
@@ -851,8 +842,6 @@ mod tests {
             "session.failed"
         );
         assert_eq!(plan_closing(&s, Closing::Fail, s.expires_at), None);
-        assert_eq!(Closing::to(SessionStatus::Paid), None);
-        assert_eq!(Closing::to(SessionStatus::Pending), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::payments::{self, Closing, Settlement};
 use super::wallets::Wallets;
 use super::{ids, Clock, DomainError, Livemode, Principal};
 use crate::domain::ports::{IdempotencyCompletion, SessionPage, Store, StoreError, Transition};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, SessionStatus};
 
@@ -39,6 +40,15 @@ impl Default for SessionPolicy {
     }
 }
 
+/// What a test helper does to a test session: pay it as a sandbox payer would, or fail
+/// or expire it as the payer or time would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simulation {
+    Pay,
+    Fail,
+    Expire,
+}
+
 /// A request for a session that meets every rule of the policy: made only by
 /// [`NewSession::parse`], so a session cannot be prepared from an unchecked request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +59,7 @@ pub struct NewSession {
     pub description: Option<String>,
     pub ttl_secs: i64,
     pub capture_method: CaptureMethod,
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl NewSession {
@@ -65,6 +76,8 @@ impl NewSession {
                 .map_err(|e: walleot_api::UnknownCurrency| {
                     DomainError::invalid("currency", e.to_string())
                 })?;
+        let metadata = request.metadata.unwrap_or_default();
+        check_metadata(&metadata)?;
         if let Some(description) = &request.description {
             let chars = description.chars().count();
             if chars > policy.max_description_chars {
@@ -104,8 +117,60 @@ impl NewSession {
             description: request.description,
             ttl_secs,
             capture_method: request.capture_method.unwrap_or_default(),
+            metadata,
         })
     }
+}
+
+/// Keys a session's metadata may have.
+pub const MAX_METADATA_KEYS: usize = 50;
+const MAX_METADATA_KEY_CHARS: usize = 40;
+const MAX_METADATA_VALUE_CHARS: usize = 500;
+
+/// Metadata keys are short names (letters, digits, `_`, `-`, `.`); values are plain
+/// visible text, as descriptions are, since both may be shown to people.
+fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), DomainError> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(DomainError::invalid(
+            "metadata",
+            format!(
+                "has {} keys; at most {MAX_METADATA_KEYS} are allowed",
+                metadata.len()
+            ),
+        ));
+    }
+    for (key, value) in metadata {
+        let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if key.is_empty()
+            || key.chars().count() > MAX_METADATA_KEY_CHARS
+            || !key.chars().all(name_char)
+        {
+            return Err(DomainError::invalid(
+                "metadata",
+                format!(
+                    "key {key:?} must be 1 to {MAX_METADATA_KEY_CHARS} letters, digits, `_`, `-` or `.`"
+                ),
+            ));
+        }
+        let chars = value.chars().count();
+        if chars > MAX_METADATA_VALUE_CHARS {
+            return Err(DomainError::invalid(
+                "metadata",
+                format!("value of {key:?} has {chars} characters; at most {MAX_METADATA_VALUE_CHARS} are allowed"),
+            ));
+        }
+        if let Some((at, c)) = hidden_character(value) {
+            return Err(DomainError::invalid(
+                "metadata",
+                format!(
+                    "value of {key:?} must be plain visible text: U+{:04X} at character {} is not",
+                    c as u32,
+                    at + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A session as stored.
@@ -123,6 +188,8 @@ pub struct SessionRecord {
     pub updated_at: i64,
     pub capture_method: CaptureMethod,
     pub capture_status: Option<CaptureStatus>,
+    /// The merchant's labels, checked at creation.
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl SessionRecord {
@@ -294,6 +361,7 @@ impl Sessions {
             updated_at: now,
             capture_method: new.capture_method,
             capture_status: None,
+            metadata: new.metadata,
         })
     }
 
@@ -417,7 +485,7 @@ impl Sessions {
     }
 
     pub async fn cancel(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
-        self.transition(owner, id, SessionStatus::Cancelled, "cancelled")
+        self.transition(owner, id, Closing::Cancel, "cancelled")
             .await
     }
 
@@ -426,22 +494,18 @@ impl Sessions {
         &self,
         owner: &Principal,
         id: &str,
-        to: SessionStatus,
+        what: Simulation,
     ) -> Result<SessionRecord, DomainError> {
         if owner.mode != Livemode::Test {
             return Err(DomainError::Forbidden(
                 "test helpers accept only test keys (sk_test_…)".into(),
             ));
         }
-        if to == SessionStatus::Paid {
-            return self.pay_as_sandbox_payer(owner, id).await;
+        match what {
+            Simulation::Pay => self.pay_as_sandbox_payer(owner, id).await,
+            Simulation::Fail => self.transition(owner, id, Closing::Fail, "failed").await,
+            Simulation::Expire => self.transition(owner, id, Closing::Expire, "expired").await,
         }
-        let verb = match to {
-            SessionStatus::Failed => "failed",
-            SessionStatus::Expired => "expired",
-            _ => "changed",
-        };
-        self.transition(owner, id, to, verb).await
     }
 
     /// Pays through the ledger, from the merchant's sandbox payer.
@@ -572,13 +636,8 @@ impl Sessions {
 
     /// The payer declines: the session is cancelled.
     pub async fn decline(&self, session: &SessionRecord) -> Result<SessionRecord, DomainError> {
-        self.transition(
-            &owner_of(session),
-            &session.id,
-            SessionStatus::Cancelled,
-            "declined",
-        )
-        .await
+        self.transition(&owner_of(session), &session.id, Closing::Cancel, "declined")
+            .await
     }
 
     /// Moves pending sessions past their expiry to `expired`; returns how many.
@@ -638,15 +697,11 @@ impl Sessions {
         &self,
         owner: &Principal,
         id: &str,
-        to: SessionStatus,
+        closing: Closing,
         verb: &str,
     ) -> Result<SessionRecord, DomainError> {
         let session = self.find(owner, id).await?;
-        let Some(closing) = Closing::to(to) else {
-            // A session is paid only through the ledger.
-            let refused = format!("no transition to {to} outside the ledger");
-            return Err(StoreError::Corrupt(refused).into());
-        };
+        let to = closing.status();
         let now = self.clock.now_ms();
         let outcome = match payments::plan_closing(&session, closing, now) {
             Some(plan) => self.store.apply_plan(&plan).await?,

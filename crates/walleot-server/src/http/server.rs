@@ -10,6 +10,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// How long clients may take and how many may be connected at once.
@@ -51,9 +52,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    // `closing` tells connections to finish; `open` counts them (one receiver each).
-    let (closing, _) = watch::channel(false);
-    let (open_tx, open) = watch::channel(());
+    let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -82,14 +81,11 @@ pub async fn serve(
             app.clone(),
             limits,
             permit,
-            closing.subscribe(),
-            open.clone(),
+            graceful.watcher(),
         ));
     }
     drop(listener);
-    let _ = closing.send(true);
-    drop(open);
-    open_tx.closed().await;
+    graceful.shutdown().await;
     Ok(())
 }
 
@@ -99,8 +95,7 @@ async fn connection(
     app: Router,
     limits: ConnectionLimits,
     _permit: OwnedSemaphorePermit,
-    mut closing: watch::Receiver<bool>,
-    _open: watch::Receiver<()>,
+    watcher: Watcher,
 ) {
     let _ = stream.set_nodelay(true);
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -115,21 +110,10 @@ async fn connection(
         .header_read_timeout(limits.header_timeout)
         // Headers beyond this answer 431; far above what the API needs.
         .max_buf_size(64 * 1024);
-    let mut served = pin!(builder.serve_connection(TokioIo::new(stream), service));
-    let mut asked_to_close = false;
-    loop {
-        tokio::select! {
-            result = served.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, client = %addr, "connection ended with an error");
-                }
-                return;
-            }
-            _ = closing.wait_for(|closing| *closing), if !asked_to_close => {
-                asked_to_close = true;
-                served.as_mut().graceful_shutdown();
-            }
-        }
+    // On shutdown the connection closes after the answer in flight.
+    let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+    if let Err(e) = served.await {
+        tracing::debug!(error = %e, client = %addr, "connection ended with an error");
     }
 }
 

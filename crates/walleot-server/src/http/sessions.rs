@@ -43,6 +43,7 @@ pub fn to_wire(state: &AppState, record: SessionRecord) -> Session {
         livemode: record.livemode,
         capture_method: record.capture_method,
         capture_status: record.capture_status,
+        metadata: record.metadata,
     }
 }
 

@@ -9,11 +9,12 @@ use super::openapi::{
 };
 use super::sessions::to_wire;
 use crate::app::AppState;
+use crate::domain::sessions::Simulation;
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use walleot_api::{Session, SessionStatus};
+use walleot_api::Session;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -31,9 +32,9 @@ async fn simulate(
     state: &AppState,
     principal: &Principal,
     id: &str,
-    to: SessionStatus,
+    what: Simulation,
 ) -> Result<Json<Session>, ApiError> {
-    let record = state.sessions.simulate(principal, id, to).await?;
+    let record = state.sessions.simulate(principal, id, what).await?;
     Ok(Json(to_wire(state, record)))
 }
 
@@ -61,7 +62,7 @@ pub(super) async fn pay(
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Session>, ApiError> {
-    simulate(&state, &principal, &id, SessionStatus::Paid).await
+    simulate(&state, &principal, &id, Simulation::Pay).await
 }
 
 #[utoipa::path(
@@ -88,7 +89,7 @@ pub(super) async fn fail(
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Session>, ApiError> {
-    simulate(&state, &principal, &id, SessionStatus::Failed).await
+    simulate(&state, &principal, &id, Simulation::Fail).await
 }
 
 #[utoipa::path(
@@ -115,5 +116,5 @@ pub(super) async fn expire(
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Session>, ApiError> {
-    simulate(&state, &principal, &id, SessionStatus::Expired).await
+    simulate(&state, &principal, &id, Simulation::Expire).await
 }

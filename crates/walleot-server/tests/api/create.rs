@@ -365,3 +365,80 @@ async fn an_amount_written_with_a_zero_fraction_counts_as_the_integer_it_is() {
         assert_error(response, 400, "invalid_request").await;
     }
 }
+
+#[tokio::test]
+async fn metadata_is_kept_and_answered_on_every_read() {
+    let app = spawn_app().await;
+    let labels =
+        json!({"walleot_tool": "premium_analysis", "order.id": "A-17", "note": "two\nlines"});
+    let body = app
+        .create_session_with(
+            app.key(),
+            json!({"amount": 50, "currency": "usd", "metadata": labels}),
+        )
+        .await;
+    assert_eq!(body["metadata"], labels);
+    let id = body["sessionId"].as_str().unwrap();
+    let read: Value = app
+        .get(&format!("/v1/sessions/{id}"), app.key())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["metadata"], labels);
+    let listed: Value = app
+        .get("/v1/sessions?limit=1", app.key())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["metadata"], labels);
+
+    for request in [
+        json!({"amount": 50, "currency": "usd"}),
+        json!({"amount": 50, "currency": "usd", "metadata": null}),
+        json!({"amount": 50, "currency": "usd", "metadata": {}}),
+    ] {
+        let body = app.create_session_with(app.key(), request).await;
+        assert_eq!(body["metadata"], json!({}));
+    }
+}
+
+#[tokio::test]
+async fn bad_metadata_is_refused_before_anything_is_stored() {
+    let app = spawn_app().await;
+    let too_many: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for (metadata, says) in [
+        (Value::Object(too_many), "51 keys"),
+        (json!({"": "v"}), "key"),
+        (json!({"has space": "v"}), "key"),
+        (json!({"k".repeat(41): "v"}), "key"),
+        (json!({"k": "v".repeat(501)}), "501 characters"),
+        (json!({"k": "right\u{202E}left"}), "U+202E"),
+        (json!({"k": 7}), "metadata"),
+        (json!({"k": null}), "metadata"),
+        (json!(["k", "v"]), "metadata"),
+        (json!("k=v"), "metadata"),
+    ] {
+        let response = app
+            .post_json(
+                "/v1/sessions",
+                app.key(),
+                &json!({"amount": 50, "currency": "usd", "metadata": metadata}),
+            )
+            .await;
+        let message = assert_error(response, 400, "invalid_request").await;
+        assert!(
+            message.contains(says) && message.contains("metadata"),
+            "{metadata}: {message}"
+        );
+    }
+    let listed: Value = app
+        .get("/v1/sessions", app.key())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"], json!([]), "nothing was stored");
+}

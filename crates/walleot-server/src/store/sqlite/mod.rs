@@ -31,7 +31,8 @@ use walleot_api::SessionStatus;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
-                               status, created_at, expires_at, updated_at, capture_method, capture_status";
+                               status, created_at, expires_at, updated_at, capture_method, capture_status, \
+                               metadata";
 
 /// A column list with every column named through a table alias (`s.id, s.status, …`),
 /// for joins; made once.
@@ -200,8 +201,8 @@ async fn insert_session_in(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
-                               status, created_at, expires_at, updated_at, capture_method) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               status, created_at, expires_at, updated_at, capture_method, metadata) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&session.id)
     .bind(&session.merchant_id)
@@ -214,6 +215,10 @@ async fn insert_session_in(
     .bind(session.expires_at)
     .bind(session.updated_at)
     .bind(session.capture_method.as_str())
+    .bind(
+        (!session.metadata.is_empty())
+            .then(|| serde_json::to_string(&session.metadata).expect("string maps serialize")),
+    )
     .execute(&mut **tx)
     .await?;
     insert_event(tx, created).await?;
@@ -301,6 +306,11 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
             .try_get::<Option<String>, _>("capture_status")?
             .map(|s| parse_stored(&s, "capture status"))
             .transpose()?,
+        metadata: match row.try_get::<Option<String>, _>("metadata")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| corrupt(format!("session metadata: {e}")))?,
+            None => Default::default(),
+        },
     })
 }
 
