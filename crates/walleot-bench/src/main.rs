@@ -31,6 +31,18 @@ pub struct Args {
     /// Where the Markdown table is written.
     #[arg(long, default_value = "target/benchmarks.md")]
     pub out: PathBuf,
+    /// A Python with the Python SDK and `mcp` installed, to measure its example server
+    /// (`cargo test -p walleot-mcp --test python_sdk` makes this one).
+    #[arg(long, default_value = "target/tmp/python-sdk-venv/bin/python")]
+    pub python_sdk: PathBuf,
+    /// A built copy of the Node SDK, to measure its example server (`cargo test -p
+    /// walleot-mcp --test node_sdk` makes this one).
+    #[arg(long, default_value = "target/tmp/node-sdk")]
+    pub node_sdk: PathBuf,
+    /// A Python with the official PyPI `walleot` 0.4.3 and `paymcp` installed, for the
+    /// comparison (`cargo test -p walleot-server --test python_compat` makes this one).
+    #[arg(long, default_value = "target/tmp/python-walleot-venv/bin/python")]
+    pub official_walleot: PathBuf,
 }
 
 impl Args {

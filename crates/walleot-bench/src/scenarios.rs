@@ -260,7 +260,7 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
         ratio(per_second, raw.per_second()),
     ));
 
-    // The cost of a price on an MCP tool.
+    // The cost of a price on an MCP tool, in each SDK.
     let (free, paid) = mcp_cost(&service, &args).await?;
     rows.push(row(
         "MCP tool call over streamable HTTP: paid (TWO_STEP: call, pay, confirm) vs free",
@@ -268,6 +268,18 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
         format!("free {:.2} ms mean", free),
         ratio(paid, free),
     ));
+    for (sdk, command) in example_servers(&args) {
+        let what = format!("{sdk} over streamable HTTP: paid `add` (TWO_STEP) vs free `ping`");
+        match example_cost(&service, &command, &args).await {
+            Ok((free, paid)) => rows.push(row(
+                what,
+                format!("paid {paid:.2} ms mean"),
+                format!("free {free:.2} ms mean"),
+                ratio(paid, free),
+            )),
+            Err(e) => rows.push(row(what, format!("not measured: {e:#}"), "-", "-")),
+        }
+    }
     drop(service);
 
     // Scaling from one core to two.
@@ -472,13 +484,11 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
 async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> {
     use rmcp::handler::server::router::tool::ToolRouter;
     use rmcp::handler::server::wrapper::Parameters;
-    use rmcp::model::CallToolRequestParams;
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
     };
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+    use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 
     #[derive(Clone)]
     struct Tools {
@@ -519,37 +529,45 @@ async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> 
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, axum::Router::new().nest_service("/mcp", mcp)).await;
     });
-    let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await?;
+    let measured = round_trips(&url, service, ("free_add", json!({"a": 1, "b": 2})), args).await;
+    server.abort();
+    measured
+}
+
+/// Mean milliseconds of a free call, and of a paid TWO_STEP round trip of `add` (call,
+/// pay the session the link names, confirm), on the MCP server at `url`.
+async fn round_trips(
+    url: &str,
+    service: &Service,
+    free: (&str, serde_json::Value),
+    args: &crate::Args,
+) -> anyhow::Result<(f64, f64)> {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::ServiceExt;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(url.to_string())).await?;
     let http = http(1);
     let rounds = if args.short { 50 } else { 200 };
-    let arguments = json!({"a": 1, "b": 2})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let object = |value: serde_json::Value| value.as_object().cloned().unwrap_or_default();
+    let arguments = object(json!({"a": 1, "b": 2}));
     let call =
         |name: &str| CallToolRequestParams::new(name.to_string()).with_arguments(arguments.clone());
+    let free_call = CallToolRequestParams::new(free.0.to_string()).with_arguments(object(free.1));
 
     let started = Instant::now();
     for _ in 0..rounds {
-        client.call_tool(call("free_add")).await?;
+        let answer = client.call_tool(free_call.clone()).await?;
+        anyhow::ensure!(answer.is_error != Some(true), "the free call failed");
     }
     let free = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
 
     let started = Instant::now();
     for _ in 0..rounds {
         let required = client.call_tool(call("add")).await?;
-        let structured = required.structured_content.unwrap_or_default();
-        let id = structured["paymentId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let (id, link) = payment_request(&required);
         // The payer pays the session the checkout link names; the payment id is the
         // agent's secret, not the session.
-        let session = structured["paymentUrl"]
-            .as_str()
-            .and_then(|url| url.rsplit('/').next())
-            .unwrap_or_default()
-            .to_string();
+        let session = link.rsplit('/').next().unwrap_or_default().to_string();
         let paid = http
             .post(format!(
                 "{}/v1/test_helpers/sessions/{session}/pay",
@@ -578,8 +596,125 @@ async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> 
     }
     let paid = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
     let _ = client.cancel().await;
-    server.abort();
     Ok((free, paid))
+}
+
+/// The paid example servers measured beside the Rust SDK, as commands, where their
+/// builds are present: this repository's Python and Node SDKs, and the official PyPI
+/// package. The first two take `--mode two-step --http ADDR`; the official one a port.
+fn example_servers(args: &crate::Args) -> Vec<(&'static str, Vec<String>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    let mut servers = Vec::new();
+    if args.python_sdk.exists() {
+        servers.push((
+            "Python SDK's example",
+            vec![
+                path(args.python_sdk.clone()),
+                path(root.join("sdks/python/examples/paid_server.py")),
+            ],
+        ));
+    }
+    if args.node_sdk.join("dist").exists() {
+        servers.push((
+            "Node SDK's example",
+            vec![
+                "node".into(),
+                path(args.node_sdk.join("examples/paid_server.mjs")),
+            ],
+        ));
+    }
+    if args.official_walleot.exists() {
+        servers.push((
+            "official PyPI walleot 0.4.3 (paymcp)",
+            vec![
+                path(args.official_walleot.clone()),
+                path(root.join("crates/walleot-bench/servers/official_walleot.py")),
+            ],
+        ));
+    }
+    servers
+}
+
+/// A free call and a paid round trip through an example server started from `command`.
+async fn example_cost(
+    service: &Service,
+    command: &[String],
+    args: &crate::Args,
+) -> anyhow::Result<(f64, f64)> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(&command[0]);
+    child.args(&command[1..]);
+    if command[1].ends_with("official_walleot.py") {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        child.args(["--port", &free.to_string()]);
+    } else {
+        child.args(["--mode", "two-step", "--http", "127.0.0.1:0"]);
+    }
+    let mut child = child
+        .env("WALLEOT_API_URL", &service.server.base)
+        .env("WALLEOT_API_KEY", &service.key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(at) = line.find("http://") {
+                return Ok(line[at..].trim().to_string());
+            }
+        }
+        anyhow::bail!("the example server exited before listening")
+    })
+    .await??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The address may be announced a moment before the server listens.
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let measured = round_trips(&url, service, ("ping", json!({})), args).await;
+    let _ = child.kill().await;
+    measured
+}
+
+/// The payment id and checkout link of a payment request: in `structuredContent` as
+/// this repository's SDKs answer (`paymentId`, `paymentUrl`), or as the official
+/// package does (`payment_id`, `payment_url`, possibly only as JSON text).
+fn payment_request(answer: &rmcp::model::CallToolResult) -> (String, String) {
+    let text_json = || {
+        answer.content.iter().find_map(|c| {
+            c.as_text()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t.text).ok())
+        })
+    };
+    let fields = answer
+        .structured_content
+        .clone()
+        .or_else(text_json)
+        .unwrap_or_default();
+    let field = |a: &str, b: &str| {
+        fields[a]
+            .as_str()
+            .or(fields[b].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        field("paymentId", "payment_id"),
+        field("paymentUrl", "payment_url"),
+    )
 }
 
 /// Database size per million sessions, and status latency with 10 thousand and with 1
