@@ -10,55 +10,24 @@
 
 mod sdk_suites;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==9.2.0", "setuptools==80.9.0"];
-
-fn sdk_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdks/python")
-}
-
-/// The venv's `bin`, with the SDK installed from a fresh copy of its sources.
-fn venv_with_sdk() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let bin = walleot_server::venv::python_tools(tmp, "python-sdk-venv", PACKAGES);
-    let copy = tmp.join("python-sdk-src");
-    let _ = std::fs::remove_dir_all(&copy);
-    std::fs::create_dir_all(&copy).unwrap();
-    for part in ["pyproject.toml", "README.md"] {
-        std::fs::copy(sdk_dir().join(part), copy.join(part)).unwrap();
-    }
-    sdk_suites::copy_tree(
-        &sdk_dir().join("src"),
-        &copy.join("src"),
-        &["__pycache__", ".egg-info", "build"],
-    );
-    let installed = std::process::Command::new(bin.join("python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--force-reinstall",
-        ])
-        .arg(&copy)
-        .status()
-        .expect("pip runs");
-    assert!(installed.success(), "pip install of sdks/python failed");
-    bin
-}
+const PACKAGES: &[&str] = &[
+    "mcp==2.3.0",
+    "pytest==9.2.0",
+    "setuptools==80.9.0",
+    "redis==8.1.0",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_passes_its_tests_against_a_real_service() {
     // The suite makes a few hundred POSTs a minute (each payment creates, pays and
     // captures): the main service allows them; the limited one does not.
     let services = sdk_suites::Services::start().await;
-    let bin = tokio::task::spawn_blocking(venv_with_sdk).await.unwrap();
+    let bin =
+        tokio::task::spawn_blocking(|| sdk_suites::python_with_sdk("python-sdk-venv", PACKAGES))
+            .await
+            .unwrap();
     let run = tokio::process::Command::new(bin.join("python"))
         .args([
             "-m",
@@ -69,7 +38,7 @@ async fn the_python_sdk_passes_its_tests_against_a_real_service() {
             "-rs",
             "tests",
         ])
-        .current_dir(sdk_dir())
+        .current_dir(sdk_suites::repo().join("sdks/python"))
         .envs(services.env())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true)

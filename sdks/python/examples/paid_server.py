@@ -2,9 +2,12 @@
 
     WALLEOT_API_KEY=sk_test_... python examples/paid_server.py --mode two-step
     WALLEOT_API_KEY=sk_test_... python examples/paid_server.py --mode resubmit --http 127.0.0.1:3001
+    WALLEOT_API_KEY=sk_test_... python examples/paid_server.py --http 127.0.0.1:3001 --store redis://127.0.0.1:6379/0
 
 Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at /mcp.
-WALLEOT_API_URL names the service (default http://127.0.0.1:8080).
+WALLEOT_API_URL names the service (default http://127.0.0.1:8080). With `--store`,
+pending payments are kept in Redis, shared by every process given the same store and
+`--store-prefix` (several of them behind a load balancer).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 
 from mcp.server.mcpserver import MCPServer
 
-from walleot import SUPPORTED_MODES, Mode, Walleot, price
+from walleot import SUPPORTED_MODES, Mode, RedisStore, Walleot, price
 
 mcp = MCPServer("walleot-paid-example", version="0.1.0", log_level="WARNING")
 
@@ -72,9 +75,21 @@ def main() -> None:
         + ")",
     )
     parser.add_argument("--http", metavar="ADDR", help="serve streamable HTTP at ADDR/mcp instead of stdio")
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep pending payments in Redis at URL (redis://HOST:PORT/DB), shared with every process "
+        "given the same URL and prefix; default: in this process",
+    )
+    parser.add_argument("--store-prefix", metavar="PREFIX", default="walleot:", help="the Redis key prefix (walleot:)")
     args = parser.parse_args()
+    store = None
+    if args.store is not None:
+        if not args.store.startswith(("redis://", "rediss://", "unix://")):
+            parser.exit(2, f"--store takes a redis://, rediss:// or unix:// URL, not {args.store!r}\n")
+        store = RedisStore(args.store, prefix=args.store_prefix)
     try:
-        Walleot(mcp, mode=args.mode)  # WALLEOT_API_KEY, WALLEOT_API_URL
+        Walleot(mcp, mode=args.mode, store=store)  # WALLEOT_API_KEY, WALLEOT_API_URL
     except (ValueError, NotImplementedError) as refused:
         parser.exit(2, f"{refused}\n")
     if args.http:

@@ -9,6 +9,10 @@
                                                 a service allowing few POSTs a minute,
                                                 and an address that moves its clock on
                                                 61 s (the rate-limit tests)
+    WALLEOT_REDIS_URL                           a Redis the RedisStore tests may write
+                                                to (redis://127.0.0.1:6379/0); each test
+                                                keeps to a prefix of its own and deletes
+                                                its keys afterwards
 
 `cargo test -p walleot-mcp --test python_sdk` starts both and sets these.
 """
@@ -20,6 +24,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -106,3 +111,27 @@ def limited() -> LimitedService:
     service = LimitedService(url.rstrip("/"), key, clock)
     service.next_window()
     return service
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("WALLEOT_REDIS_URL")
+    if not url:
+        pytest.skip("WALLEOT_REDIS_URL names no Redis (such as redis://127.0.0.1:6379/0)")
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"walleot-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

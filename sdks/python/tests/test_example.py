@@ -35,9 +35,9 @@ def example_env(service) -> dict[str, str]:
 class HttpExample:
     """The example over streamable HTTP on a free port."""
 
-    def __init__(self, service, mode: str) -> None:
+    def __init__(self, service, mode: str, extra: tuple[str, ...] = ()) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(EXAMPLE), "--mode", mode, "--http", "127.0.0.1:0"],
+            [sys.executable, str(EXAMPLE), "--mode", mode, "--http", "127.0.0.1:0", *extra],
             env=example_env(service),
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from walleot import MemoryStore, Price, arguments_hash
+from walleot import MemoryStore, Price, TooManyOpen, arguments_hash
 from walleot._store import AWAITING, DONE, RAN, RUNNING, PendingPayment, StoreFull
 
 
@@ -35,63 +35,87 @@ def payment(pid, owner="alice", expires=1_000.0, data="x"):
     )
 
 
-def test_a_payment_is_claimed_once_and_its_result_kept():
+@pytest.mark.anyio
+async def test_a_payment_is_claimed_once_and_its_result_kept():
     store = MemoryStore()
-    store.put(payment("p1"), now=0)
-    assert store.claim("p1").state == AWAITING  # this caller runs the tool
-    assert store.claim("p1").state == RUNNING  # another waits
-    store.ran("p1", {"content": []}, True, now=1)
-    assert store.claim("p1").state == RAN  # settle, then hand out
-    store.finish("p1", {"content": [{"type": "text", "text": "3"}]}, True, now=2)
-    found = store.claim("p1")
+    await store.put(payment("p1"), now=0)
+    assert (await store.claim("p1")).state == AWAITING  # this caller runs the tool
+    assert (await store.claim("p1")).state == RUNNING  # another waits
+    await store.ran("p1", {"content": []}, True, now=1)
+    assert (await store.claim("p1")).state == RAN  # settle, then hand out
+    await store.finish("p1", {"content": [{"type": "text", "text": "3"}]}, True, now=2)
+    found = await store.claim("p1")
     assert found.state == DONE and found.result["content"][0]["text"] == "3"
-    assert store.claim("unknown") is None
+    assert await store.claim("unknown") is None
 
 
-def test_open_counts_go_by_owner_and_open_links():
+@pytest.mark.anyio
+async def test_open_counts_go_by_owner_and_open_links():
     store = MemoryStore()
-    store.put(payment("p1", "alice", expires=100), now=0)
-    store.put(payment("p2", "alice", expires=100), now=0)
-    store.put(payment("p3", "bob", expires=100), now=0)
-    store.put(payment("p4", "alice", expires=10), now=0)
-    assert store.open_counts("alice", now=50) == (2, 3)  # p4's link expired
-    store.claim("p1")
-    assert store.open_counts("alice", now=50) == (1, 2)  # paid and running: no longer open
+    await store.put(payment("p1", "alice", expires=100), now=0)
+    await store.put(payment("p2", "alice", expires=100), now=0)
+    await store.put(payment("p3", "bob", expires=100), now=0)
+    await store.put(payment("p4", "alice", expires=10), now=0)
+    assert await store.open_counts("alice", now=50) == (2, 3)  # p4's link expired
+    await store.claim("p1")
+    assert await store.open_counts("alice", now=50) == (1, 2)  # paid and running: no longer open
 
 
-def test_retention_drops_unpaid_payments_and_old_results():
+@pytest.mark.anyio
+async def test_retention_drops_unpaid_payments_and_old_results():
     store = MemoryStore(after_expiry_seconds=100, results_seconds=50)
-    store.put(payment("p1", expires=10), now=0)
-    store.put(payment("p2", expires=10), now=0)
-    store.claim("p2")
-    store.ran("p2", {}, True, now=5)
-    store.finish("p2", {}, True, now=5)
-    assert store.get("p1", now=109) is not None
-    assert store.get("p1", now=110) is None
-    assert store.get("p2", now=54) is not None
-    assert store.get("p2", now=55) is None
+    await store.put(payment("p1", expires=10), now=0)
+    await store.put(payment("p2", expires=10), now=0)
+    await store.claim("p2")
+    await store.ran("p2", {}, True, now=5)
+    await store.finish("p2", {}, True, now=5)
+    assert await store.get("p1", now=109) is not None
+    assert await store.get("p1", now=110) is None
+    assert await store.get("p2", now=54) is not None
+    assert await store.get("p2", now=55) is None
 
 
-def test_the_store_keeps_within_its_budget():
+@pytest.mark.anyio
+async def test_the_store_keeps_within_its_budget():
     store = MemoryStore(budget_bytes=12_000)
     big = "w" * 3_000
     for i in range(3):
-        store.put(payment(f"p{i}", expires=100, data=big), now=0)
+        await store.put(payment(f"p{i}", expires=100, data=big), now=0)
     with pytest.raises(StoreFull):
-        store.put(payment("p3", expires=100, data=big), now=0)
+        await store.put(payment("p3", expires=100, data=big), now=0)
     # Once the links expired, new payments take the room of the old.
-    store.put(payment("p4", expires=500, data=big), now=200)
-    assert store.get("p4", now=200) is not None
+    await store.put(payment("p4", expires=500, data=big), now=200)
+    assert await store.get("p4", now=200) is not None
     # A run in flight is never dropped.
     store = MemoryStore(budget_bytes=10_000)
-    store.put(payment("run", expires=1, data=big), now=0)
-    store.claim("run")
+    await store.put(payment("run", expires=1, data=big), now=0)
+    await store.claim("run")
     for i in range(5):
         try:
-            store.put(payment(f"q{i}", expires=1, data=big), now=10)
+            await store.put(payment(f"q{i}", expires=1, data=big), now=10)
         except StoreFull:
             pass
-    assert store.get("run", now=10).state == RUNNING
+    assert (await store.get("run", now=10)).state == RUNNING
+
+
+@pytest.mark.anyio
+async def test_a_put_keeps_within_the_caps_on_open_payments():
+    store = MemoryStore()
+    caps = {"max_open_per_owner": 2, "max_open": 3}
+    for i in range(2):
+        await store.put(payment(f"a{i}", "alice", expires=100), now=0, **caps)
+    with pytest.raises(TooManyOpen) as refused:
+        await store.put(payment("a2", "alice", expires=100), now=0, **caps)
+    assert (refused.value.scope, refused.value.mine, refused.value.total) == ("owner", 2, 2)
+    await store.put(payment("b0", "bob", expires=100), now=0, **caps)
+    with pytest.raises(TooManyOpen) as refused:
+        await store.put(payment("b1", "bob", expires=100), now=0, **caps)
+    assert refused.value.scope == "total"
+    assert await store.get("a2", now=0) is None and await store.get("b1", now=0) is None
+    # A claimed payment, or one whose link expired, no longer takes a place.
+    await store.claim("a0")
+    await store.put(payment("a3", "alice", expires=100), now=0, **caps)
+    await store.put(payment("a4", "alice", expires=300), now=150, **caps)
 
 
 def test_a_confirm_tool_shows_while_a_payment_of_its_caller_is_open():

@@ -2,8 +2,12 @@
 //! to them by the environment, and a copy of an SDK's sources under the target
 //! directory (so a run never writes into the source tree).
 
+// Each suite uses the parts it needs.
+#![allow(dead_code)]
+
 use axum::routing::post;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use walleot_server::testing::TestServer;
 
@@ -33,8 +37,8 @@ impl Services {
         }
     }
 
-    /// The environment the suites read: `WALLEOT_API_URL`, `WALLEOT_API_KEY` and the
-    /// `WALLEOT_LIMITED_*` three.
+    /// The environment the suites read: `WALLEOT_API_URL`, `WALLEOT_API_KEY`, the
+    /// `WALLEOT_LIMITED_*` three and `WALLEOT_REDIS_URL`.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("WALLEOT_API_URL", self.main.base_url.clone()),
@@ -42,6 +46,8 @@ impl Services {
             ("WALLEOT_LIMITED_API_URL", self.limited.base_url.clone()),
             ("WALLEOT_LIMITED_API_KEY", self.limited.test_key.clone()),
             ("WALLEOT_LIMITED_CLOCK_URL", self.clock_url.clone()),
+            // The machine's Redis, for the SDKs' shared payment stores.
+            ("WALLEOT_REDIS_URL", "redis://127.0.0.1:6379/0".into()),
         ]
     }
 }
@@ -84,4 +90,89 @@ pub fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `bin` of a virtual environment (under the target directory) with `packages`,
+/// and the Python SDK installed from a fresh copy of its sources, so that a run always
+/// tests the SDK as it is now.
+pub fn python_with_sdk(venv: &str, packages: &[&str]) -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let bin = walleot_server::venv::python_tools(tmp, venv, packages);
+    let sdk = repo().join("sdks/python");
+    let copy = tmp.join(format!("{venv}-sdk-src"));
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for part in ["pyproject.toml", "README.md"] {
+        std::fs::copy(sdk.join(part), copy.join(part)).unwrap();
+    }
+    copy_tree(
+        &sdk.join("src"),
+        &copy.join("src"),
+        &["__pycache__", ".egg-info", "build"],
+    );
+    let installed = Command::new(bin.join("python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--force-reinstall",
+        ])
+        .arg(&copy)
+        .status()
+        .expect("pip runs");
+    assert!(installed.success(), "pip install of sdks/python failed");
+    bin
+}
+
+fn npm(dir: &Path, args: &[&str]) {
+    let status = Command::new("npm")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("npm runs");
+    assert!(
+        status.success(),
+        "npm {} failed in {}",
+        args.join(" "),
+        dir.display()
+    );
+}
+
+/// A built copy of the Node SDK under the target directory (`target/tmp/node-sdk`),
+/// its dependencies installed with `npm ci` on the first run and again whenever
+/// `package-lock.json` changes.
+pub fn node_sdk_built() -> PathBuf {
+    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-sdk");
+    if let Ok(entries) = std::fs::read_dir(&copy) {
+        for entry in entries.flatten() {
+            if entry.file_name() == "node_modules" {
+                continue;
+            }
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+    copy_tree(&repo().join("sdks/node"), &copy, &["node_modules", "dist"]);
+    let lock = std::fs::read(copy.join("package-lock.json")).expect("sdks/node has a lock file");
+    let stamp = copy.join("node_modules/.installed-lock");
+    if std::fs::read(&stamp).ok().as_deref() != Some(lock.as_slice()) {
+        npm(&copy, &["ci", "--no-audit", "--no-fund"]);
+        std::fs::write(&stamp, &lock).unwrap();
+    }
+    npm(&copy, &["run", "build"]);
+    copy
 }

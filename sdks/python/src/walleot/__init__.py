@@ -8,6 +8,9 @@ paid through Walleot.
     @mcp.tool()
     @price(0.50, "USD")
     async def premium_analysis(data: str) -> str: ...
+
+Pending payments live in this process by default; `store=RedisStore(url)` shares them
+between the processes of one server behind a load balancer.
 """
 
 from ._core import (
@@ -21,7 +24,8 @@ from ._core import (
 )
 from ._mode import Mode
 from ._price import Price, PriceError, price
-from ._store import MemoryStore, arguments_hash
+from ._redis import RedisStore, StoreUnavailable
+from ._store import MemoryStore, PaymentStore, StoreError, StoreFull, TooManyOpen, arguments_hash
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -31,8 +35,14 @@ __all__ = [
     "SUPPORTED_MODES",
     "MemoryStore",
     "Mode",
+    "PaymentStore",
     "Price",
     "PriceError",
+    "RedisStore",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "TooManyOpen",
     "Walleot",
     "arguments_hash",
     "confirm_tool_name",

@@ -137,6 +137,7 @@ class ServiceClient:
         description: str | None,
         expires_in: int,
         idempotency_key: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "amount": amount,
@@ -144,6 +145,8 @@ class ServiceClient:
             "expiresIn": expires_in,
             "captureMethod": "manual",
         }
+        if metadata:
+            body["metadata"] = metadata
         if description:
             body["description"] = description
         return await self._call(

@@ -28,7 +28,18 @@ from . import _answers as answers
 from ._client import ServiceClient, ServiceError
 from ._mode import Mode
 from ._price import Price, price_of
-from ._store import AWAITING, DONE, RAN, RUNNING, MemoryStore, PendingPayment, StoreFull, arguments_hash
+from ._store import (
+    DONE,
+    RAN,
+    RUNNING,
+    MemoryStore,
+    PaymentStore,
+    PendingPayment,
+    StoreError,
+    StoreFull,
+    TooManyOpen,
+    arguments_hash,
+)
 
 log = logging.getLogger("walleot")
 
@@ -60,6 +71,12 @@ _STATE_PREFIX = "walleot:"
 def confirm_tool_name(tool: str) -> str:
     """The companion tool that confirms a payment for `tool`."""
     return f"confirm_{tool}_payment"
+
+
+def binding_metadata(tool: str, hashed_arguments: str) -> dict[str, str]:
+    """What a session records of the call it pays for; the service answers it on every
+    read, so a confirmation checks it whatever the payment store says."""
+    return {"walleot_tool": tool, "walleot_arguments_hash": hashed_arguments}
 
 
 def new_payment_id() -> str:
@@ -142,7 +159,8 @@ class Walleot:
 
     `baseUrl` is the service's address (default `WALLEOT_API_URL`, else
     http://127.0.0.1:8080), with or without `/v1`; `apiKey` defaults to
-    `WALLEOT_API_KEY`.
+    `WALLEOT_API_KEY`. `store` keeps the pending payments: a `MemoryStore` of this
+    process by default, a `RedisStore` to share them between processes.
     """
 
     def __init__(
@@ -161,7 +179,7 @@ class Walleot:
         poll_every: float = 20.0,
         wait_for_payment: float = 300.0,
         timeout: float = 10.0,
-        store: MemoryStore | None = None,
+        store: PaymentStore | None = None,
     ) -> None:
         self.mode = Mode.parse(mode)
         if self.mode not in SUPPORTED_MODES:
@@ -183,7 +201,7 @@ class Walleot:
             raise ValueError("payment_ttl must be between 60 seconds and 7 days")
         self.mcp = mcp
         self.client = ServiceClient(url, key, timeout=timeout)
-        self.store = store or MemoryStore()
+        self.store: PaymentStore = store if store is not None else MemoryStore()
         self.identify = identify
         self.payment_ttl = int(payment_ttl)
         self.max_open_per_caller = max_open_per_caller
@@ -285,13 +303,17 @@ class Walleot:
         params = ctx.params if isinstance(ctx.params, Mapping) else {}
         name = params.get("name")
         confirmed = self._confirmed_tool(name)
-        if confirmed is not None:
-            answer = await self._confirm(confirmed, params, ctx, call_next)
-        else:
-            price = self.price_of(name)
-            if price is None:
-                return await call_next(ctx)
-            answer = await self._priced_call(name, price, params, ctx, call_next)
+        price = self.price_of(name) if confirmed is None else None
+        if confirmed is None and price is None:
+            return await call_next(ctx)
+        try:
+            if confirmed is not None:
+                answer = await self._confirm(confirmed, params, ctx, call_next)
+            else:
+                answer = await self._priced_call(name, price, params, ctx, call_next)
+        except StoreError as e:
+            # The tool's own errors are answered inside; this is the store failing.
+            answer = answers.store_failure(e)
         answer = dict(answer)
         if getattr(ctx, "protocol_version", None) in _MODERN:
             answer.setdefault("resultType", "complete")
@@ -367,7 +389,7 @@ class Walleot:
         arguments = dict(raw) if isinstance(raw, Mapping) else {}
         payment_id = arguments.pop("payment_id", None) if self.mode == Mode.RESUBMIT else None
         if payment_id is not None:
-            pending = self._payment_for_call(payment_id, tool, caller, arguments)
+            pending = await self._payment_for_call(payment_id, tool, caller, arguments)
             if isinstance(pending, dict):
                 return pending
             return await self._run_paid(pending, self._next_step(tool), ctx, call_next)
@@ -401,25 +423,23 @@ class Walleot:
         now = time.time()
         owner = caller.owner or ""
         try:
-            mine, total = self.store.open_counts(owner, now)
+            mine, total = await self.store.open_counts(owner, now)
         except Exception as e:
             return answers.store_failure(e)
         mine += self._opening.get(owner, 0) if caller.owner else 0
         total += sum(self._opening.values())
-        minutes = -(-self.payment_ttl // 60)
         if caller.owner is not None and mine >= self.max_open_per_caller:
-            return answers.refusal(
-                f"{mine} unpaid payments are open for this caller, the most allowed: pay one of them, "
-                f"or call again once they expire (within {minutes} min). Nothing was charged."
-            )
+            return self._too_many("owner", mine)
         if total >= self.max_open:
-            return answers.refusal(
-                f"too many unpaid payments are open on this server; try again within {minutes} min. Nothing was charged."
-            )
+            return self._too_many("total", mine)
         self._opening[owner] = self._opening.get(owner, 0) + 1
         try:
             session = await self.client.create_session(
-                price.minor, price.currency, f"Tool call: {tool}", self.payment_ttl
+                price.minor,
+                price.currency,
+                f"Tool call: {tool}",
+                self.payment_ttl,
+                metadata=binding_metadata(tool, arguments_hash(arguments)),
             )
         except ServiceError as e:
             return answers.service_failure(e)
@@ -441,13 +461,21 @@ class Walleot:
             expires_unix=now + self.payment_ttl,
         )
         try:
-            self.store.put(pending)
+            # The caps again, atomically with the put: other processes sharing the
+            # store may have opened payments since the counts above.
+            await self.store.put(
+                pending,
+                max_open_per_owner=self.max_open_per_caller if caller.owner is not None else None,
+                max_open=self.max_open,
+            )
         except Exception as e:
             # Not kept, so nobody could confirm it: nobody must pay it either.
             try:
                 await self.client.cancel_session(pending.session_id)
             except ServiceError:
                 pass
+            if isinstance(e, TooManyOpen):
+                return self._too_many(e.scope, e.mine)
             if isinstance(e, StoreFull):
                 return answers.refusal(
                     "too many payments are open on this server; try again later. Nothing was charged."
@@ -455,13 +483,25 @@ class Walleot:
             return answers.store_failure(e)
         return pending
 
-    def _payment_for(self, payment_id: Any, tool: str, caller: Caller) -> PendingPayment | dict[str, Any]:
+    def _too_many(self, scope: str, mine: int) -> dict[str, Any]:
+        """The refusal when a cap on open payments is reached ("owner" or "total")."""
+        minutes = -(-self.payment_ttl // 60)
+        if scope == "owner":
+            return answers.refusal(
+                f"{mine} unpaid payments are open for this caller, the most allowed: pay one of them, "
+                f"or call again once they expire (within {minutes} min). Nothing was charged."
+            )
+        return answers.refusal(
+            f"too many unpaid payments are open on this server; try again within {minutes} min. Nothing was charged."
+        )
+
+    async def _payment_for(self, payment_id: Any, tool: str, caller: Caller) -> PendingPayment | dict[str, Any]:
         """The payment the caller may use for `tool`, or the refusal to answer. Without
         a subject, holding the secret payment id is the right to confirm."""
         if not isinstance(payment_id, str):
             return answers.refusal("`payment_id` (a string) is required")
         try:
-            found = self.store.get(payment_id)
+            found = await self.store.get(payment_id)
         except Exception as e:
             return answers.store_failure(e)
         if found is None:
@@ -472,10 +512,10 @@ class Walleot:
             return answers.unknown_payment(tool)
         return pending
 
-    def _payment_for_call(
+    async def _payment_for_call(
         self, payment_id: Any, tool: str, caller: Caller, arguments: dict[str, Any]
     ) -> PendingPayment | dict[str, Any]:
-        pending = self._payment_for(payment_id, tool, caller)
+        pending = await self._payment_for(payment_id, tool, caller)
         if isinstance(pending, PendingPayment) and pending.arguments_hash != arguments_hash(arguments):
             return answers.refusal("this payment was made for other arguments; it cannot pay for this call")
         return pending
@@ -484,14 +524,17 @@ class Walleot:
         """`confirm_<tool>_payment(payment_id)`: runs the paid call once."""
         raw = params.get("arguments")
         arguments = raw if isinstance(raw, Mapping) else {}
-        pending = self._payment_for(arguments.get("payment_id"), tool, self._caller(ctx))
+        pending = await self._payment_for(arguments.get("payment_id"), tool, self._caller(ctx))
         if isinstance(pending, dict):
             return pending
         answer = await self._run_paid(pending, f"call `{confirm_tool_name(tool)}` with this payment_id", ctx, call_next)
         if self.mode == Mode.DYNAMIC_TOOLS and pending.owner:
             # The confirm tool goes once its result is handed out or the payment ended
             # unpaid; a confirmation is still accepted after that.
-            found = self.store.get(pending.payment_id)
+            try:
+                found = await self.store.get(pending.payment_id)
+            except StoreError:
+                found = None  # the answer stands; the tool list is advisory
             delivered = found is not None and found.state == DONE
             ended = (answer.get("structuredContent") or {}).get("status") == "refused"
             if (delivered or ended) and self._open.close(pending.owner, tool, pending.payment_id, time.time()):
@@ -516,6 +559,8 @@ class Walleot:
     def _check_paid(self, pending: PendingPayment, next_step: str, session: Mapping[str, Any]) -> dict[str, Any] | None:
         if session.get("amount") != pending.price.minor or str(session.get("currency", "")).upper() != pending.price.currency:
             return answers.refusal("the payment does not match this tool's price")
+        if session.get("metadata") != binding_metadata(pending.tool, pending.arguments_hash):
+            return answers.refusal("the payment was made for another tool call; it cannot pay for this one")
         status = session.get("status")
         if status == "paid" and session.get("captureStatus") in (None, "held", "captured"):
             return None
@@ -529,7 +574,7 @@ class Walleot:
         """Runs the tool of a paid payment once: checks the payment with the service,
         claims it, runs the tool, captures the held funds after success (or releases
         them after failure), and hands out and keeps the result once that is done."""
-        found = self.store.get(pending.payment_id)
+        found = await self.store.get(pending.payment_id)
         if found is None:
             return answers.unknown_payment(pending.tool)
         if found.state == DONE:
@@ -545,7 +590,7 @@ class Walleot:
         refused = self._check_paid(pending, next_step, session)
         if refused is not None:
             return refused
-        claimed = self.store.claim(pending.payment_id)
+        claimed = await self.store.claim(pending.payment_id)
         if claimed is None:
             return answers.unknown_payment(pending.tool)
         if claimed.state == DONE:
@@ -555,7 +600,12 @@ class Walleot:
         if claimed.state == RUNNING:
             return await self._wait_for_result(pending, next_step)
         result, succeeded = await self._run_tool(pending, ctx, call_next)
-        self.store.ran(pending.payment_id, result, succeeded)
+        try:
+            await self.store.ran(pending.payment_id, result, succeeded)
+        except StoreError as e:
+            # The tool ran and the payer paid: settle and hand out the result all the
+            # same. Only a repeated confirmation misses what the store did not keep.
+            log.warning("the payment store did not keep the result of %s: %r", pending.payment_id, e)
         return await self._settle_and_answer(pending, result, succeeded, next_step)
 
     async def _run_tool(self, pending: PendingPayment, ctx: Any, call_next: Handler) -> tuple[dict[str, Any], bool]:
@@ -586,7 +636,10 @@ class Walleot:
         hold lapsed first. One settlement of a payment at a time in this process."""
         lock = self._settling.setdefault(pending.payment_id, asyncio.Lock())
         async with lock:
-            found = self.store.get(pending.payment_id)
+            try:
+                found = await self.store.get(pending.payment_id)
+            except StoreError:
+                found = None  # settle anyway: a capture under its key is never doubled
             if found is not None and found.state == DONE:
                 return found.result
             answer = await self._settle_once(pending, result, succeeded, next_step)
@@ -599,7 +652,7 @@ class Walleot:
     ) -> dict[str, Any]:
         outcome, wait = await self._settle(pending, succeeded)
         if outcome == "settled":
-            self.store.finish(pending.payment_id, result, succeeded)
+            await self._finish(pending, result, succeeded)
             return result
         if outcome == "later" and not succeeded:
             # A failed tool's answer costs nothing; the next confirmation retries the release.
@@ -610,8 +663,15 @@ class Walleot:
             "the payer's held funds lapsed before the payment could be captured: nothing was charged, and the "
             f"result is not handed out. Call `{pending.tool}` again for a new payment link."
         )
-        self.store.finish(pending.payment_id, refused, False)
+        await self._finish(pending, refused, False)
         return refused
+
+    async def _finish(self, pending: PendingPayment, result: dict[str, Any], succeeded: bool) -> None:
+        """Keeps a settled result; a store that fails then costs only repeated confirms."""
+        try:
+            await self.store.finish(pending.payment_id, result, succeeded)
+        except StoreError as e:
+            log.warning("the payment store did not keep the settled result of %s: %r", pending.payment_id, e)
 
     async def _settle(self, pending: PendingPayment, capture: bool) -> tuple[str, float]:
         """Captures (or releases) the held funds, retrying briefly under one
@@ -633,9 +693,15 @@ class Walleot:
                     return "later", float(e.retry_after if e.retry_after is not None else backoff)
                 if session.get("captureStatus") == "captured" or not capture:
                     return "settled", 0.0
-                if session.get("captureStatus") == "held":  # a race, not an end: later
+                if session.get("captureStatus") != "held":
+                    return "lapsed", 0.0
+                # Still held: a race, not an end. Another process sharing the store may be
+                # capturing under the same key right now; its answer is soon replayed.
+                if attempt == _SETTLE_ATTEMPTS:
                     return "later", backoff
-                return "lapsed", 0.0
+                await asyncio.sleep(backoff)
+                backoff *= 2
+                continue
             if error.status is not None and error.status != 429 and error.status < 500:
                 log.warning("the service refused to %s payment %s: %s", action, pending.session_id, error)
                 return "later", 60.0
@@ -651,7 +717,7 @@ class Walleot:
         """A concurrent confirmation is running the tool: wait for its result."""
         deadline = time.monotonic() + self.wait_for_payment
         while time.monotonic() < deadline:
-            found = self.store.get(pending.payment_id)
+            found = await self.store.get(pending.payment_id)
             if found is not None and found.state == DONE:
                 return found.result
             if found is not None and found.state == RAN:
@@ -828,7 +894,7 @@ class Walleot:
         call_next: Handler,
     ) -> dict[str, Any]:
         """The retry of an input-required round trip: the payer's answer and the payment."""
-        pending = self._payment_for_call(state[len(_STATE_PREFIX) :], tool, caller, arguments)
+        pending = await self._payment_for_call(state[len(_STATE_PREFIX) :], tool, caller, arguments)
         if isinstance(pending, dict):
             return pending
         responses = params.get("inputResponses")

@@ -9,6 +9,11 @@ held funds are captured. DONE keeps the result for repeated confirmations.
 Nothing is kept for ever: an unpaid payment is dropped a day after its link expired
 (a payer may have paid just before), a kept result a day after it was made, and the
 store keeps within a byte budget, so abandoned calls cannot grow the server.
+
+`PaymentStore` is the async interface a store implements; `MemoryStore` keeps the
+payments of one process, `RedisStore` (in `_redis`) those of several. The store
+applies each step atomically or reports that its precondition no longer holds (a
+payment claimed already, a cap reached); the rules live in `_core`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._price import Price
 
@@ -80,8 +85,21 @@ class _Entry:
         return True
 
 
-class StoreFull(Exception):
+class StoreError(Exception):
+    """The payment store failed or refused: the step it was asked for did not happen."""
+
+
+class StoreFull(StoreError):
     """The store keeps no more: the payment was not kept."""
+
+
+class TooManyOpen(StoreError):
+    """A cap on open payments was reached when the payment was to be kept: it was not.
+    `scope` is "owner" (the caller's cap) or "total" (the server's)."""
+
+    def __init__(self, scope: str, mine: int, total: int) -> None:
+        super().__init__(f"too many open payments ({scope}): {mine} of the owner's, {total} in all")
+        self.scope, self.mine, self.total = scope, mine, total
 
 
 @dataclass
@@ -92,8 +110,45 @@ class Snapshot:
     succeeded: bool
 
 
+class PaymentStore(Protocol):
+    """Where pending payments are kept. Every method is a coroutine, so that a store
+    on the network never blocks the event loop; failures raise `StoreError`."""
+
+    async def put(
+        self,
+        payment: PendingPayment,
+        now: float | None = None,
+        *,
+        max_open_per_owner: int | None = None,
+        max_open: int | None = None,
+    ) -> None:
+        """Keeps a new payment, unless the owner already has `max_open_per_owner` open
+        or everyone `max_open` (`TooManyOpen`), or there is no room (`StoreFull`)."""
+        ...
+
+    async def get(self, payment_id: str, now: float | None = None) -> Snapshot | None: ...
+
+    async def open_counts(self, owner: str, now: float | None = None) -> tuple[int, int]:
+        """Unpaid payments whose links are still open: (the owner's, everyone's)."""
+        ...
+
+    async def claim(self, payment_id: str) -> Snapshot | None:
+        """AWAITING -> RUNNING, atomically. Answers the state found before: AWAITING
+        means this caller runs the tool; None means the payment is unknown."""
+        ...
+
+    async def ran(self, payment_id: str, result: dict[str, Any], succeeded: bool, now: float | None = None) -> None:
+        """RUNNING -> RAN: the tool ran, its payment is not settled yet."""
+        ...
+
+    async def finish(self, payment_id: str, result: dict[str, Any], succeeded: bool, now: float | None = None) -> None:
+        """RAN -> DONE: settled; the result is kept for repeated confirmations."""
+        ...
+
+
 class MemoryStore:
-    """Payments in this process's memory, within a byte budget (64 MiB by default)."""
+    """Payments in this process's memory, within a byte budget (64 MiB by default).
+    Its coroutines never wait: each step is done under a lock before it returns."""
 
     def __init__(
         self,
@@ -134,18 +189,40 @@ class MemoryStore:
                 break
             self._remove(payment_id)
 
-    def put(self, payment: PendingPayment, now: float | None = None) -> None:
+    def _open_counts(self, owner: str, now: float) -> tuple[int, int]:
+        mine = total = 0
+        for entry in self._entries.values():
+            if entry.state == AWAITING and entry.payment.expires_unix > now:
+                total += 1
+                if entry.payment.owner == owner:
+                    mine += 1
+        return mine, total
+
+    async def put(
+        self,
+        payment: PendingPayment,
+        now: float | None = None,
+        *,
+        max_open_per_owner: int | None = None,
+        max_open: int | None = None,
+    ) -> None:
         now = time.time() if now is None else now
         entry = _Entry(payment=payment, ran_at=now)
         entry.weigh()
         with self._lock:
+            if max_open_per_owner is not None or max_open is not None:
+                mine, total = self._open_counts(payment.owner, now)
+                if max_open_per_owner is not None and mine >= max_open_per_owner:
+                    raise TooManyOpen("owner", mine, total)
+                if max_open is not None and total >= max_open:
+                    raise TooManyOpen("total", mine, total)
             self._make_room(now, max(self.budget - entry.weight, 0))
             if self._bytes + entry.weight > self.budget:
                 raise StoreFull()
             self._bytes += entry.weight
             self._entries[payment.payment_id] = entry
 
-    def get(self, payment_id: str, now: float | None = None) -> Snapshot | None:
+    async def get(self, payment_id: str, now: float | None = None) -> Snapshot | None:
         now = time.time() if now is None else now
         with self._lock:
             entry = self._entries.get(payment_id)
@@ -153,19 +230,13 @@ class MemoryStore:
                 return None
             return Snapshot(entry.payment, entry.state, entry.result, entry.succeeded)
 
-    def open_counts(self, owner: str, now: float | None = None) -> tuple[int, int]:
+    async def open_counts(self, owner: str, now: float | None = None) -> tuple[int, int]:
         """Unpaid payments whose links are still open: (the owner's, everyone's)."""
         now = time.time() if now is None else now
-        mine = total = 0
         with self._lock:
-            for entry in self._entries.values():
-                if entry.state == AWAITING and entry.payment.expires_unix > now:
-                    total += 1
-                    if entry.payment.owner == owner:
-                        mine += 1
-        return mine, total
+            return self._open_counts(owner, now)
 
-    def claim(self, payment_id: str) -> Snapshot | None:
+    async def claim(self, payment_id: str) -> Snapshot | None:
         """AWAITING -> RUNNING, atomically. Answers the state found before: AWAITING
         means this caller runs the tool; None means the payment is unknown."""
         with self._lock:
@@ -188,10 +259,10 @@ class MemoryStore:
             entry.weigh()
             self._bytes += entry.weight
 
-    def ran(self, payment_id: str, result: dict[str, Any], succeeded: bool, now: float | None = None) -> None:
+    async def ran(self, payment_id: str, result: dict[str, Any], succeeded: bool, now: float | None = None) -> None:
         """RUNNING -> RAN: the tool ran, its payment is not settled yet."""
         self._set(payment_id, RAN, result, succeeded, now)
 
-    def finish(self, payment_id: str, result: dict[str, Any], succeeded: bool, now: float | None = None) -> None:
+    async def finish(self, payment_id: str, result: dict[str, Any], succeeded: bool, now: float | None = None) -> None:
         """RAN -> DONE: settled; the result is kept for repeated confirmations."""
         self._set(payment_id, DONE, result, succeeded, now)
