@@ -34,8 +34,8 @@ def ping() -> str:
 
 @mcp.tool()
 @price(0.19, "USD")
-def add(a: float, b: float):
-    """Adds two numbers."""
+async def add(a: float, b: float):
+    """Adds two numbers. Async: paymcp awaits the paid tool."""
     return str(a + b)
 
 

@@ -25,7 +25,7 @@ import { z } from "zod";
 import { Mode, RedisStore, Walleot } from "walleot";
 
 /** The example's tools on a new McpServer, priced by `walleot`. */
-export function buildServer(walleot) {
+export function buildServer(walleot, { failingTool = false } = {}) {
   const server = new McpServer({ name: "walleot-paid-example", version: "0.1.0" });
   walleot.install(server);
 
@@ -56,6 +56,22 @@ export function buildServer(walleot) {
       return { content: [{ type: "text", text: `${words} words, ${data.length} characters` }] };
     },
   );
+
+  if (failingTool) {
+    // Always fails after payment, so that its payment is released, never captured.
+    server.registerTool(
+      "fragile_report",
+      {
+        description: "A report whose source is always down.",
+        inputSchema: { data: z.string() },
+        price: { amount: 0.05, currency: "USD" },
+      },
+      async ({ data }) => ({
+        isError: true,
+        content: [{ type: "text", text: `the report source is down; nothing was made of ${data.length} characters` }],
+      }),
+    );
+  }
   return server;
 }
 
@@ -146,6 +162,9 @@ An MCP server with priced tools, paid through Walleot.
                 every process given the same URL and prefix; default: in this process
   --store-prefix PREFIX
                 the Redis key prefix (default walleot:)
+  --failing-tool
+                also serve fragile_report(data) at 0.05 USD, which always fails: its
+                payment is released
 `;
 
 async function main() {
@@ -158,6 +177,7 @@ async function main() {
         stateless: { type: "boolean", default: false },
         store: { type: "string" },
         "store-prefix": { type: "string", default: "walleot:" },
+        "failing-tool": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -185,10 +205,12 @@ async function main() {
     process.exit(2);
   }
   if (options.http === undefined) {
-    await buildServer(walleot).connect(new StdioServerTransport());
+    await buildServer(walleot, { failingTool: options["failing-tool"] }).connect(new StdioServerTransport());
     return;
   }
-  const http = await serveHttp(() => buildServer(walleot), options.http, { stateless: options.stateless });
+  const http = await serveHttp(() => buildServer(walleot, { failingTool: options["failing-tool"] }), options.http, {
+    stateless: options.stateless,
+  });
   const { address, port } = http.address();
   const shown = address.includes(":") ? `[${address}]` : address;
   process.stderr.write(`MCP over streamable HTTP at http://${shown}:${port}/mcp\n`);

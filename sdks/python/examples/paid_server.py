@@ -42,6 +42,11 @@ async def premium_analysis(data: str) -> str:
     return f"{len(data.split())} words, {len(data)} characters"
 
 
+async def fragile_report(data: str) -> str:
+    """A report whose source is always down: it fails after payment."""
+    raise RuntimeError(f"the report source is down; nothing was made of {len(data)} characters")
+
+
 async def serve_http(addr: str) -> None:
     import uvicorn
 
@@ -82,7 +87,14 @@ def main() -> None:
         "given the same URL and prefix; default: in this process",
     )
     parser.add_argument("--store-prefix", metavar="PREFIX", default="walleot:", help="the Redis key prefix (walleot:)")
+    parser.add_argument(
+        "--failing-tool",
+        action="store_true",
+        help="also serve fragile_report(data) at 0.05 USD, which always fails: its payment is released",
+    )
     args = parser.parse_args()
+    if args.failing_tool:
+        mcp.tool(description="A report whose source is always down.")(price(0.05, "USD")(fragile_report))
     store = None
     if args.store is not None:
         if not args.store.startswith(("redis://", "rediss://", "unix://")):
