@@ -24,8 +24,11 @@ pub struct Services {
 
 impl Services {
     pub async fn start() -> Self {
-        let main =
-            TestServer::start_with(|config| config.limits.sessions_per_window = 100_000).await;
+        let main = TestServer::start_with(|config| {
+            config.limits.sessions_per_window = 100_000;
+            config.limits.status_per_window = 100_000;
+        })
+        .await;
         let limited =
             TestServer::start_with(|config| config.limits.sessions_per_window = LIMITED_POSTS)
                 .await;
