@@ -4,6 +4,7 @@
 //! cannot pass are marked in the suite with the reason.
 
 mod sdk_suites;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,23 +18,6 @@ const PACKAGES: &[&str] = &[
     "pytest-timeout==2.4.0",
     "setuptools==80.9.0",
 ];
-
-/// The example that `cargo test` builds beside the test binaries.
-fn rust_example() -> std::path::PathBuf {
-    let example = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/paid_server");
-    assert!(
-        example.exists(),
-        "cargo test builds the example at {}",
-        example.display()
-    );
-    example
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the suite still fails on two findings in the Rust and Python SDKs over streamable \
@@ -54,7 +38,7 @@ async fn the_three_sdks_behave_alike() {
         .args(["-m", "pytest", "-q", "conformance"])
         .current_dir(sdk_suites::repo())
         .envs(services.env())
-        .env("CONFORMANCE_RUST_SERVER", rust_example())
+        .env("CONFORMANCE_RUST_SERVER", support::example_binary())
         .env("CONFORMANCE_PYTHON", &python)
         .env("CONFORMANCE_NODE_DIR", Path::new(&node))
         .env("CONFORMANCE_REQUIRE_ALL", "1")

@@ -163,28 +163,31 @@ async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
     use walleot_server::store::StoreError;
     let server = TestServer::start().await;
     let store = server.services.store.clone();
-    let client = reqwest::Client::new();
-    let created: serde_json::Value = client
-        .post(format!("{}/v1/sessions", server.base_url))
-        .bearer_auth(&server.test_key)
-        .json(&serde_json::json!({"amount": 100, "currency": "usd"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let owner = Principal {
+        key_id: String::new(),
+        merchant_id: server.merchant_id.clone(),
+        merchant_name: String::new(),
+        mode: Livemode::Test,
+    };
+    let sessions = walleot_server::domain::sessions::Sessions::new(
+        store.clone(),
+        server.clock.clone(),
+        Default::default(),
+        server.wallets(),
+    );
+    let request = walleot_api::CreateSessionRequest {
+        amount: 100,
+        currency: "usd".into(),
+        ..Default::default()
+    };
+    let session = sessions.prepare(&owner, request).unwrap();
+    sessions.insert(&session, None).await.unwrap();
+    server
+        .wallets()
+        .pay_as_sandbox_payer(&session)
         .await
         .unwrap();
-    let id = created["sessionId"].as_str().unwrap().to_string();
-    let paid = client
-        .post(format!(
-            "{}/v1/test_helpers/sessions/{id}/pay",
-            server.base_url
-        ))
-        .bearer_auth(&server.test_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(paid.status(), 200);
+    let id = session.id;
     assert!(store.ledger_snapshot().await.is_ok());
 
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.database_path.display()))
