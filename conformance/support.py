@@ -13,17 +13,22 @@ import json
 import os
 import queue
 import re
+import secrets
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 SDKS = ("rust", "python", "node")
 MODES = ("two-step", "resubmit", "elicitation", "progress", "dynamic-tools", "auto")
@@ -138,14 +143,17 @@ class Target:
     def id(self) -> str:
         return f"{self.sdk}-{self.mode}-{self.transport}"
 
-    @property
-    def pays_in_call(self) -> bool:
-        """Whether the main flow pays within the call: PROGRESS always (progress rides the
-        call's own response); ELICITATION and AUTO only where the server can send a
-        request, which stateless HTTP cannot."""
-        if self.mode == "progress":
-            return True
-        return self.mode in ("elicitation", "auto") and self.transport != "stateless"
+
+def pays_in_call(target: Target, client: Client) -> bool:
+    """Whether the main flow pays within the call: PROGRESS always (progress rides the
+    call's own response); ELICITATION and AUTO where the server can ask the client
+    mid-call: on MCP 2026-07-28 always (an input-required result), before it only with
+    a session to send a request on, which stateless HTTP has not."""
+    if target.mode == "progress":
+        return True
+    if target.mode not in ("elicitation", "auto"):
+        return False
+    return client.protocol_version == "2026-07-28" or target.transport != "stateless"
 
 
 @dataclass
@@ -223,9 +231,13 @@ class ExampleServer:
     def tail(self) -> str:
         return "\n".join(self.log)
 
-    def client(self, payer: Payer | None = None, **options: Any) -> Client:
+    def client(self, payer: Payer | None = None, *, anonymous: bool = False, **options: Any) -> Client:
         """A new MCP connection (stdio: a new server process). With a payer, it declares
-        elicitation and pays what it is asked to (ELICITATION and AUTO)."""
+        elicitation and pays what it is asked to (ELICITATION and AUTO).
+
+        Over HTTP every connection sends a bearer credential of its own, as an agent
+        signed in to the server does: MCP 2026-07-28 has no sessions, so that is what
+        tells its callers apart. `anonymous=True` sends none."""
         options.setdefault("cache", None)  # always the server's own tool list
         options.setdefault("read_timeout_seconds", 90)
         if payer is not None and self.mode in ("elicitation", "auto"):
@@ -234,7 +246,17 @@ class ExampleServer:
             argv = self.argv()
             where = StdioServerParameters(command=argv[0], args=argv[1:], env=self.env())
             return Client(where, **options)
-        return Client(self.url, **options)
+        if anonymous:
+            return Client(self.url, **options)
+        return Client(_with_credential(self.url, "Bearer " + secrets.token_urlsafe(16)), **options)
+
+
+@asynccontextmanager
+async def _with_credential(url: str, authorization: str) -> AsyncIterator[Any]:
+    """Streamable HTTP to `url`, every request carrying `authorization`."""
+    async with create_mcp_http_client(headers={"Authorization": authorization}) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            yield streams
 
 
 # Reading answers.
@@ -333,7 +355,7 @@ async def paid_call(
         result = await client.call_tool(tool, arguments, progress_callback=payer.on_progress)
     else:
         result = await client.call_tool(tool, arguments)
-    if server.target.pays_in_call:
+    if pays_in_call(server.target, client):
         assert payer.sessions, f"{server.target.id}: nothing was asked of the payer within the call: {explain(result)}"
         return result, payer.sessions[-1], None
     first = result

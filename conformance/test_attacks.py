@@ -75,7 +75,6 @@ async def test_another_caller_cannot_take_the_payment_with_what_the_link_shows(s
         assert text(done) == "4", explain(done)
 
 
-@pytest.mark.transports("stdio", "http")  # anonymous stateless callers share the server's cap (documented)
 async def test_one_caller_cannot_open_more_than_ten_unpaid_payments(server, service):
     async with server.client() as greedy:  # a connection of its own: it ends with ten open
         statuses = [status(await greedy.call_tool("add", {"a": a, "b": 1})) for a in range(10)]
@@ -108,13 +107,11 @@ async def test_bad_arguments_are_refused_before_any_money_is_asked_for(server, s
     before = service.newest_session()
     async with connect(payer) as client:
         for bad in ({"a": "not a number", "b": 1}, {"a": 1}):
-            try:
-                answer = await client.call_tool("add", bad, progress_callback=payer.on_progress)
-                assert answer.is_error is True, f"{bad}: {explain(answer)}"
-                said = text(answer)
-            except MCPError as refused:  # the host SDK's invalid-params error
-                said = refused.error.message
-            assert "nothing was charged" in said, f"{bad}: {said}"
+            # A tool error the model can correct (MCP asks this of input errors), not a
+            # protocol error.
+            answer = await client.call_tool("add", bad, progress_callback=payer.on_progress)
+            assert answer.is_error is True, f"{bad}: {explain(answer)}"
+            assert "nothing was charged" in text(answer), f"{bad}: {explain(answer)}"
     assert service.newest_session() == before, "no session was created"
     assert not payer.sessions and not payer.elicitations
 

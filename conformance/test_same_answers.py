@@ -125,7 +125,7 @@ def available(examples) -> dict:
 @pytest.mark.parametrize("mode", MODES)
 async def test_every_sdk_answers_a_payment_alike(mode, examples, service):
     observed = {sdk: await observe(example, mode, service) for sdk, example in available(examples).items()}
-    broken, findings = compare(observed, ("isError", "fields", "status", "fixed"))
+    broken, findings = compare(observed, ("isError", "fields", "status", "fixed", "form"))
     for finding in findings:
         warnings.warn(SdkDifference(f"{mode}: {finding}"))
     assert not broken, "\n".join(broken)

@@ -5,7 +5,8 @@
 //! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --mode resubmit --http 127.0.0.1:3001
 //! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --store sqlite:payments.db
 //! ```
-//! Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at `/mcp`.
+//! Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at `/mcp`, with
+//! `--stateless` one that keeps no MCP sessions.
 
 use clap::Parser;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -89,6 +90,9 @@ struct Args {
     /// Serve streamable HTTP at ADDR/mcp instead of stdio.
     #[arg(long)]
     http: Option<String>,
+    /// With --http, serve without MCP sessions (MCP 2026-07-28 requests never have one).
+    #[arg(long, requires = "http")]
+    stateless: bool,
     /// Where open payments are kept: `memory` (lost on restart), or `sqlite:PATH`, a
     /// file that survives restarts and can be shared by several server processes.
     #[arg(long, default_value = "memory")]
@@ -136,7 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let service = StreamableHttpService::new(
                 move || Ok(walleot.wrap(Tools::new(failing_tool))),
                 Arc::new(LocalSessionManager::default()),
-                StreamableHttpServerConfig::default(),
+                StreamableHttpServerConfig::default().with_legacy_session_mode(!args.stateless),
             );
             let app = axum::Router::new().nest_service("/mcp", service);
             let listener = tokio::net::TcpListener::bind(&addr).await?;

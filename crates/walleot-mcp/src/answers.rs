@@ -77,6 +77,14 @@ pub(crate) fn refusal(message: &str) -> CallToolResult {
     )
 }
 
+/// Arguments the tool's schema refuses, found before any money is asked for.
+pub(crate) fn invalid_arguments(tool: &str, problems: &str) -> CallToolResult {
+    CallToolResult::error(vec![
+        ContentBlock::text(format!("invalid arguments for `{tool}`: {problems}")),
+        ContentBlock::text("invalid arguments; nothing was charged"),
+    ])
+}
+
 /// A payment id this server does not know: never one it knows for another tool or
 /// caller (those read the same, so nothing about them is revealed).
 pub(crate) fn unknown_payment(tool: &str) -> CallToolResult {

@@ -159,11 +159,12 @@ impl Walleot {
         self
     }
 
-    /// How many unpaid payments one caller (subject, MCP session or stdio connection)
-    /// may have open at once (10 by default). Past it a priced call is refused without
-    /// asking the service, so that one caller cannot spend the merchant key's rate
-    /// budget for everyone. Anonymous stateless requests have no caller to count by:
-    /// name one with [`Walleot::identify`].
+    /// How many unpaid payments one caller (subject, MCP session, stdio connection, or
+    /// over HTTP without a session its `Authorization` credential) may have open at once
+    /// (10 by default). Past it a priced call is refused without asking the service, so
+    /// that one caller cannot spend the merchant key's rate budget for everyone.
+    /// Stateless requests without a credential have no caller to count by: name one
+    /// with [`Walleot::identify`].
     pub fn max_open_per_caller(mut self, max: usize) -> Self {
         self.max_open_per_caller = max;
         self

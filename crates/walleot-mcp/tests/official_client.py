@@ -84,10 +84,11 @@ async def main() -> None:
             done = await agent.call_tool("add", arguments)
         report["done"] = shown(done)
         try:
-            await agent.call_tool("add", {"a": "not a number", "b": 1})
-            report["bad_arguments"] = "answered"
-        except Exception as refused:  # the server's invalid-params error
-            report["bad_arguments"] = str(refused)
+            refused = await agent.call_tool("add", {"a": "not a number", "b": 1})
+            said = shown(refused)
+            report["bad_arguments"] = said["text"] if said["isError"] else "answered"
+        except Exception as error:  # a protocol error: not how a tool refuses its input
+            report["bad_arguments"] = f"protocol error: {error}"
     print(json.dumps(report))
 
 

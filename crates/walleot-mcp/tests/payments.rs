@@ -225,6 +225,45 @@ async fn dynamic_tools_on_stateless_http_never_show_one_callers_confirm_tools_to
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_session_http_callers_are_told_apart_by_their_credential() {
+    // No `identify`: the server does not know who the bearer is, yet one credential is
+    // one caller for the cap and the confirm tools it sees.
+    let service = TestServer::start().await;
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let walleot = paywall(&service, Mode::DynamicTools, None).max_open_per_caller(2);
+    let (url, _server) = serve_mcp_with(walleot, runs, stateless()).await;
+    let alice = client_with_token(&url, "alice-token").await;
+    let bob = client_with_token(&url, "bob-token").await;
+    let confirm = "confirm_add_payment".to_string();
+    assert!(!tool_names(alice.list_all_tools().await.unwrap()).contains(&confirm));
+    let first = call(&alice, "add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(status_of(&first), "payment_required", "{}", text(&first));
+    assert!(tool_names(alice.list_all_tools().await.unwrap()).contains(&confirm));
+    assert!(!tool_names(bob.list_all_tools().await.unwrap()).contains(&confirm));
+
+    call(&alice, "add", json!({"a": 2, "b": 1})).await;
+    let refused = call(&alice, "add", json!({"a": 3, "b": 1})).await;
+    assert_eq!(status_of(&refused), "refused");
+    assert!(
+        text(&refused).contains("2 unpaid payments are open"),
+        "{}",
+        text(&refused)
+    );
+    let fair = call(&bob, "add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(status_of(&fair), "payment_required", "{}", text(&fair));
+
+    // The payment id, not the credential, is the right to confirm.
+    pay_with(&service, &session_of(&first)).await;
+    let done = call(
+        &bob,
+        "confirm_add_payment",
+        json!({"payment_id": payment_id_of(&first)}),
+    )
+    .await;
+    assert_eq!(text(&done), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_tools_accept_a_repeated_confirm_and_drop_ended_payments() {
     let setup = Setup::start(Mode::DynamicTools).await;
     let client = setup.client().await;
@@ -334,15 +373,16 @@ async fn arguments_are_checked_before_any_money_is_asked_for() {
         json!({"a": 1}),
         json!({"a": [1], "b": {}}),
     ] {
-        let refused = client
-            .call_tool(CallToolRequestParams::new("add").with_arguments(args(bad.clone())))
-            .await
-            .unwrap_err();
-        let rmcp::ServiceError::McpError(error) = refused else {
-            panic!("{bad}: expected the tool's own error, got {refused:?}");
-        };
-        assert_eq!(error.code, ErrorCode::INVALID_PARAMS, "{bad}");
-        assert!(error.message.contains("nothing was charged"), "{bad}");
+        // A tool error the model can correct, as MCP asks of input errors, not a
+        // protocol error.
+        let refused = call(&client, "add", bad.clone()).await;
+        assert_eq!(refused.is_error, Some(true), "{bad}");
+        let said = text(&refused);
+        assert!(
+            said.contains("invalid arguments for `add`"),
+            "{bad}: {said}"
+        );
+        assert!(said.contains("nothing was charged"), "{bad}: {said}");
     }
     assert_eq!(sessions_created(&setup).await, 0);
     assert_eq!(

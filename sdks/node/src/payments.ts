@@ -6,7 +6,7 @@
  * once that is done, then kept for repeated confirmations.
  */
 
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import * as answers from "./answers.js";
@@ -28,10 +28,16 @@ export interface Caller {
   /** The authenticated subject, where the server names one: payments are bound to it. */
   subject: string | undefined;
   /**
-   * What the per-caller cap counts by: subject, MCP session or connection. Undefined
-   * for an anonymous stateless HTTP request, which has nothing to be told apart by.
+   * What the per-caller cap counts by: subject, MCP session, connection, or over HTTP
+   * without a session the Authorization credential. Undefined for a stateless request
+   * without a credential, which has nothing to be told apart by.
    */
   owner: string | undefined;
+}
+
+/** The owner a credential stands for: its digest, so that a store never keeps it. */
+export function credentialOwner(credential: string): string {
+  return `credential:${createHash("sha256").update(credential, "utf8").digest("hex").slice(0, 32)}`;
 }
 
 /** Either the payment asked for, or the answer to give instead. */

@@ -30,7 +30,7 @@ import * as answers from "./answers.js";
 import { ServiceClient } from "./client.js";
 import { OpenConfirms } from "./confirms.js";
 import { Mode, parseMode } from "./mode.js";
-import { Payments, type Caller, type RunTool } from "./payments.js";
+import { credentialOwner, Payments, type Caller, type RunTool } from "./payments.js";
 import type { Price } from "./price.js";
 import { acceptPrices, priceOfTool } from "./registration.js";
 import { MemoryStore, type PaymentStore, type PendingPayment, type ToolResult } from "./store.js";
@@ -237,10 +237,14 @@ export class Walleot {
     const subject = this.options.identify?.(extra) || undefined;
     if (subject !== undefined) return { subject, owner: `subject:${subject}` };
     if (extra.requestInfo !== undefined) {
-      // HTTP: the MCP session, where there is one.
-      const header = extra.requestInfo.headers?.["mcp-session-id"];
+      // HTTP: the MCP session, where there is one; else (stateless) the credential the
+      // client presents.
+      const headers = extra.requestInfo.headers ?? {};
+      const header = headers["mcp-session-id"];
       const session = extra.sessionId ?? (typeof header === "string" ? header : undefined);
-      return { subject: undefined, owner: session ? `mcp-session:${session}` : undefined };
+      if (session) return { subject: undefined, owner: `mcp-session:${session}` };
+      const credential = headers["authorization"];
+      return { subject: undefined, owner: typeof credential === "string" && credential ? credentialOwner(credential) : undefined };
     }
     // stdio or in-process: the server's one connection.
     const transport = server.server.transport;

@@ -271,9 +271,10 @@ export class Counted {
   /**
    * A connected official client. `elicitation`: a handler of elicitation requests (the
    * client then declares form and URL elicitation, or only `elicitationModes`);
-   * `onListChanged`: called on each tools/list_changed notification.
+   * `onListChanged`: called on each tools/list_changed notification; `credential`: the
+   * `Authorization` header every HTTP request carries.
    */
-  async connect({ elicitation, elicitationModes = ["form", "url"], onListChanged } = {}) {
+  async connect({ elicitation, elicitationModes = ["form", "url"], onListChanged, credential } = {}) {
     const capabilities = {};
     if (elicitation) capabilities.elicitation = Object.fromEntries(elicitationModes.map((m) => [m, {}]));
     const client = new Client({ name: "walleot-test", version: "0.0.1" }, { capabilities });
@@ -284,7 +285,8 @@ export class Counted {
       await this.makeServer().connect(serverSide);
       await client.connect(clientSide);
     } else {
-      await client.connect(new StreamableHTTPClientTransport(new URL(await this.url())));
+      const requestInit = credential === undefined ? undefined : { headers: { Authorization: credential } };
+      await client.connect(new StreamableHTTPClientTransport(new URL(await this.url()), { requestInit }));
     }
     this.clients.push(client);
     return client;

@@ -4,7 +4,8 @@
     WALLEOT_API_KEY=sk_test_... python examples/paid_server.py --mode resubmit --http 127.0.0.1:3001
     WALLEOT_API_KEY=sk_test_... python examples/paid_server.py --http 127.0.0.1:3001 --store redis://127.0.0.1:6379/0
 
-Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at /mcp.
+Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at /mcp, with
+`--stateless` one that keeps no MCP sessions.
 WALLEOT_API_URL names the service (default http://127.0.0.1:8080). With `--store`,
 pending payments are kept in Redis, shared by every process given the same store and
 `--store-prefix` (several of them behind a load balancer).
@@ -47,7 +48,7 @@ async def fragile_report(data: str) -> str:
     raise RuntimeError(f"the report source is down; nothing was made of {len(data)} characters")
 
 
-async def serve_http(addr: str) -> None:
+async def serve_http(addr: str, stateless: bool) -> None:
     import uvicorn
 
     host, _, port = addr.rpartition(":")
@@ -55,7 +56,7 @@ async def serve_http(addr: str) -> None:
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, int(port)))
-    app = mcp.streamable_http_app(host=host)
+    app = mcp.streamable_http_app(host=host, stateless_http=stateless)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
@@ -81,6 +82,11 @@ def main() -> None:
     )
     parser.add_argument("--http", metavar="ADDR", help="serve streamable HTTP at ADDR/mcp instead of stdio")
     parser.add_argument(
+        "--stateless",
+        action="store_true",
+        help="with --http, serve without MCP sessions (MCP 2026-07-28 requests never have one)",
+    )
+    parser.add_argument(
         "--store",
         metavar="URL",
         help="keep pending payments in Redis at URL (redis://HOST:PORT/DB), shared with every process "
@@ -93,6 +99,8 @@ def main() -> None:
         help="also serve fragile_report(data) at 0.05 USD, which always fails: its payment is released",
     )
     args = parser.parse_args()
+    if args.stateless and not args.http:
+        parser.exit(2, "--stateless needs --http\n")
     if args.failing_tool:
         mcp.tool(description="A report whose source is always down.")(price(0.05, "USD")(fragile_report))
     store = None
@@ -105,7 +113,7 @@ def main() -> None:
     except (ValueError, NotImplementedError) as refused:
         parser.exit(2, f"{refused}\n")
     if args.http:
-        asyncio.run(serve_http(args.http))
+        asyncio.run(serve_http(args.http, args.stateless))
     else:
         asyncio.run(mcp.run_stdio_async())
 

@@ -1,15 +1,19 @@
 """Stateless streamable HTTP (no MCP session, no server requests) with the official
 MCP client against a real service: the payment id is the right to confirm,
-elicitation without a handshake falls back to two steps, and anonymous callers always see confirm tools."""
+elicitation without a handshake falls back to two steps, callers are told apart by
+their credential, and callers without one always see confirm tools."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from contextlib import asynccontextmanager
 
 import pytest
 import uvicorn
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from walleot import Mode
 
@@ -84,3 +88,35 @@ async def test_dynamic_tools_show_anonymous_callers_every_confirm_tool(service):
             assert "confirm_add_payment" in before, "callers who cannot be told apart always see it"
             await first.call_tool("add", {"a": 1, "b": 1})
             assert {t.name for t in (await second.list_tools()).tools} == before
+
+
+@asynccontextmanager
+async def with_credential(url: str, credential: str):
+    """Streamable HTTP to `url`, every request carrying `Authorization: credential`."""
+    async with create_mcp_http_client(headers={"Authorization": credential}) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            yield streams
+
+
+@pytest.mark.parametrize("era", ["auto", "legacy"])
+async def test_without_a_session_callers_are_told_apart_by_their_credential(service, era):
+    # No `identify`: one credential is one caller for the cap and the confirm tools.
+    server = Counted(service, mode=Mode.DYNAMIC_TOOLS, max_open_per_caller=2)
+    async with Stateless(server) as url:
+        alice_says, bob_says = with_credential(url, "Bearer alice"), with_credential(url, "Bearer bob")
+        async with Client(alice_says, mode=era) as alice, Client(bob_says, mode=era) as bob:
+            assert "confirm_add_payment" not in {t.name for t in (await alice.list_tools()).tools}
+            first = await alice.call_tool("add", {"a": 1, "b": 1})
+            assert status(first) == "payment_required", text(first)
+            assert "confirm_add_payment" in {t.name for t in (await alice.list_tools()).tools}
+            assert "confirm_add_payment" not in {t.name for t in (await bob.list_tools()).tools}
+            await alice.call_tool("add", {"a": 2, "b": 1})
+            refused = await alice.call_tool("add", {"a": 3, "b": 1})
+            assert status(refused) == "refused" and "unpaid payments are open" in text(refused), text(refused)
+            fair = await bob.call_tool("add", {"a": 1, "b": 1})
+            assert status(fair) == "payment_required", text(fair)
+            # The payment id, not the credential, is the right to confirm.
+            service.pay(session_of(first))
+            done = await bob.call_tool("confirm_add_payment", {"payment_id": first.structured_content["paymentId"]})
+            assert text(done) == "2"
+    assert server.runs == {"add": 1}

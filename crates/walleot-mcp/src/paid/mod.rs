@@ -12,6 +12,7 @@
 mod payment;
 mod wait;
 
+use crate::answers::invalid_arguments;
 use crate::flows::Flow;
 use crate::mode::Mode;
 use crate::price::Price;
@@ -42,12 +43,20 @@ pub(crate) struct Caller {
     /// The authenticated subject, where the server names one: payments are bound to it.
     pub(crate) subject: Option<String>,
     /// What the per-caller cap and the listed confirm tools go by: the subject, the MCP
-    /// session or the stdio connection. `None` for an anonymous stateless request,
+    /// session, the stdio connection, or over HTTP without a session the `Authorization`
+    /// credential (its digest). `None` for a stateless request without a credential,
     /// which has nothing to be told apart by.
     pub(crate) owner: Option<String>,
 }
 
 pub(crate) use crate::store::now_unix;
+
+/// The owner a credential stands for: its digest, so that a store never keeps it.
+fn credential_owner(credential: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(credential);
+    format!("credential:{}", hex::encode(&digest[..16]))
+}
 
 pub(crate) fn is_newer(cx: &RequestContext<RoleServer>) -> bool {
     cx.protocol_version()
@@ -86,12 +95,19 @@ impl<S: ServerHandler> Paid<S> {
         let owner = match &subject {
             Some(subject) => Some(format!("subject:{subject}")),
             None => match cx.extensions.get::<http::request::Parts>() {
-                // HTTP: the session, where there is one.
+                // HTTP: the session, where there is one; else (stateless, and every
+                // MCP 2026-07-28 request) the credential the client presents.
                 Some(parts) => parts
                     .headers
                     .get("mcp-session-id")
                     .and_then(|v| v.to_str().ok())
-                    .map(|id| format!("mcp-session:{id}")),
+                    .map(|id| format!("mcp-session:{id}"))
+                    .or_else(|| {
+                        parts
+                            .headers
+                            .get(http::header::AUTHORIZATION)
+                            .map(|credential| credential_owner(credential.as_bytes()))
+                    }),
                 // stdio: one handler serves one connection.
                 None => Some(format!("connection:{}", self.connection)),
             },
@@ -119,8 +135,9 @@ impl<S: ServerHandler> Paid<S> {
     }
 
     /// Checks the arguments against the tool's input schema before any money is asked
-    /// for; a tool that publishes no schema is not checked.
-    fn validate(&self, tool: &str, arguments: &Map<String, Value>) -> Result<(), McpError> {
+    /// for; a tool that publishes no schema is not checked. A refusal is a tool error,
+    /// not a protocol error, as MCP asks, so that the model can correct its call.
+    fn validate(&self, tool: &str, arguments: &Map<String, Value>) -> Result<(), CallToolResult> {
         let validator = {
             let mut cache = self
                 .walleot
@@ -159,13 +176,7 @@ impl<S: ServerHandler> Paid<S> {
         if problems.is_empty() {
             return Ok(());
         }
-        Err(McpError::invalid_params(
-            format!(
-                "invalid arguments for `{tool}` ({}); nothing was charged",
-                problems.join("; ")
-            ),
-            None,
-        ))
+        Err(invalid_arguments(tool, &problems.join("; ")))
     }
 
     async fn priced_call(
@@ -192,7 +203,9 @@ impl<S: ServerHandler> Paid<S> {
                 .input_returned(tool, &price, arguments, &caller, &state, responses, cx)
                 .await;
         }
-        self.validate(tool, &arguments)?;
+        if let Err(refused) = self.validate(tool, &arguments) {
+            return Ok(refused.into());
+        }
         let pending = match self.start_payment(tool, arguments, &price, &caller).await {
             Ok(p) => p,
             Err(refused) => return Ok(refused.into()),

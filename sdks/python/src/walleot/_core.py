@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import os
 import secrets
@@ -84,12 +85,18 @@ def new_payment_id() -> str:
     return "pay_" + secrets.token_urlsafe(24)
 
 
+def credential_owner(credential: str) -> str:
+    """The owner a credential stands for: its digest, so that a store never keeps it."""
+    return "credential:" + hashlib.sha256(credential.encode("utf-8")).hexdigest()[:32]
+
+
 @dataclasses.dataclass
 class Caller:
     #: The authenticated subject, where the server names one: payments are bound to it.
     subject: str | None
-    #: What the per-caller cap counts by: subject, MCP session or connection. None for
-    #: an anonymous stateless HTTP request, which has nothing to be told apart by.
+    #: What the per-caller cap counts by: subject, MCP session, connection, or over HTTP
+    #: without a session the Authorization credential. None for a stateless request
+    #: without a credential, which has nothing to be told apart by.
     owner: str | None
 
 
@@ -273,9 +280,14 @@ class Walleot:
             return Caller(subject, f"subject:{subject}")
         request = getattr(ctx, "request", None)
         headers = getattr(request, "headers", None)
-        if headers is not None:  # HTTP: the MCP session, where there is one
+        if headers is not None:
+            # HTTP: the MCP session, where there is one; else (stateless, and every
+            # MCP 2026-07-28 request) the credential the client presents.
             session = headers.get("mcp-session-id")
-            return Caller(None, f"mcp-session:{session}" if session else None)
+            if session:
+                return Caller(None, f"mcp-session:{session}")
+            credential = headers.get("authorization")
+            return Caller(None, credential_owner(credential) if credential else None)
         # stdio or in-process: a handshake connection keeps state of its own; a
         # process serving stdio serves one connection.
         connection = getattr(getattr(ctx, "session", None), "_connection", None)
