@@ -7,12 +7,14 @@
 
 mod currency;
 mod error;
+mod mandate;
 #[cfg(feature = "openapi")]
 mod openapi;
 mod session;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use error::{ErrorBody, ErrorDetail, ErrorType};
+pub use mandate::{Mandate, MandateList, MandatePeriod, MandateStatus};
 pub use session::{
     Balance, CaptureMethod, CaptureStatus, CreateSessionRequest, CreateSessionResponse, Money,
     Session, SessionList, SessionStatus, UnknownStatus,

@@ -192,6 +192,17 @@ pub struct CreateSessionRequest {
         schema(schema_with = crate::openapi::metadata_request)
     )]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The merchant's stable reference for the user or agent paying: 1 to 255 printable
+    /// characters. When the payer has granted this merchant a mandate for this customer
+    /// (in the key's mode and the session's currency) that covers the amount, the
+    /// session is paid at creation and names the mandate; otherwise it is pending as
+    /// usual, and its checkout offers the payer a mandate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, pattern = r"^[\x20-\x7E]+$")
+    )]
+    pub customer: Option<String>,
 }
 
 /// A whole number, written as JSON Schema counts integers: `7290` and `7290.0` alike,
@@ -291,6 +302,14 @@ pub struct Session {
     /// The metadata given at creation; empty when none was.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The customer reference given at creation, if any.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub customer: Option<String>,
+    /// The mandate the session was paid under, without a click; null otherwise.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub mandate_id: Option<String>,
 }
 
 /// A page of `GET /v1/sessions`, newest first.

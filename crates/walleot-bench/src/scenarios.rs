@@ -414,6 +414,7 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
         clock.clone(),
         SessionPolicy::default(),
         wallets.clone(),
+        walleot_server::domain::mandates::Mandates::new(services.store.clone(), clock.clone()),
     );
     let owner = Principal {
         key_id: String::new(),
@@ -433,7 +434,7 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
             ..Default::default()
         };
         let session = sessions.prepare(&owner, request)?;
-        sessions.insert(&session, None).await?;
+        sessions.insert(&session, None, None).await?;
         ids.push(session.id);
     }
     let ids = Arc::new(ids);

@@ -16,6 +16,7 @@ fn request(amount: i64) -> CreateSessionRequest {
         expires_in: None,
         capture_method: None,
         metadata: None,
+        customer: None,
     }
 }
 

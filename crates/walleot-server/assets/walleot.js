@@ -70,4 +70,38 @@
       approve.disabled = false;
     }
   });
+
+  // Granting a mandate: the terms as filled in, bound into the passkey's challenge.
+  const grant = document.getElementById('grant-passkey');
+  if (grant) grant.addEventListener('click', async () => {
+    grant.disabled = true;
+    const form = document.getElementById('grant-form');
+    const value = (name) => form.elements[name].value;
+    const terms = {
+      sessionId: form.dataset.session,
+      perCall: value('perCall'),
+      period: value('period'),
+      periodLimit: value('periodLimit'),
+      total: value('total'),
+    };
+    try {
+      const { challengeId, publicKey, expiresAt } = await post('/webauthn/grant/options', { ...terms, days: value('days') });
+      publicKey.challenge = decode(publicKey.challenge);
+      publicKey.allowCredentials = publicKey.allowCredentials.map((c) => ({ ...c, id: decode(c.id) }));
+      const assertion = await navigator.credentials.get({ publicKey });
+      await post('/webauthn/grant/finish', {
+        ...terms,
+        expiresAt,
+        challengeId,
+        credentialId: encode(assertion.rawId),
+        clientDataJSON: encode(assertion.response.clientDataJSON),
+        authenticatorData: encode(assertion.response.authenticatorData),
+        signature: encode(assertion.response.signature),
+      });
+      location.reload();
+    } catch (error) {
+      show(error);
+      grant.disabled = false;
+    }
+  });
 })();

@@ -28,6 +28,7 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub keys: Keys,
     pub sessions: Sessions,
+    pub mandates: crate::domain::mandates::Mandates,
     pub approvals: Approvals,
     pub factors: Factors,
     pub wallets: Wallets,

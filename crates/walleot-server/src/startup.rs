@@ -5,6 +5,7 @@ use crate::app::{router, AppState};
 use crate::domain::approvals::Approvals;
 use crate::domain::factors::Factors;
 use crate::domain::keys::Keys;
+use crate::domain::mandates::Mandates;
 use crate::domain::merchants::Merchants;
 use crate::domain::ports::Store;
 use crate::domain::sessions::{SessionPolicy, Sessions};
@@ -157,11 +158,13 @@ impl Application {
             config.wallets.clone(),
         );
         let (closing, _) = tokio::sync::watch::channel(false);
+        let mandates = Mandates::new(services.store.clone(), clock.clone());
         let sessions = Sessions::new(
             services.store.clone(),
             clock.clone(),
             config.sessions.clone(),
             wallets.clone(),
+            mandates.clone(),
         );
         let state = AppState {
             approvals: Approvals::new(
@@ -169,9 +172,11 @@ impl Application {
                 clock.clone(),
                 sessions.clone(),
                 wallets.clone(),
+                mandates.clone(),
             ),
             factors: Factors::new(services.store.clone(), clock.clone()),
             sessions,
+            mandates,
             topups: TopUps::standard(&wallets),
             wallets,
             keys: services.keys,

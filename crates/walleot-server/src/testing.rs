@@ -89,6 +89,11 @@ impl TestServer {
         )
     }
 
+    /// The mandate service over this server's store and clock.
+    pub fn mandates(&self) -> crate::domain::mandates::Mandates {
+        crate::domain::mandates::Mandates::new(self.services.store.clone(), self.clock.clone())
+    }
+
     /// The session as stored.
     pub async fn session(&self, id: &str) -> crate::domain::sessions::SessionRecord {
         self.services

@@ -1355,3 +1355,174 @@ async fn enrolment_attempts_are_limited_per_address() {
         .await
         .contains("Authenticator app: enrolled"));
 }
+
+/// A session of `amount` (USD minor units) that names `customer`, as the API answers it.
+async fn session_for(server: &TestServer, amount: i64, customer: &str) -> Value {
+    Client::new()
+        .post(format!("{}/v1/sessions", server.base_url))
+        .bearer_auth(&server.test_key)
+        .json(&json!({"amount": amount, "currency": "usd", "customer": customer}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The grant form's fields, as a payer leaves or changes them.
+fn terms(per_call: &str, period_limit: &str) -> Value {
+    json!({"perCall": per_call, "period": "day", "periodLimit": period_limit, "total": ""})
+}
+
+#[tokio::test]
+async fn a_payer_grants_a_mandate_with_a_passkey_and_revokes_it_in_one_click() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+
+    // The first call of this agent: a link, approved with the passkey.
+    let first = session_for(&server, 45, "agent-42").await;
+    let first_id = first["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(browser.state_of(&first_id).await, "approve");
+    browser.approve(&mut authenticator, &first_id).await;
+    let paid_page = browser.page(&format!("/checkout/{first_id}")).await;
+    assert!(
+        paid_page.contains("id=\"grant-form\""),
+        "the paid checkout offers a mandate"
+    );
+    assert!(paid_page.contains("agent-42"));
+    assert!(
+        paid_page.contains("value=\"1.00\""),
+        "prefilled: 1.00 a call"
+    );
+    assert!(
+        paid_page.contains("value=\"5.00\""),
+        "prefilled: 5.00 a day"
+    );
+
+    // One form, one tap: the terms are bound into the passkey's challenge.
+    let mut start = terms("0.50", "1.00");
+    start["sessionId"] = json!(first_id);
+    start["days"] = json!("30");
+    let (code, options) = browser.json("/webauthn/grant/options", start).await;
+    assert_eq!(code, 200, "{options}");
+    let mut finish = authenticator.assert(&options["publicKey"]);
+    for (key, value) in terms("0.50", "1.00").as_object().unwrap() {
+        finish[key] = value.clone();
+    }
+    finish["sessionId"] = json!(first_id);
+    finish["challengeId"] = options["challengeId"].clone();
+    finish["expiresAt"] = options["expiresAt"].clone();
+    let (code, granted) = browser.json("/webauthn/grant/finish", finish).await;
+    assert_eq!(code, 200, "{granted}");
+    let mandate_id = granted["mandateId"].as_str().unwrap().to_string();
+    assert!(browser
+        .page(&format!("/checkout/{first_id}"))
+        .await
+        .contains("id=\"mandate-granted\""));
+
+    // The next calls run without a link until the day's 1.00 is spent.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let next = session_for(&server, 45, "agent-42").await;
+        statuses.push(next["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(statuses, ["paid", "paid", "pending"]);
+    let wallet = browser.page("/wallet").await;
+    assert!(wallet.contains(&format!(
+        "data-mandate=\"{mandate_id}\" data-status=\"active\""
+    )));
+    assert!(
+        wallet.contains("under your mandate"),
+        "the history marks its charges"
+    );
+    assert!(wallet.contains("0.90 USD this day"), "{wallet}");
+
+    // Revoking is one click, effective at once.
+    let csrf = browser.csrf().await;
+    let revoked = browser
+        .form(
+            &format!("/wallet/mandates/{mandate_id}/revoke"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(revoked.status(), 303);
+    assert!(browser.page("/wallet").await.contains(&format!(
+        "data-mandate=\"{mandate_id}\" data-status=\"revoked\""
+    )));
+    server.clock.advance_ms(24 * 3600 * 1000);
+    assert_eq!(
+        session_for(&server, 45, "agent-42").await["status"],
+        "pending"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_counts_only_for_the_terms_its_passkey_signed_and_only_for_its_payer() {
+    let server = TestServer::start().await;
+    let browser = Browser::new(&server);
+    let mut authenticator = SoftAuthenticator::new(&browser.base);
+    browser.register(&mut authenticator).await;
+    let first = session_for(&server, 45, "agent-9").await;
+    let first_id = first["sessionId"].as_str().unwrap().to_string();
+    browser.approve(&mut authenticator, &first_id).await;
+
+    // Signed for 0.50 a call; sent as 50.00 a call: refused, nothing granted.
+    let mut start = terms("0.50", "1.00");
+    start["sessionId"] = json!(first_id);
+    start["days"] = json!("30");
+    let (_, options) = browser.json("/webauthn/grant/options", start).await;
+    let mut finish = authenticator.assert(&options["publicKey"]);
+    for (key, value) in terms("50.00", "100.00").as_object().unwrap() {
+        finish[key] = value.clone();
+    }
+    finish["sessionId"] = json!(first_id);
+    finish["challengeId"] = options["challengeId"].clone();
+    finish["expiresAt"] = options["expiresAt"].clone();
+    let (code, body) = browser.json("/webauthn/grant/finish", finish).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        session_for(&server, 45, "agent-9").await["status"],
+        "pending"
+    );
+
+    // Bad terms are refused with the field named, before any prompt.
+    for (bad, field) in [
+        (
+            json!({"perCall": "", "period": "none", "periodLimit": "", "total": ""}),
+            "limits",
+        ),
+        (terms("0.50", ""), "periodLimit"),
+        (terms("0.001", "1.00"), "perCallLimit"),
+        (
+            json!({"perCall": "1", "period": "fortnight", "periodLimit": "2"}),
+            "period",
+        ),
+    ] {
+        let mut start = bad;
+        start["sessionId"] = json!(first_id);
+        start["days"] = json!("30");
+        let (code, body) = browser.json("/webauthn/grant/options", start).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{body}"
+        );
+    }
+
+    // Another payer cannot grant from a payment they did not make.
+    let stranger = Browser::new(&server);
+    let mut strangers_key = SoftAuthenticator::new(&stranger.base);
+    stranger.register(&mut strangers_key).await;
+    let mut start = terms("0.50", "1.00");
+    start["sessionId"] = json!(first_id);
+    start["days"] = json!("30");
+    let (code, _) = stranger.json("/webauthn/grant/options", start).await;
+    assert_eq!(code, 403);
+    assert!(!stranger
+        .page(&format!("/checkout/{first_id}"))
+        .await
+        .contains("grant-form"));
+}

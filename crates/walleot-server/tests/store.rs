@@ -23,6 +23,7 @@ async fn concurrent_inserts_commit_together_and_fail_alone() {
         server.clock.clone(),
         Default::default(),
         server.wallets(),
+        server.mandates(),
     );
     let request = || walleot_api::CreateSessionRequest {
         amount: 100,
@@ -43,7 +44,10 @@ async fn concurrent_inserts_commit_together_and_fail_alone() {
                 let event = SessionEvent::new(&record.id, None, record.status, record.created_at);
                 (
                     record.id.clone(),
-                    store.insert_session(&record, &event, None).await.is_ok(),
+                    store
+                        .insert_session(&record, &event, None, None)
+                        .await
+                        .is_ok(),
                 )
             })
         })
@@ -93,6 +97,7 @@ async fn a_plan_whose_precondition_no_longer_holds_writes_nothing() {
         server.clock.clone(),
         Default::default(),
         server.wallets(),
+        server.mandates(),
     );
     let request = || walleot_api::CreateSessionRequest {
         amount: 100,
@@ -111,7 +116,7 @@ async fn a_plan_whose_precondition_no_longer_holds_writes_nothing() {
 
     // Planned while pending, cancelled before it is written.
     let session = sessions.prepare(&owner, request()).unwrap();
-    sessions.insert(&session, None).await.unwrap();
+    sessions.insert(&session, None, None).await.unwrap();
     let payment = payments::plan_payment(&session, &terms(None), now).unwrap();
     let cancel = payments::plan_closing(&session, Closing::Cancel, now).unwrap();
     assert!(matches!(
@@ -129,7 +134,7 @@ async fn a_plan_whose_precondition_no_longer_holds_writes_nothing() {
     let first = sessions.prepare(&owner, request()).unwrap();
     let second = sessions.prepare(&owner, request()).unwrap();
     for s in [&first, &second] {
-        sessions.insert(s, None).await.unwrap();
+        sessions.insert(s, None, None).await.unwrap();
     }
     let plan = |s| payments::plan_payment(s, &terms(Some(1)), now).unwrap();
     assert!(matches!(
@@ -174,6 +179,7 @@ async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
         server.clock.clone(),
         Default::default(),
         server.wallets(),
+        server.mandates(),
     );
     let request = walleot_api::CreateSessionRequest {
         amount: 100,
@@ -181,7 +187,7 @@ async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
         ..Default::default()
     };
     let session = sessions.prepare(&owner, request).unwrap();
-    sessions.insert(&session, None).await.unwrap();
+    sessions.insert(&session, None, None).await.unwrap();
     server
         .wallets()
         .pay_as_sandbox_payer(&session)

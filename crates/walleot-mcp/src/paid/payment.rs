@@ -81,6 +81,7 @@ impl<S: ServerHandler> Paid<S> {
             expires_in: Some(walleot.payment_ttl.as_secs() as i64),
             capture_method: Some(CaptureMethod::Manual),
             metadata: Some(binding_metadata(tool, &hash)),
+            customer: None,
         };
         let session = walleot
             .client

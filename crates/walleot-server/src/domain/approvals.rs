@@ -5,6 +5,7 @@
 
 use super::factors::totp;
 use super::factors::webauthn::{self, RelyingParty};
+use super::mandates::{Grant, MandateRecord, MandateTerms, Mandates};
 use super::payers::{ApprovalMethod, Challenge, ChallengePurpose, Payer};
 use super::ports::Store;
 use super::sessions::{SessionRecord, Sessions};
@@ -40,6 +41,17 @@ pub enum Approval<'a> {
     },
 }
 
+/// A second factor the payer presents for something other than a payment.
+pub enum Factor<'a> {
+    Passkey {
+        rp: &'a RelyingParty,
+        assertion: &'a PasskeyAssertion,
+    },
+    Totp {
+        code: &'a str,
+    },
+}
+
 /// A passkey prompt for one payment.
 pub struct PasskeyPrompt {
     pub challenge_id: String,
@@ -53,6 +65,7 @@ pub struct Approvals {
     clock: Arc<dyn Clock>,
     sessions: Sessions,
     wallets: Wallets,
+    mandates: Mandates,
 }
 
 impl Approvals {
@@ -61,12 +74,14 @@ impl Approvals {
         clock: Arc<dyn Clock>,
         sessions: Sessions,
         wallets: Wallets,
+        mandates: Mandates,
     ) -> Self {
         Approvals {
             store,
             clock,
             sessions,
             wallets,
+            mandates,
         }
     }
 
@@ -87,16 +102,7 @@ impl Approvals {
             }
             CheckoutStep::Closed(status) => return Err(DomainError::Closed(status)),
         }
-        let credentials: Vec<Vec<u8>> = self
-            .store
-            .passkeys_of(&payer.id)
-            .await?
-            .into_iter()
-            .map(|p| p.credential_id)
-            .collect();
-        if credentials.is_empty() {
-            return Err(DomainError::Conflict("this wallet has no passkey".into()));
-        }
+        let credentials = self.credentials(payer).await?;
         let nonce = webauthn::random_bytes(16);
         let challenge = Challenge {
             id: ids::new_id("chal"),
@@ -139,6 +145,21 @@ impl Approvals {
                 (session, ApprovalMethod::Passkey, evidence)
             }
         };
+        let evidence = self.counted(payer, method, evidence, now).await?;
+        self.wallets
+            .pay(&session, &payer.id, method, Some(evidence))
+            .await
+    }
+
+    /// The evidence of a factor that verified, which clears the failure count; a factor
+    /// that did not counts towards the lock.
+    async fn counted(
+        &self,
+        payer: &Payer,
+        method: ApprovalMethod,
+        evidence: Option<String>,
+        now: i64,
+    ) -> Result<String, DomainError> {
         let Some(evidence) = evidence else {
             let payer = self.wallets.note_failed_attempt(&payer.id).await?;
             return Err(DomainError::FactorRejected {
@@ -147,9 +168,132 @@ impl Approvals {
             });
         };
         self.wallets.clear_failed_attempts(&payer.id).await?;
-        self.wallets
-            .pay(&session, &payer.id, method, Some(evidence))
+        Ok(evidence)
+    }
+
+    /// The session a payer may grant a mandate from: one that names a customer and that
+    /// this payer paid.
+    async fn grantable(
+        &self,
+        payer: &Payer,
+        session_id: &str,
+    ) -> Result<SessionRecord, DomainError> {
+        let (session, _) = self.sessions.for_checkout(session_id).await?;
+        if session.customer.is_none() {
+            return Err(DomainError::Conflict(
+                "this payment names no customer: there is nobody to grant a mandate for".into(),
+            ));
+        }
+        let approval = self.store.approval_of(&session.id).await?;
+        if approval.is_none_or(|a| a.payer_id != payer.id) {
+            return Err(DomainError::Forbidden(
+                "a mandate is granted from a payment this wallet made".into(),
+            ));
+        }
+        Ok(session)
+    }
+
+    /// A passkey challenge bound to the session and the very terms to grant.
+    pub async fn grant_options(
+        &self,
+        payer: &Payer,
+        session_id: &str,
+        terms: &MandateTerms,
+        rp: &RelyingParty,
+    ) -> Result<PasskeyPrompt, DomainError> {
+        let session = self.grantable(payer, session_id).await?;
+        unlocked(payer, self.clock.now_ms())?;
+        let credentials = self.credentials(payer).await?;
+        let nonce = webauthn::random_bytes(16);
+        let challenge = Challenge {
+            id: ids::new_id("chal"),
+            purpose: ChallengePurpose::Grant,
+            payer_id: Some(payer.id.clone()),
+            session_id: Some(session.id.clone()),
+            challenge: grant_challenge(&session, terms, &nonce),
+            nonce,
+            expires_at: self.clock.now_ms() + CEREMONY_MS,
+        };
+        self.store.insert_challenge(&challenge).await?;
+        Ok(PasskeyPrompt {
+            options: webauthn::assertion_options(rp, &challenge.challenge, &credentials),
+            challenge_id: challenge.id,
+        })
+    }
+
+    /// Grants the merchant of a paid session a mandate for its customer, on the payer's
+    /// second factor: always asked, even where the payment itself needed none. A passkey
+    /// assertion counts only for the terms its challenge was made for.
+    pub async fn grant(
+        &self,
+        payer: &Payer,
+        session_id: &str,
+        terms: &MandateTerms,
+        factor: Factor<'_>,
+    ) -> Result<MandateRecord, DomainError> {
+        let now = self.clock.now_ms();
+        let session = self.grantable(payer, session_id).await?;
+        let (method, evidence) = match factor {
+            Factor::Totp { code } => {
+                unlocked(payer, now)?;
+                (
+                    ApprovalMethod::Totp,
+                    self.check_code(payer, code, now).await?,
+                )
+            }
+            Factor::Passkey { rp, assertion } => {
+                let challenge = self
+                    .take_challenge(payer, &assertion.challenge_id, ChallengePurpose::Grant)
+                    .await?;
+                if challenge.session_id.as_deref() != Some(session.id.as_str())
+                    || grant_challenge(&session, terms, &challenge.nonce) != challenge.challenge
+                {
+                    return Err(DomainError::Expired(
+                        "the terms changed since the prompt; try again".into(),
+                    ));
+                }
+                unlocked(payer, now)?;
+                let evidence = self.check_passkey(payer, rp, &challenge, assertion).await?;
+                (ApprovalMethod::Passkey, evidence)
+            }
+        };
+        self.counted(payer, method, evidence, now).await?;
+        self.mandates
+            .grant(Grant {
+                payer_id: payer.id.clone(),
+                session_id: session.id,
+                limits: terms.limits,
+                expires_at: Some(terms.expires_at),
+            })
             .await
+    }
+
+    async fn credentials(&self, payer: &Payer) -> Result<Vec<Vec<u8>>, DomainError> {
+        let credentials: Vec<Vec<u8>> = self
+            .store
+            .passkeys_of(&payer.id)
+            .await?
+            .into_iter()
+            .map(|p| p.credential_id)
+            .collect();
+        if credentials.is_empty() {
+            return Err(DomainError::Conflict("this wallet has no passkey".into()));
+        }
+        Ok(credentials)
+    }
+
+    /// The payer's unused challenge of this purpose.
+    async fn take_challenge(
+        &self,
+        payer: &Payer,
+        challenge_id: &str,
+        purpose: ChallengePurpose,
+    ) -> Result<Challenge, DomainError> {
+        self.store
+            .take_challenge(challenge_id, self.clock.now_ms())
+            .await?
+            .filter(|c| c.purpose == purpose && c.payer_id.as_deref() == Some(payer.id.as_str()))
+            .ok_or_else(|| DomainError::Expired("this prompt has expired; try again".into()))
     }
 
     /// The evidence of an app code, or `None` when it is wrong or was used already.
@@ -175,16 +319,8 @@ impl Approvals {
         challenge_id: &str,
     ) -> Result<(SessionRecord, Challenge), DomainError> {
         let challenge = self
-            .store
-            .take_challenge(challenge_id, self.clock.now_ms())
-            .await?
-            .filter(|c| {
-                c.purpose == ChallengePurpose::Approve
-                    && c.payer_id.as_deref() == Some(payer.id.as_str())
-            })
-            .ok_or_else(|| {
-                DomainError::Expired("this approval prompt has expired; try again".into())
-            })?;
+            .take_challenge(payer, challenge_id, ChallengePurpose::Approve)
+            .await?;
         let session_id = challenge.session_id.as_deref().unwrap_or_default();
         let (session, _) = self.sessions.for_checkout(session_id).await?;
         if charge_challenge(&session, &challenge.nonce) != challenge.challenge {
@@ -265,6 +401,22 @@ fn unlocked(payer: &Payer, now: i64) -> Result<(), DomainError> {
     } else {
         Ok(())
     }
+}
+
+/// The challenge of a grant: the session's charge and the terms, so that an assertion
+/// grants exactly what the payer was shown.
+fn grant_challenge(session: &SessionRecord, terms: &MandateTerms, nonce: &[u8]) -> Vec<u8> {
+    let limits = &terms.limits;
+    let described = format!(
+        "grant-v1|per_call={:?}|period={:?}|total={:?}|expires={}",
+        limits.per_call,
+        limits.period.map(|(p, max)| (p.as_str(), max)),
+        limits.total,
+        terms.expires_at
+    );
+    let mut bound = nonce.to_vec();
+    bound.extend_from_slice(described.as_bytes());
+    charge_challenge(session, &bound)
 }
 
 fn charge_challenge(session: &SessionRecord, nonce: &[u8]) -> Vec<u8> {

@@ -9,6 +9,7 @@ pub mod factors;
 pub mod ids;
 pub mod keys;
 pub mod ledger;
+pub mod mandates;
 pub mod merchants;
 pub mod money;
 pub mod payers;

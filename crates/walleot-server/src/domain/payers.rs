@@ -44,6 +44,8 @@ pub struct TotpRecord {
 pub enum ChallengePurpose {
     Register,
     Approve,
+    /// Granting a mandate from a paid checkout.
+    Grant,
 }
 
 impl ChallengePurpose {
@@ -73,6 +75,8 @@ pub enum ApprovalMethod {
     Totp,
     /// The test-mode helper of the API, acting as a sandbox payer.
     TestHelper,
+    /// Paid at creation under the payer's mandate (its id is the evidence).
+    Mandate,
 }
 
 impl ApprovalMethod {

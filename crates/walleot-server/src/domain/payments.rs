@@ -39,6 +39,8 @@ pub enum Precondition {
     Pending {
         unexpired_at: Option<i64>,
         auto_approvals: Option<AutoApprovalCap>,
+        /// A payment under a mandate: its budget still covers the amount.
+        mandate: Option<MandateBudget>,
     },
     /// The session's funds are still held by this pending transfer.
     Held { hold_transfer_id: String },
@@ -53,6 +55,20 @@ pub struct AutoApprovalCap {
     pub livemode: bool,
     pub since_ms: i64,
     pub limit: i64,
+}
+
+/// The mandate is neither revoked nor expired at `now_ms`, and what was spent under it
+/// (payments held or captured) plus `amount` stays within its period limit since
+/// `period_start` and within its total limit; checked when the plan is written, so
+/// that concurrent charges cannot spend past a budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MandateBudget {
+    pub mandate_id: String,
+    pub amount: i64,
+    pub now_ms: i64,
+    pub period_start: Option<i64>,
+    pub period_limit: Option<i64>,
+    pub total_limit: Option<i64>,
 }
 
 /// A movement of money within a plan.
@@ -81,7 +97,26 @@ pub struct SessionChange {
     pub hold_transfer_id: Option<String>,
     /// A new expiry; `None` leaves it as it is.
     pub expires_at: Option<i64>,
+    /// The mandate paying the session; `None` leaves it as it is.
+    pub mandate_id: Option<String>,
     pub updated_at: i64,
+}
+
+impl SessionChange {
+    /// The session as it reads once this change is written.
+    pub fn applied_to(&self, session: &SessionRecord) -> SessionRecord {
+        SessionRecord {
+            status: self.status,
+            capture_status: self.capture_status,
+            expires_at: self.expires_at.unwrap_or(session.expires_at),
+            mandate_id: self
+                .mandate_id
+                .clone()
+                .or_else(|| session.mandate_id.clone()),
+            updated_at: self.updated_at,
+            ..session.clone()
+        }
+    }
 }
 
 /// How a payer pays a session.
@@ -154,6 +189,7 @@ pub fn plan_payment(
                 since_ms: now_ms - HOUR_MS,
                 limit,
             }),
+            mandate: None,
         },
         ledger,
         change: SessionChange {
@@ -161,6 +197,7 @@ pub fn plan_payment(
             capture_status: manual.then_some(CaptureStatus::Held),
             hold_transfer_id: manual.then_some(charge),
             expires_at: None,
+            mandate_id: None,
             updated_at: now_ms,
         },
         event: SessionEvent::new(
@@ -307,6 +344,7 @@ fn held_plan(
             capture_status: Some(capture_status),
             hold_transfer_id: None,
             expires_at: None,
+            mandate_id: None,
             updated_at: now_ms,
         },
         event: SessionEvent::named(
@@ -354,6 +392,7 @@ pub fn plan_closing(session: &SessionRecord, closing: Closing, now_ms: i64) -> O
         precondition: Precondition::Pending {
             unexpired_at: (!expire).then_some(now_ms),
             auto_approvals: None,
+            mandate: None,
         },
         ledger: Vec::new(),
         change: SessionChange {
@@ -361,6 +400,7 @@ pub fn plan_closing(session: &SessionRecord, closing: Closing, now_ms: i64) -> O
             capture_status: session.capture_status,
             hold_transfer_id: None,
             expires_at: expire.then_some(session.expires_at.min(now_ms)),
+            mandate_id: None,
             updated_at: now_ms,
         },
         event: SessionEvent::new(&session.id, Some(SessionStatus::Pending), status, now_ms),
@@ -477,6 +517,8 @@ mod tests {
             capture_method,
             capture_status: None,
             metadata: Default::default(),
+            customer: None,
+            mandate_id: None,
         }
     }
 
@@ -553,7 +595,8 @@ mod tests {
             plan.precondition,
             Precondition::Pending {
                 unexpired_at: Some(NOW),
-                auto_approvals: None
+                auto_approvals: None,
+                mandate: None
             }
         );
     }
@@ -621,6 +664,7 @@ mod tests {
                     since_ms: NOW - HOUR_MS,
                     limit: 20,
                 }),
+                mandate: None,
             }
         );
         // Refused while still payable: the cap; otherwise the session's own status.
@@ -808,7 +852,8 @@ mod tests {
             early.precondition,
             Precondition::Pending {
                 unexpired_at: None,
-                auto_approvals: None
+                auto_approvals: None,
+                mandate: None
             }
         );
         let overdue = plan_closing(&s, Closing::Expire, s.expires_at + 10).unwrap();
@@ -833,7 +878,8 @@ mod tests {
             cancel.precondition,
             Precondition::Pending {
                 unexpired_at: Some(NOW),
-                auto_approvals: None
+                auto_approvals: None,
+                mandate: None
             }
         );
         assert!(cancel.ledger.is_empty() && cancel.approval.is_none());

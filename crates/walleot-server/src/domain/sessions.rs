@@ -8,11 +8,14 @@
 //! passed reads `expired` whether or not the sweeper has written that yet.
 
 use super::ledger::{Book, LedgerError};
+use super::mandates::Mandates;
 use super::money::Amount;
-use super::payments::{self, Closing, Settlement};
+use super::payments::{self, Closing, Plan, Settlement};
 use super::wallets::Wallets;
 use super::{ids, Clock, DomainError, Livemode, Principal};
-use crate::domain::ports::{IdempotencyCompletion, SessionPage, Store, StoreError, Transition};
+use crate::domain::ports::{
+    CoveredPayment, IdempotencyCompletion, SessionPage, Store, StoreError, Transition,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, SessionStatus};
@@ -60,6 +63,8 @@ pub struct NewSession {
     pub ttl_secs: i64,
     pub capture_method: CaptureMethod,
     pub metadata: BTreeMap<String, String>,
+    /// The merchant's reference for its user or agent: 1 to 255 printable characters.
+    pub customer: Option<String>,
 }
 
 impl NewSession {
@@ -101,6 +106,9 @@ impl NewSession {
                 ));
             }
         }
+        if let Some(customer) = &request.customer {
+            check_customer(customer)?;
+        }
         let ttl_secs = request.expires_in.unwrap_or(policy.default_ttl_secs);
         if ttl_secs < policy.min_ttl_secs || ttl_secs > policy.max_ttl_secs {
             return Err(DomainError::invalid(
@@ -118,8 +126,33 @@ impl NewSession {
             ttl_secs,
             capture_method: request.capture_method.unwrap_or_default(),
             metadata,
+            customer: request.customer,
         })
     }
+}
+
+/// Most characters of a customer reference.
+pub const MAX_CUSTOMER_CHARS: usize = 255;
+
+/// A customer reference is printable ASCII, so that the merchant's id for its user reads
+/// the same everywhere it is shown and compared.
+fn check_customer(customer: &str) -> Result<(), DomainError> {
+    if customer.is_empty() || customer.len() > MAX_CUSTOMER_CHARS {
+        return Err(DomainError::invalid(
+            "customer",
+            format!("must be 1 to {MAX_CUSTOMER_CHARS} characters"),
+        ));
+    }
+    if let Some(bad) = customer.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(DomainError::invalid(
+            "customer",
+            format!(
+                "must be printable ASCII characters; U+{:04X} is not",
+                bad as u32
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Keys a session's metadata may have.
@@ -190,6 +223,10 @@ pub struct SessionRecord {
     pub capture_status: Option<CaptureStatus>,
     /// The merchant's labels, checked at creation.
     pub metadata: BTreeMap<String, String>,
+    /// The merchant's reference for its user or agent, given at creation.
+    pub customer: Option<String>,
+    /// The mandate that paid the session without a click.
+    pub mandate_id: Option<String>,
 }
 
 impl SessionRecord {
@@ -323,6 +360,7 @@ pub struct Sessions {
     clock: Arc<dyn Clock>,
     policy: SessionPolicy,
     wallets: Wallets,
+    mandates: Mandates,
 }
 
 impl Sessions {
@@ -331,12 +369,14 @@ impl Sessions {
         clock: Arc<dyn Clock>,
         policy: SessionPolicy,
         wallets: Wallets,
+        mandates: Mandates,
     ) -> Self {
         Sessions {
             store,
             clock,
             policy,
             wallets,
+            mandates,
         }
     }
 
@@ -362,26 +402,49 @@ impl Sessions {
             capture_method: new.capture_method,
             capture_status: None,
             metadata: new.metadata,
+            customer: new.customer,
+            mandate_id: None,
         })
     }
 
+    /// The payment that pays a prepared session at creation, when one of its customer's
+    /// mandates covers it: the plan, and the session as it would then read.
+    pub async fn covering_payment(
+        &self,
+        session: &SessionRecord,
+    ) -> Result<Option<(Plan, SessionRecord)>, DomainError> {
+        let plan = self
+            .mandates
+            .covering_plan(session, self.wallets.hold_ms())
+            .await?;
+        Ok(plan.map(|plan| {
+            let paid = plan.change.applied_to(session);
+            (plan, paid)
+        }))
+    }
+
     /// Stores a prepared session with its `session.created` event and, when the request
-    /// carried an idempotency key, the answer to replay, all in one transaction.
+    /// carried an idempotency key, the answer to replay, all in one transaction. With a
+    /// covering payment, the same transaction pays the session if the mandate's budget
+    /// still covers it (then `covered`'s answer is the one kept), and leaves it pending
+    /// otherwise. Answers the session as stored.
     pub async fn insert(
         &self,
         session: &SessionRecord,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), DomainError> {
+        covered: Option<&CoveredPayment>,
+    ) -> Result<SessionRecord, DomainError> {
         let event = SessionEvent::new(
             &session.id,
             None,
             SessionStatus::Pending,
             session.created_at,
         );
-        self.store
-            .insert_session(session, &event, completion)
+        let paid = self
+            .store
+            .insert_session(session, &event, completion, covered)
             .await?;
-        Ok(())
+        Ok(paid.unwrap_or_else(|| session.clone()))
     }
 
     pub async fn get(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {

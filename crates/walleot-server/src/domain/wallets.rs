@@ -106,6 +106,11 @@ impl Wallets {
         }
     }
 
+    /// How long manual-capture funds stay held before they lapse back to the payer.
+    pub fn hold_ms(&self) -> i64 {
+        self.policy.hold_ms
+    }
+
     pub fn policy(&self) -> &WalletPolicy {
         &self.policy
     }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod idempotency;
+pub mod mandates;
 pub mod openapi;
 pub mod server;
 pub mod sessions;
@@ -30,6 +31,7 @@ pub fn v1(state: &AppState) -> Router<AppState> {
         .merge(sessions::routes())
         .merge(test_helpers::routes())
         .merge(balance::routes())
+        .merge(mandates::routes())
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -6,7 +6,7 @@
 //! handler, and [`Conventions`] adds what holds for every route alike because a layer
 //! does it (rate-limit headers, `Idempotency-Key`, the session id parameter).
 
-use super::{balance, sessions, test_helpers};
+use super::{balance, mandates, sessions, test_helpers};
 use crate::app::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -37,6 +37,8 @@ use walleot_api::{ErrorBody, ErrorType};
     tags(
         (name = "sessions", description = "Payment sessions."),
         (name = "balance", description = "What the merchant has earned."),
+        (name = "mandates", description = "Payers' standing permissions to charge a customer \
+            reference without asking, within limits."),
         (name = "test helpers", description = "Drive test-mode sessions without a browser."),
         (name = "meta"),
     ),
@@ -51,6 +53,8 @@ use walleot_api::{ErrorBody, ErrorType};
         test_helpers::fail,
         test_helpers::expire,
         balance::balance,
+        mandates::list,
+        mandates::read,
         document,
     ),
     components(

@@ -9,6 +9,7 @@ use super::openapi::{
 };
 use crate::app::AppState;
 use crate::domain::clock::rfc3339;
+use crate::domain::ports::CoveredPayment;
 use crate::domain::sessions::{ListQuery, SessionRecord};
 use crate::domain::Principal;
 use axum::extract::State;
@@ -44,6 +45,8 @@ pub fn to_wire(state: &AppState, record: SessionRecord) -> Session {
         capture_method: record.capture_method,
         capture_status: record.capture_status,
         metadata: record.metadata,
+        customer: record.customer,
+        mandate_id: record.mandate_id,
     }
 }
 
@@ -54,7 +57,10 @@ pub fn to_wire(state: &AppState, record: SessionRecord) -> Session {
     tag = "sessions",
     summary = "Create a payment session",
     description = "Answers the session id and the checkout URL to send the payer to. Unknown \
-        fields are refused.",
+        fields are refused. With `customer`, a mandate the payer granted this merchant for that \
+        customer (same mode and currency) that covers the amount pays the session at once: it \
+        answers `paid` (held under manual capture) and names the `mandateId`; the budget is \
+        checked in the transaction that charges.",
     request_body(
         content = CreateSessionRequest,
         example = json!({"amount": 200, "currency": "usd", "description": "Pro feature unlock"}),
@@ -80,17 +86,39 @@ pub(super) async fn create(
     ApiJson(request): ApiJson<CreateSessionRequest>,
 ) -> Result<Response, ApiError> {
     let record = state.sessions.prepare(&principal, request)?;
-    let body =
-        serde_json::to_vec(&to_wire(&state, record.clone())).map_err(|_| ApiError::internal())?;
-    let completion = claimed.map(|Extension(c)| c.completion(StatusCode::OK, body.clone()));
-    state.sessions.insert(&record, completion.as_ref()).await?;
-    tracing::info!(session = %record.id, amount = record.amount, "session created");
+    let answer = |record: &SessionRecord| {
+        serde_json::to_vec(&to_wire(&state, record.clone())).map_err(|_| ApiError::internal())
+    };
+    let completion = |body: &[u8]| {
+        claimed
+            .as_ref()
+            .map(|Extension(c)| c.completion(StatusCode::OK, body.to_vec()))
+    };
+    let pending = answer(&record)?;
+    let covered = match state.sessions.covering_payment(&record).await? {
+        Some((plan, paid)) => Some(CoveredPayment {
+            plan,
+            completion: completion(&answer(&paid)?),
+        }),
+        None => None,
+    };
+    let stored = state
+        .sessions
+        .insert(&record, completion(&pending).as_ref(), covered.as_ref())
+        .await?;
+    tracing::info!(session = %stored.id, amount = stored.amount, mandate = ?stored.mandate_id, "session created");
+    let body = if stored.mandate_id.is_some() {
+        answer(&stored)?
+    } else {
+        pending
+    };
+    let recorded = claimed.is_some();
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if completion.is_some() {
+    if recorded {
         response.extensions_mut().insert(Recorded);
     }
     Ok(response)

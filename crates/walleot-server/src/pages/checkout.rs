@@ -7,8 +7,9 @@
 
 use super::{csrf_forms, spend, CheckedForm, ClientAddr, PageError, PagePath, Visitor};
 use crate::app::AppState;
-use crate::domain::approvals::Approval;
-use crate::domain::clock::rfc3339;
+use crate::domain::approvals::{Approval, Factor};
+use crate::domain::clock::{rfc3339, DAY_MS};
+use crate::domain::mandates::{parse_terms, MandateTerms, Offer, DEFAULT_VALIDITY_MS};
 use crate::domain::payers::Payer;
 use crate::domain::sessions::SessionRecord;
 use crate::domain::wallets::{Assessment, AutoPayment, CheckoutStep};
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/checkout/{id}/decline", post(decline))
         .route("/checkout/{id}/approve", post(approve_with_code))
         .route("/checkout/{id}/pay", post(pay_with_click))
+        .route("/checkout/{id}/mandate", post(grant_with_code))
 }
 
 /// Whether the request opening the page is a top-level navigation the payer started
@@ -135,6 +137,12 @@ async fn page(
             view = context! { ..extra, ..view };
             name
         }
+        (SessionStatus::Paid, Some(payer)) => {
+            if let Some(offer) = state.mandates.offer(&payer.id, session).await? {
+                view = context! { ..offer_view(state, payer, session, offer).await?, ..view };
+            }
+            SessionStatus::Paid.as_str().to_string()
+        }
         (other, _) => other.as_str().to_string(),
     };
     if auto {
@@ -192,6 +200,146 @@ async fn pending_view(
     })
 }
 
+/// The mandate part of a paid checkout: the form to grant one, prefilled, or the one
+/// already granted.
+async fn offer_view(
+    state: &AppState,
+    payer: &Payer,
+    session: &SessionRecord,
+    offer: Offer,
+) -> Result<minijinja::Value, PageError> {
+    let currency = session.currency;
+    let major = |minor: i64| {
+        let shown = currency.format_amount(minor);
+        shown.split(' ').next().unwrap_or_default().to_string()
+    };
+    Ok(match offer {
+        Offer::Granted(mandate) => context! {
+            granted => super::wallet::terms_text(&mandate),
+        },
+        Offer::Open { per_call, per_day } => {
+            let factors = state.factors.summary(&payer.id).await?;
+            context! {
+                offer => true,
+                customer => session.customer.clone(),
+                code => currency.code().to_ascii_uppercase(),
+                per_call => major(per_call),
+                per_day => major(per_day),
+                days => DEFAULT_VALIDITY_MS / DAY_MS,
+                has_passkey => factors.passkeys > 0,
+                has_totp => factors.totp,
+            }
+        }
+    })
+}
+
+/// The terms of the grant form, as the payer filled them in.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TermsFields {
+    #[serde(default)]
+    pub per_call: String,
+    #[serde(default)]
+    pub period: String,
+    #[serde(default)]
+    pub period_limit: String,
+    #[serde(default)]
+    pub total: String,
+}
+
+impl TermsFields {
+    /// The terms, in the session's currency, until `expires_at`.
+    pub fn terms(
+        &self,
+        session: &SessionRecord,
+        expires_at: i64,
+    ) -> Result<MandateTerms, DomainError> {
+        parse_terms(
+            session.currency,
+            &self.per_call,
+            &self.period,
+            &self.period_limit,
+            &self.total,
+            expires_at,
+        )
+    }
+}
+
+/// The instant a grant of `days` days made now ends.
+pub(super) fn expiry_in(state: &AppState, days: &str) -> Result<i64, DomainError> {
+    let days: i64 = days
+        .trim()
+        .parse()
+        .ok()
+        .filter(|d| (1..=365).contains(d))
+        .ok_or_else(|| {
+            DomainError::invalid("days", "must be a whole number of days from 1 to 365")
+        })?;
+    Ok(state.clock.now_ms() + days * DAY_MS)
+}
+
+#[derive(Deserialize)]
+struct GrantForm {
+    csrf: String,
+    #[serde(flatten)]
+    fields: TermsFields,
+    days: String,
+    code: String,
+}
+
+/// Grants the mandate offered on a paid checkout with an authenticator-app code.
+async fn grant_with_code(
+    State(state): State<AppState>,
+    PagePath(id): PagePath,
+    client: ClientAddr,
+    CheckedForm { visitor, form }: CheckedForm<GrantForm>,
+) -> Result<Response, PageError> {
+    spend(&state, Bucket::Approvals, &client)?;
+    let (session, merchant) = state.sessions.for_checkout(&id).await?;
+    let back = format!("/checkout/{}", session.id);
+    let Some(payer) = &visitor.payer else {
+        return Ok(visitor.redirect(&state, &back));
+    };
+    let granted = async {
+        let terms = form
+            .fields
+            .terms(&session, expiry_in(&state, &form.days)?)?;
+        state
+            .approvals
+            .grant(
+                payer,
+                &session.id,
+                &terms,
+                Factor::Totp { code: &form.code },
+            )
+            .await
+    }
+    .await;
+    let message = match granted {
+        Ok(_) => return Ok(visitor.redirect(&state, &back)),
+        Err(DomainError::Invalid { field, message }) => format!("{field}: {message}"),
+        Err(DomainError::FactorRejected { .. }) => {
+            "That code is not right, or was already used. Try the next one.".into()
+        }
+        Err(DomainError::Locked { .. }) => {
+            "Too many failed attempts: granting is locked for a while.".into()
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let payer = state.wallets.payer(&payer.id).await?;
+    let visitor = Visitor { payer, ..visitor };
+    page(
+        &state,
+        &visitor,
+        &session,
+        &merchant,
+        Some(message),
+        false,
+        None,
+    )
+    .await
+}
+
 /// "Pay": one deliberate click of the payer, on this site's own form, for a charge
 /// within the auto-approve limit (and its hourly number); no second factor. Anything
 /// else goes back to the page, which asks for what it needs.
@@ -246,7 +394,7 @@ struct CodeForm {
     code: String,
 }
 
-csrf_forms!(PlainForm, CodeForm);
+csrf_forms!(PlainForm, CodeForm, GrantForm);
 
 /// One tap with an authenticator-app code, where the payer has no passkey.
 async fn approve_with_code(

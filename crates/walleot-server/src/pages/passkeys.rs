@@ -2,9 +2,10 @@
 //! options, runs the ceremony, and sends the result back; errors answer in the API's
 //! error shape.
 
+use super::checkout::{expiry_in, TermsFields};
 use super::{ClientAddr, PageError, Visitor};
 use crate::app::AppState;
-use crate::domain::approvals::{Approval, PasskeyAssertion};
+use crate::domain::approvals::{Approval, Factor, PasskeyAssertion};
 use crate::domain::factors::webauthn::RelyingParty;
 use crate::domain::factors::Attestation;
 use crate::domain::payers::Payer;
@@ -27,6 +28,8 @@ pub fn routes() -> Router<AppState> {
         .route("/webauthn/register/finish", post(register_finish))
         .route("/webauthn/approve/options", post(approve_options))
         .route("/webauthn/approve/finish", post(approve_finish))
+        .route("/webauthn/grant/options", post(grant_options))
+        .route("/webauthn/grant/finish", post(grant_finish))
 }
 
 /// A page refusal in the API's error shape, for the page's script.
@@ -228,13 +231,7 @@ async fn approve_finish(
     let result = async {
         spend(&state, Bucket::Approvals, &client)?;
         let ApiJson(body) = body?;
-        let assertion = PasskeyAssertion {
-            challenge_id: body.challenge_id,
-            credential_id: body.credential_id,
-            client_data_json: body.client_data_json,
-            authenticator_data: body.authenticator_data,
-            signature: body.signature,
-        };
+        let assertion = body.into_domain();
         let approval = Approval::Passkey {
             rp: &ceremony.rp,
             assertion: &assertion,
@@ -249,4 +246,103 @@ async fn approve_finish(
     }
     .await;
     ceremony.answer(&state, result)
+}
+
+/// The terms travel flattened beside the other fields (which rules out refusing
+/// unknown fields, as serde cannot do both).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GrantStart {
+    session_id: String,
+    #[serde(flatten)]
+    fields: TermsFields,
+    days: String,
+}
+
+/// A passkey prompt for granting the terms shown; the answer names the expiry it binds,
+/// which the finish sends back.
+async fn grant_options(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    ceremony: Ceremony,
+    body: Result<ApiJson<GrantStart>, ApiError>,
+) -> Response {
+    let result = async {
+        spend(&state, Bucket::Approvals, &client)?;
+        let ApiJson(body) = body?;
+        let (session, _) = state.sessions.for_checkout(&body.session_id).await?;
+        let expires_at = expiry_in(&state, &body.days)?;
+        let terms = body.fields.terms(&session, expires_at)?;
+        let prompt = state
+            .approvals
+            .grant_options(ceremony.payer()?, &session.id, &terms, &ceremony.rp)
+            .await?;
+        Ok(json!({
+            "challengeId": prompt.challenge_id,
+            "publicKey": prompt.options,
+            "expiresAt": expires_at,
+        }))
+    }
+    .await;
+    ceremony.answer(&state, result)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GrantFinish {
+    session_id: String,
+    #[serde(flatten)]
+    fields: TermsFields,
+    expires_at: i64,
+    challenge_id: String,
+    credential_id: String,
+    #[serde(rename = "clientDataJSON")]
+    client_data_json: String,
+    authenticator_data: String,
+    signature: String,
+}
+
+async fn grant_finish(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    ceremony: Ceremony,
+    body: Result<ApiJson<GrantFinish>, ApiError>,
+) -> Response {
+    let result = async {
+        spend(&state, Bucket::Approvals, &client)?;
+        let ApiJson(body) = body?;
+        let (session, _) = state.sessions.for_checkout(&body.session_id).await?;
+        let terms = body.fields.terms(&session, body.expires_at)?;
+        let assertion = Assertion {
+            challenge_id: body.challenge_id,
+            credential_id: body.credential_id,
+            client_data_json: body.client_data_json,
+            authenticator_data: body.authenticator_data,
+            signature: body.signature,
+        }
+        .into_domain();
+        let factor = Factor::Passkey {
+            rp: &ceremony.rp,
+            assertion: &assertion,
+        };
+        let mandate = state
+            .approvals
+            .grant(ceremony.payer()?, &session.id, &terms, factor)
+            .await?;
+        Ok(json!({"ok": true, "mandateId": mandate.id}))
+    }
+    .await;
+    ceremony.answer(&state, result)
+}
+
+impl Assertion {
+    fn into_domain(self) -> PasskeyAssertion {
+        PasskeyAssertion {
+            challenge_id: self.challenge_id,
+            credential_id: self.credential_id,
+            client_data_json: self.client_data_json,
+            authenticator_data: self.authenticator_data,
+            signature: self.signature,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use crate::app::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::factors::totp;
 use crate::domain::ledger::TransferKind;
+use crate::domain::mandates::MandateRecord;
 use crate::domain::topups::TopUpRequest;
 use crate::ratelimit::Bucket;
 use axum::extract::{Query, State};
@@ -25,6 +26,28 @@ pub fn routes() -> Router<AppState> {
         .route("/wallet/vouchers", post(redeem))
         .route("/wallet/signout", post(sign_out))
         .route("/wallet/totp", get(totp_form).post(totp_confirm))
+        .route("/wallet/mandates/{id}/revoke", post(revoke_mandate))
+}
+
+/// A mandate's terms in words: "up to 1.00 USD a call, 5.00 USD a day; until 2026-12-26".
+pub(super) fn terms_text(mandate: &MandateRecord) -> String {
+    let currency = mandate.currency;
+    let limits = &mandate.limits;
+    let mut parts = Vec::new();
+    if let Some(max) = limits.per_call {
+        parts.push(format!("{} a call", currency.format_amount(max)));
+    }
+    if let Some((period, max)) = limits.period {
+        parts.push(format!("{} a {period}", currency.format_amount(max)));
+    }
+    if let Some(max) = limits.total {
+        parts.push(format!("{} in all", currency.format_amount(max)));
+    }
+    format!(
+        "up to {}; until {}",
+        parts.join(", "),
+        &rfc3339(mandate.expires_at)[..10]
+    )
 }
 
 fn parse_currency(raw: &str) -> Result<Currency, PageError> {
@@ -44,6 +67,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
         "voucher" => Some("Voucher redeemed."),
         "threshold" => Some("Auto-approve limit saved."),
         "totp" => Some("Authenticator app added."),
+        "revoked" => Some("Mandate revoked: its merchant asks you again from now on."),
         _ => None,
     }
 }
@@ -117,6 +141,11 @@ async fn wallet_page(
             } else {
                 " (test)"
             };
+            let mode = if h.mandate_id.is_some() {
+                format!("{mode}, under your mandate")
+            } else {
+                mode.to_string()
+            };
             context! {
                 when => rfc3339(h.transfer.created_at).replace('T', " ").replace('Z', ""),
                 what => format!("{what}{mode}"),
@@ -125,6 +154,25 @@ async fn wallet_page(
             }
         })
         .collect();
+    let now = state.clock.now_ms();
+    let mut mandates = Vec::new();
+    for (mandate, usage) in state.mandates.of_payer(&payer.id).await? {
+        let (_, merchant) = state.sessions.for_checkout(&mandate.granted_with).await?;
+        let currency = mandate.currency;
+        let status = mandate.status_at(now);
+        mandates.push(context! {
+            id => mandate.id.clone(),
+            merchant => merchant,
+            customer => mandate.customer.clone(),
+            terms => terms_text(&mandate),
+            test_mode => !mandate.livemode,
+            status => status.as_str(),
+            active => status == walleot_api::MandateStatus::Active,
+            spent => currency.format_amount(if mandate.limits.period.is_some() { usage.in_period } else { usage.total }),
+            period => mandate.limits.period.map(|(p, _)| p.as_str()),
+            remaining => mandate.remaining(&usage, now).map(|r| currency.format_amount(r)),
+        });
+    }
     let factors = state.factors.summary(&payer.id).await?;
     Ok(visitor.render(
         state,
@@ -135,7 +183,7 @@ async fn wallet_page(
         },
         "wallet.html",
         context! {
-            title => "Wallet", balances, thresholds, history, notice, error,
+            title => "Wallet", balances, thresholds, history, mandates, notice, error,
             passkeys => factors.passkeys, totp => factors.totp,
             auto_per_hour => state.wallets.policy().auto_approvals_per_hour,
         },
@@ -379,4 +427,25 @@ async fn totp_confirm(
     }
     let to = safe_return(form.return_to.as_deref(), "/wallet?notice=totp");
     Ok(visitor.redirect(&state, &to))
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    csrf: String,
+}
+
+csrf_forms!(RevokeForm);
+
+/// "Revoke": one click, effective at once; the merchant's next charge asks again.
+async fn revoke_mandate(
+    State(state): State<AppState>,
+    super::PagePath(id): super::PagePath,
+    CheckedForm { visitor, .. }: CheckedForm<RevokeForm>,
+) -> Result<Response, PageError> {
+    let mandates = state.mandates.clone();
+    wallet_form(&state, visitor, None, "revoked", |payer| async move {
+        mandates.revoke(&payer, &id).await?;
+        Ok(())
+    })
+    .await
 }

@@ -11,6 +11,7 @@ mod idempotency;
 mod lifecycle;
 mod list;
 mod long_poll;
+mod mandates;
 mod openapi;
 mod rate_limits;
 mod slow_clients;

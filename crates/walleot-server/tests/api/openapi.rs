@@ -15,6 +15,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/test_helpers/sessions/{sessionId}/expire"),
     ("get", "/openapi.json"),
     ("get", "/balance"),
+    ("get", "/mandates"),
+    ("get", "/mandates/{mandateId}"),
 ];
 
 async fn document(app: &crate::helpers::App) -> Value {
@@ -56,6 +58,7 @@ async fn the_document_describes_every_route_and_nothing_else() {
         let path = format!(
             "/v1{}",
             path.replace("{sessionId}", "sess_000000000000000000000000")
+                .replace("{mandateId}", "mdt_000000000000000000000000")
         );
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = app

@@ -16,6 +16,8 @@ pub struct HistoryEntry {
     pub signed_amount: i64,
     pub merchant_name: Option<String>,
     pub description: Option<String>,
+    /// The mandate the charge was made under, without a click.
+    pub mandate_id: Option<String>,
 }
 
 /// The store's answer to a plan.

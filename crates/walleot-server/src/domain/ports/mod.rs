@@ -5,15 +5,17 @@
 
 mod idempotency;
 mod ledger;
+mod mandates;
 mod merchants;
 mod payers;
 mod sessions;
 
 pub use idempotency::{IdempotencyClaim, IdempotencyCompletion, IdempotencyStore};
 pub use ledger::{HistoryEntry, LedgerStore, PlanOutcome};
+pub use mandates::MandateStore;
 pub use merchants::{ApiKeyRecord, Merchant, MerchantStore};
 pub use payers::PayerStore;
-pub use sessions::{SessionPage, SessionStore, Transition};
+pub use sessions::{CoveredPayment, SessionPage, SessionStore, Transition};
 
 use crate::domain::ledger::LedgerError;
 use async_trait::async_trait;
@@ -38,7 +40,7 @@ pub enum StoreError {
 /// Everything the service keeps, in one database.
 #[async_trait]
 pub trait Store:
-    SessionStore + MerchantStore + IdempotencyStore + LedgerStore + PayerStore
+    SessionStore + MerchantStore + IdempotencyStore + LedgerStore + PayerStore + MandateStore
 {
     /// Answers when the database can be reached.
     async fn ping(&self) -> Result<(), StoreError>;

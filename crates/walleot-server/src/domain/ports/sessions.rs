@@ -1,6 +1,7 @@
 //! What the service keeps of payment sessions and their events.
 
 use super::{IdempotencyCompletion, StoreError};
+use crate::domain::payments::Plan;
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use async_trait::async_trait;
 use walleot_api::SessionStatus;
@@ -14,6 +15,14 @@ pub struct SessionPage {
     pub has_more: bool,
 }
 
+/// A payment that pays a new session at creation (under a mandate), with the answer to
+/// keep for its idempotency key in place of the pending one when it is written.
+#[derive(Debug, Clone)]
+pub struct CoveredPayment {
+    pub plan: Plan,
+    pub completion: Option<IdempotencyCompletion>,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// The ids of sessions whose status (or capture status) this process changed, sent
@@ -22,12 +31,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// made by another process sharing the database are not seen here.
     fn session_changes(&self) -> tokio::sync::broadcast::Receiver<String>;
 
+    /// Stores a new session with its event and the answer to replay. With `covered`, the
+    /// same transaction then writes the payment if its precondition holds, keeping its
+    /// answer instead; a payment whose precondition fails, or that a wallet cannot
+    /// afford, is left out and the session stays pending. Answers the paid session when
+    /// the payment was written.
     async fn insert_session(
         &self,
         session: &SessionRecord,
         created: &SessionEvent,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError>;
+        covered: Option<&CoveredPayment>,
+    ) -> Result<Option<SessionRecord>, StoreError>;
     async fn get_session(
         &self,
         merchant_id: &str,

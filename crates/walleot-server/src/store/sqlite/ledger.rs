@@ -321,7 +321,8 @@ impl LedgerStore for SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT {columns}, \
                     CASE WHEN w.id = t.credit_account THEN 1 ELSE -1 END AS direction, \
-                    m.name AS merchant_name, s.description AS description \
+                    m.name AS merchant_name, s.description AS description, \
+                    s.mandate_id AS mandate_id \
              FROM accounts w \
              JOIN transfers t ON t.debit_account = w.id OR t.credit_account = w.id \
              LEFT JOIN sessions s ON s.id = t.session_id \
@@ -342,6 +343,7 @@ impl LedgerStore for SqliteStore {
                     transfer,
                     merchant_name: row.try_get("merchant_name")?,
                     description: row.try_get("description")?,
+                    mandate_id: row.try_get("mandate_id")?,
                 })
             })
             .collect()

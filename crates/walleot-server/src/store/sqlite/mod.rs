@@ -7,6 +7,7 @@
 
 mod idempotency;
 mod ledger;
+mod mandates;
 mod merchants;
 mod payers;
 mod plans;
@@ -14,7 +15,7 @@ mod sessions;
 
 use crate::domain::payments::Plan;
 use crate::domain::ports::{
-    ApiKeyRecord, IdempotencyCompletion, Merchant, PlanOutcome, Store, StoreError,
+    ApiKeyRecord, CoveredPayment, IdempotencyCompletion, Merchant, PlanOutcome, Store, StoreError,
 };
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Livemode;
@@ -32,7 +33,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
                                status, created_at, expires_at, updated_at, capture_method, capture_status, \
-                               metadata";
+                               metadata, customer, mandate_id";
 
 /// A column list with every column named through a table alias (`s.id, s.status, …`),
 /// for joins; made once.
@@ -72,7 +73,8 @@ enum WriteJob {
         session: SessionRecord,
         created: SessionEvent,
         completion: Option<IdempotencyCompletion>,
-        done: Reply<()>,
+        covered: Option<Box<CoveredPayment>>,
+        done: Reply<Option<SessionRecord>>,
     },
     /// A plan of the domain: a payment, or another change of a session.
     Plan {
@@ -83,7 +85,10 @@ enum WriteJob {
 
 /// What one job of a group came to, kept until the group's commit.
 enum Outcome {
-    NewSession(Result<(), StoreError>, Reply<()>),
+    NewSession(
+        Result<Option<SessionRecord>, StoreError>,
+        Reply<Option<SessionRecord>>,
+    ),
     Plan(
         Result<PlanOutcome<SessionRecord>, StoreError>,
         Reply<PlanOutcome<SessionRecord>>,
@@ -135,10 +140,17 @@ async fn group_commit(
                         session,
                         created,
                         completion,
+                        covered,
                         done,
                     } => {
-                        let r = insert_session_in(&mut tx, &session, &created, completion.as_ref())
-                            .await;
+                        let r = new_session_in(
+                            &mut tx,
+                            &session,
+                            &created,
+                            completion.as_ref(),
+                            covered.as_deref(),
+                        )
+                        .await;
                         (r.is_err(), Outcome::NewSession(r, done))
                     }
                     WriteJob::Plan { plan, done } => {
@@ -159,8 +171,12 @@ async fn group_commit(
         let commit = committed.map_err(|e| e.to_string());
         if commit.is_ok() {
             for outcome in &outcomes {
-                if let Outcome::Plan(Ok(PlanOutcome::Applied(changed)), _) = outcome {
-                    let _ = changes.send(changed.id.clone());
+                match outcome {
+                    Outcome::Plan(Ok(PlanOutcome::Applied(changed)), _)
+                    | Outcome::NewSession(Ok(Some(changed)), _) => {
+                        let _ = changes.send(changed.id.clone());
+                    }
+                    _ => {}
                 }
             }
         }
@@ -193,16 +209,53 @@ impl SqliteStore {
     }
 }
 
-async fn insert_session_in(
+/// A new session, and the payment that covers it when its precondition holds: the
+/// payment is tried in a savepoint of its own, so that a stale budget or an empty wallet
+/// leaves the session pending with its pending answer.
+async fn new_session_in(
     tx: &mut Transaction<'static, Sqlite>,
     session: &SessionRecord,
     created: &SessionEvent,
     completion: Option<&IdempotencyCompletion>,
+    covered: Option<&CoveredPayment>,
+) -> Result<Option<SessionRecord>, StoreError> {
+    insert_session_in(tx, session, created).await?;
+    if let Some(covered) = covered {
+        sqlx::query("SAVEPOINT covered").execute(&mut **tx).await?;
+        let paid = match plans::apply_in(tx, &covered.plan).await {
+            Ok(PlanOutcome::Applied(paid)) => Some(paid),
+            Ok(_) | Err(StoreError::Ledger(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if paid.is_none() {
+            sqlx::query("ROLLBACK TO covered")
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query("RELEASE covered").execute(&mut **tx).await?;
+        if let Some(paid) = paid {
+            if let Some(done) = &covered.completion {
+                complete_in(tx, done).await?;
+            }
+            return Ok(Some(paid));
+        }
+    }
+    if let Some(done) = completion {
+        complete_in(tx, done).await?;
+    }
+    Ok(None)
+}
+
+async fn insert_session_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    session: &SessionRecord,
+    created: &SessionEvent,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
-                               status, created_at, expires_at, updated_at, capture_method, metadata) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               status, created_at, expires_at, updated_at, capture_method, metadata, \
+                               customer) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&session.id)
     .bind(&session.merchant_id)
@@ -219,12 +272,10 @@ async fn insert_session_in(
         (!session.metadata.is_empty())
             .then(|| serde_json::to_string(&session.metadata).expect("string maps serialize")),
     )
+    .bind(&session.customer)
     .execute(&mut **tx)
     .await?;
     insert_event(tx, created).await?;
-    if let Some(done) = completion {
-        complete_in(tx, done).await?;
-    }
     Ok(())
 }
 
@@ -311,6 +362,8 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
                 .map_err(|e| corrupt(format!("session metadata: {e}")))?,
             None => Default::default(),
         },
+        customer: row.try_get("customer")?,
+        mandate_id: row.try_get("mandate_id")?,
     })
 }
 

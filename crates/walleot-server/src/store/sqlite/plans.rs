@@ -36,6 +36,15 @@ pub(super) async fn apply_in(
             return stale(tx, &plan.session_id).await;
         }
     }
+    if let Precondition::Pending {
+        mandate: Some(budget),
+        ..
+    } = &plan.precondition
+    {
+        if !super::mandates::budget_holds(tx, budget).await? {
+            return stale(tx, &plan.session_id).await;
+        }
+    }
     let change = &plan.change;
     let guard = match &plan.precondition {
         Precondition::Pending {
@@ -49,7 +58,8 @@ pub(super) async fn apply_in(
     };
     let sql = format!(
         "UPDATE sessions SET status = ?1, capture_status = ?2, \
-             expires_at = COALESCE(?3, expires_at), updated_at = ?4 \
+             expires_at = COALESCE(?3, expires_at), updated_at = ?4, \
+             mandate_id = COALESCE(?7, mandate_id) \
          WHERE id = ?5 AND {guard} RETURNING {SESSION_COLUMNS}"
     );
     let query = sqlx::query(&sql)
@@ -68,6 +78,14 @@ pub(super) async fn apply_in(
         } => query,
         Precondition::Held { hold_transfer_id } => query.bind(hold_transfer_id),
     };
+    // ?6 is the guard's; where the guard binds none, it is bound unused.
+    let query = match &plan.precondition {
+        Precondition::Pending {
+            unexpired_at: None, ..
+        } => query.bind(None::<i64>),
+        _ => query,
+    };
+    let query = query.bind(&change.mandate_id);
     let Some(row) = query.fetch_optional(&mut **tx).await? else {
         return stale(tx, &plan.session_id).await;
     };

@@ -3,7 +3,7 @@
 
 use super::SqliteStore;
 use super::*;
-use crate::domain::ports::{SessionPage, SessionStore};
+use crate::domain::ports::{CoveredPayment, SessionPage, SessionStore};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -17,11 +17,13 @@ impl SessionStore for SqliteStore {
         session: &SessionRecord,
         created: &SessionEvent,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError> {
+        covered: Option<&CoveredPayment>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         self.group_write(|done| WriteJob::NewSession {
             session: session.clone(),
             created: created.clone(),
             completion: completion.cloned(),
+            covered: covered.cloned().map(Box::new),
             done,
         })
         .await
