@@ -22,6 +22,7 @@
 //! failed call.
 
 mod answers;
+pub mod customer;
 mod flows;
 mod mode;
 mod paid;
@@ -62,6 +63,8 @@ pub struct Walleot {
     mode: Mode,
     store: Arc<dyn PaymentStore>,
     identify: Option<Identify>,
+    /// The customer reference of a stdio server's one user (see [`Walleot::customer`]).
+    customer: Option<String>,
     poll_every: Duration,
     wait_for_payment: Duration,
     payment_ttl: Duration,
@@ -99,6 +102,7 @@ impl Walleot {
             mode: Mode::default(),
             store: Arc::new(MemoryStore::new()),
             identify: None,
+            customer: None,
             poll_every: Duration::from_secs(20),
             wait_for_payment: Duration::from_secs(300),
             payment_ttl: DEFAULT_PAYMENT_TTL,
@@ -112,10 +116,30 @@ impl Walleot {
     }
 
     /// Reads `WALLEOT_API_KEY` and `WALLEOT_API_URL` (default [`DEFAULT_API_URL`]).
+    /// With them, the customer reference of a stdio server: `WALLEOT_CUSTOMER`, else the
+    /// installation's own ([`installation_customer`]).
     pub fn from_env() -> Result<Self, SetupError> {
         let key = std::env::var("WALLEOT_API_KEY").map_err(|_| SetupError::MissingKey)?;
         let url = std::env::var("WALLEOT_API_URL").unwrap_or_else(|_| DEFAULT_API_URL.to_string());
-        Self::new(&url, &key)
+        let customer = std::env::var("WALLEOT_CUSTOMER")
+            .ok()
+            .filter(|c| customer::is_valid(c))
+            .or_else(customer::installation_customer);
+        Ok(Self::new(&url, &key)?.customer_reference(customer))
+    }
+
+    /// The customer reference sent with the payments of a stdio server, whose one
+    /// connection is its one user: a mandate the payer granted for it pays that user's
+    /// calls at once. Over HTTP the reference is the subject [`Walleot::identify`]
+    /// names, and without one there is none.
+    pub fn customer(self, reference: &str) -> Self {
+        let reference = customer::is_valid(reference).then(|| reference.to_string());
+        self.customer_reference(reference)
+    }
+
+    fn customer_reference(mut self, reference: Option<String>) -> Self {
+        self.customer = reference;
+        self
     }
 
     pub fn mode(mut self, mode: Mode) -> Self {

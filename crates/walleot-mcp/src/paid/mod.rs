@@ -24,6 +24,32 @@ use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 
+/// A result paid under a mandate says so in its `_meta.payment`: the payment id (kept
+/// for a repeated confirmation), the amount charged and the mandate.
+fn paid_under_mandate(
+    answer: CallToolResponse,
+    pending: &crate::store::PendingPayment,
+    price: &Price,
+    mandate: Option<String>,
+) -> CallToolResponse {
+    let CallToolResponse::Complete(mut result) = answer else {
+        return answer;
+    };
+    let mut meta = result.meta.take().unwrap_or_default();
+    meta.0.insert(
+        "payment".into(),
+        json!({
+            "paymentId": pending.payment_id,
+            "amount": price.major_number(),
+            "amountMinor": price.minor,
+            "currency": price.currency.code().to_ascii_uppercase(),
+            "mandateId": mandate,
+        }),
+    );
+    result.meta = Some(meta);
+    CallToolResponse::Complete(result)
+}
+
 /// Name of the companion tool that confirms a payment for `tool`.
 pub fn confirm_tool_name(tool: &str) -> String {
     format!("confirm_{tool}_payment")
@@ -47,6 +73,9 @@ pub(crate) struct Caller {
     /// credential (its digest). `None` for a stateless request without a credential,
     /// which has nothing to be told apart by.
     pub(crate) owner: Option<String>,
+    /// The customer reference a mandate may cover: the subject, or a stdio server's
+    /// installation reference; none over HTTP without a subject.
+    pub(crate) customer: Option<String>,
 }
 
 pub(crate) use crate::store::now_unix;
@@ -112,7 +141,16 @@ impl<S: ServerHandler> Paid<S> {
                 None => Some(format!("connection:{}", self.connection)),
             },
         };
-        Caller { subject, owner }
+        let customer = match (&subject, cx.extensions.get::<http::request::Parts>()) {
+            (Some(subject), _) => Some(crate::customer::of_subject(subject)),
+            (None, None) => self.walleot.customer.clone(),
+            (None, Some(_)) => None,
+        };
+        Caller {
+            subject,
+            owner,
+            customer,
+        }
     }
 
     /// Whether the confirm tool of `tool` is listed for `owner`: always, except in
@@ -206,10 +244,23 @@ impl<S: ServerHandler> Paid<S> {
         if let Err(refused) = self.validate(tool, &arguments) {
             return Ok(refused.into());
         }
-        let pending = match self.start_payment(tool, arguments, &price, &caller).await {
+        let (pending, covered) = match self.start_payment(tool, arguments, &price, &caller).await {
             Ok(p) => p,
             Err(refused) => return Ok(refused.into()),
         };
+        if let Some(session) = covered {
+            // Paid at creation under the payer's mandate: it runs now, in this call.
+            let next = match flow {
+                Flow::Resubmit => Flow::Resubmit,
+                _ => Flow::TwoStep,
+            }
+            .next_step(tool);
+            let mandate = session.mandate_id.clone();
+            let answer = self
+                .run_paid(&pending, &price, &next, Some(session), cx)
+                .await?;
+            return Ok(paid_under_mandate(answer, &pending, &price, mandate));
+        }
         self.start_flow(flow, pending, price, &caller, cx).await
     }
 

@@ -45,14 +45,15 @@ fn new_payment_id() -> String {
 
 impl<S: ServerHandler> Paid<S> {
     /// Opens a payment for a call: a manual-capture session at the service and a secret
-    /// payment id, within the caps on open payments.
+    /// payment id, within the caps on open payments. With it, the session when a
+    /// mandate of the payer paid it at creation.
     pub(crate) async fn start_payment(
         &self,
         tool: &str,
         arguments: Map<String, Value>,
         price: &Price,
         caller: &Caller,
-    ) -> Result<PendingPayment, CallToolResult> {
+    ) -> Result<(PendingPayment, Option<Session>), CallToolResult> {
         let walleot = &self.walleot;
         let now = now_unix();
         let owner = caller.owner.clone().unwrap_or_default();
@@ -81,7 +82,7 @@ impl<S: ServerHandler> Paid<S> {
             expires_in: Some(walleot.payment_ttl.as_secs() as i64),
             capture_method: Some(CaptureMethod::Manual),
             metadata: Some(binding_metadata(tool, &hash)),
-            customer: None,
+            customer: caller.customer.clone(),
         };
         let session = walleot
             .client
@@ -90,15 +91,15 @@ impl<S: ServerHandler> Paid<S> {
             .map_err(|e| service_failure(&e))?;
         let pending = PendingPayment {
             payment_id: new_payment_id(),
-            session_id: session.session_id,
-            payment_url: session.url,
+            session_id: session.session_id.clone(),
+            payment_url: session.url.clone(),
             tool: tool.to_string(),
             arguments_hash: hash,
             arguments,
             price: price.clone(),
             subject: caller.subject.clone(),
             owner,
-            expires_at: session.expires_at,
+            expires_at: session.expires_at.clone(),
             expires_unix: now + walleot.payment_ttl.as_secs() as i64,
         };
         if let Err(e) = walleot.store.put(pending.clone()).await {
@@ -111,7 +112,9 @@ impl<S: ServerHandler> Paid<S> {
                 e => store_failure(&e),
             });
         }
-        Ok(pending)
+        let covered = (session.status == SessionStatus::Paid && session.mandate_id.is_some())
+            .then_some(session);
+        Ok((pending, covered))
     }
 
     /// A payment the caller may use for `tool`, or the refusal to answer. Without a
