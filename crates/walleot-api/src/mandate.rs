@@ -125,3 +125,27 @@ pub struct MandateList {
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
+
+/// `POST /v1/test_helpers/sessions/{sessionId}/grant_mandate`: the terms the sandbox payer
+/// grants, as a payer does on a paid checkout. Amounts in minor units; at least one
+/// limit; a period needs its limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestMandateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub per_call_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<MandatePeriod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub period_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub total_limit: Option<i64>,
+    /// Seconds until the mandate expires: 60 to 31,622,400 (a year); 30 days by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 31_622_400))]
+    pub expires_in: Option<i64>,
+}

@@ -186,7 +186,9 @@ pub fn plan_mandate_payment(
         method: ApprovalMethod::Mandate,
         evidence: Some(mandate.id.clone()),
         hold_ms,
-        cover_from_sandbox: false,
+        // The test helpers' payer pays from the sandbox, in test mode, as it does there.
+        cover_from_sandbox: !session.livemode
+            && mandate.payer_id == super::wallets::sandbox_payer_id(&session.merchant_id),
         auto_approvals_per_hour: None,
     };
     let mut plan = payments::plan_payment(session, &terms, now_ms).ok()?;
@@ -401,6 +403,49 @@ impl Mandates {
                 }
             }
         }))
+    }
+
+    /// The test helper's grant: the sandbox payer grants a mandate from a test session it
+    /// paid (`/v1/test_helpers/sessions/{id}/pay`).
+    pub async fn grant_as_sandbox_payer(
+        &self,
+        owner: &Principal,
+        session_id: &str,
+        limits: MandateLimits,
+        expires_in_secs: Option<i64>,
+    ) -> Result<MandateRecord, DomainError> {
+        if owner.mode.is_live() {
+            return Err(DomainError::Forbidden(
+                "test helpers accept only test keys (sk_test_…)".into(),
+            ));
+        }
+        let session = self
+            .store
+            .get_session(&owner.merchant_id, false, session_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("no session `{session_id}`")))?;
+        let secs = expires_in_secs.unwrap_or(DEFAULT_VALIDITY_MS / 1000);
+        if !(60..=MAX_VALIDITY_MS / 1000).contains(&secs) {
+            return Err(DomainError::invalid(
+                "expiresIn",
+                format!("must be between 60 and {} seconds", MAX_VALIDITY_MS / 1000),
+            ));
+        }
+        let payer_id = super::wallets::sandbox_payer_id(&owner.merchant_id);
+        let paid_by = self.store.approval_of(&session.id).await?;
+        if session.customer.is_none() || paid_by.is_none_or(|a| a.payer_id != payer_id) {
+            return Err(DomainError::Conflict(
+                "only a session that names a customer and was paid with the pay test helper grants a mandate"
+                    .into(),
+            ));
+        }
+        self.grant(Grant {
+            payer_id,
+            session_id: session.id,
+            limits,
+            expires_at: Some(self.clock.now_ms() + secs * 1000),
+        })
+        .await
     }
 
     /// Revokes a payer's mandate at once; revoking one already revoked changes nothing.

@@ -97,6 +97,11 @@ pub struct Wallets {
     policy: WalletPolicy,
 }
 
+/// The payer the test helpers act as, one per merchant.
+pub fn sandbox_payer_id(merchant_id: &str) -> String {
+    format!("payer_sandbox_{merchant_id}")
+}
+
 impl Wallets {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: WalletPolicy) -> Self {
         Wallets {
@@ -325,7 +330,7 @@ impl Wallets {
         &self,
         session: &SessionRecord,
     ) -> Result<SessionRecord, DomainError> {
-        let payer_id = format!("payer_sandbox_{}", session.merchant_id);
+        let payer_id = sandbox_payer_id(&session.merchant_id);
         if self.store.get_payer(&payer_id).await?.is_none() {
             let payer = Payer {
                 id: payer_id.clone(),

@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The wire form of a mandate as of now. Nothing names the payer: the merchant knows
 /// its customer reference, and that is all it is told.
-fn to_wire(state: &AppState, mandate: MandateRecord, usage: Usage) -> Mandate {
+pub(super) fn to_wire(state: &AppState, mandate: MandateRecord, usage: Usage) -> Mandate {
     let now = state.clock.now_ms();
     let status = mandate.status_at(now);
     let remaining = mandate.remaining(&usage, now);

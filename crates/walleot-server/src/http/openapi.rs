@@ -52,6 +52,7 @@ use walleot_api::{ErrorBody, ErrorType};
         test_helpers::pay,
         test_helpers::fail,
         test_helpers::expire,
+        test_helpers::grant_mandate,
         balance::balance,
         mandates::list,
         mandates::read,

@@ -2,25 +2,30 @@
 //! browser, as a sandbox payer (or time) would. Live keys are refused with 403.
 
 use super::error::ApiError;
-use super::extract::ApiPath;
+use super::extract::{ApiJson, ApiPath};
 use super::openapi::{
     BadRequest, Conflict, Forbidden, IdempotencyKeyReused, NotFound, RateLimited, ServerError,
     Unauthorized,
 };
 use super::sessions::to_wire;
 use crate::app::AppState;
+use crate::domain::mandates::MandateLimits;
 use crate::domain::sessions::Simulation;
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use walleot_api::Session;
+use walleot_api::{Mandate, Session, TestMandateRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/test_helpers/sessions/{id}/pay", post(pay))
         .route("/test_helpers/sessions/{id}/fail", post(fail))
         .route("/test_helpers/sessions/{id}/expire", post(expire))
+        .route(
+            "/test_helpers/sessions/{id}/grant_mandate",
+            post(grant_mandate),
+        )
 }
 
 /// What every helper does, as the document says it.
@@ -117,4 +122,51 @@ pub(super) async fn expire(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Session>, ApiError> {
     simulate(&state, &principal, &id, Simulation::Expire).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/test_helpers/sessions/{sessionId}/grant_mandate",
+    operation_id = "testHelperGrantMandate",
+    tag = "test helpers",
+    summary = "Grant a mandate as the sandbox payer",
+    description = "Test mode only: a live key answers 403. The session must name a `customer` \
+        and have been paid with the pay test helper; the sandbox payer then grants the \
+        merchant a mandate for that customer, in the session's currency, as a payer does on \
+        a paid checkout. Its payments are covered from the sandbox.",
+    request_body = TestMandateRequest,
+    responses(
+        (status = 200, description = "The new mandate.", body = Mandate),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
+        (status = 429, response = RateLimited),
+        (status = 500, response = ServerError),
+    )
+)]
+pub(super) async fn grant_mandate(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<TestMandateRequest>,
+) -> Result<Json<Mandate>, ApiError> {
+    let period = match (request.period, request.period_limit) {
+        (Some(period), Some(max)) => Some((period, max)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::invalid(
+                "periodLimit: a period and its limit go together",
+            ))
+        }
+    };
+    let limits = MandateLimits::new(request.per_call_limit, period, request.total_limit)?;
+    let mandate = state
+        .mandates
+        .grant_as_sandbox_payer(&principal, &id, limits, request.expires_in)
+        .await?;
+    let (mandate, usage) = state.mandates.get(&principal, &mandate.id).await?;
+    Ok(Json(super::mandates::to_wire(&state, mandate, usage)))
 }

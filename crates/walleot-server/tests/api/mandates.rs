@@ -468,3 +468,67 @@ async fn a_replayed_creation_answers_what_the_first_did() {
         "the paid answer is kept, and nothing is charged twice"
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_payer_grants_mandates_through_the_test_helper() {
+    let app = spawn_app().await;
+    let first = create(
+        &app,
+        app.key(),
+        json!({"amount": 19, "currency": "usd", "customer": "sdk-test"}),
+    )
+    .await;
+    let id = first["sessionId"].as_str().unwrap();
+    let grant = |id: String, body: Value, key: String| {
+        let app = &app;
+        async move {
+            app.post_json(
+                &format!("/v1/test_helpers/sessions/{id}/grant_mandate"),
+                &key,
+                &body,
+            )
+            .await
+        }
+    };
+    let terms = json!({"perCallLimit": 50, "period": "day", "periodLimit": 100});
+    // Not before the session is paid with the pay helper.
+    let unpaid = grant(id.to_string(), terms.clone(), app.key().to_string()).await;
+    assert_error(unpaid, 409, "conflict").await;
+    let paid = app
+        .post(&format!("/v1/test_helpers/sessions/{id}/pay"), app.key())
+        .await;
+    assert_eq!(paid.status(), 200);
+    for (bad, why) in [
+        (json!({}), "no limit"),
+        (json!({"period": "day"}), "a period without its limit"),
+        (json!({"perCallLimit": 0}), "zero"),
+        (
+            json!({"perCallLimit": 5, "colour": "blue"}),
+            "an unknown field",
+        ),
+        (json!({"perCallLimit": 5, "expiresIn": 10}), "too short"),
+    ] {
+        let refused = grant(id.to_string(), bad, app.key().to_string()).await;
+        assert_eq!(refused.status(), 400, "{why}");
+    }
+    let live = grant(id.to_string(), terms.clone(), app.server.live_key.clone()).await;
+    assert_eq!(live.status(), 403);
+
+    let granted: Value = grant(id.to_string(), terms, app.key().to_string())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (granted["status"].as_str(), granted["customer"].as_str()),
+        (Some("active"), Some("sdk-test"))
+    );
+    assert_eq!(granted["remaining"], 100);
+    let body =
+        json!({"amount": 45, "currency": "usd", "customer": "sdk-test", "captureMethod": "manual"});
+    assert_eq!(
+        statuses(&app, &body, 3).await,
+        ["paid", "paid", "pending"],
+        "covered from the sandbox, within 1.00 a day"
+    );
+}

@@ -13,6 +13,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/test_helpers/sessions/{sessionId}/pay"),
     ("post", "/test_helpers/sessions/{sessionId}/fail"),
     ("post", "/test_helpers/sessions/{sessionId}/expire"),
+    ("post", "/test_helpers/sessions/{sessionId}/grant_mandate"),
     ("get", "/openapi.json"),
     ("get", "/balance"),
     ("get", "/mandates"),
