@@ -259,3 +259,53 @@ test('without a passkey an authenticator app works, and wrong codes lock approva
   await page.goto(small.url);
   await waitForState(page, 'paid');
 });
+
+test('a payer grants a mandate with the passkey, the next calls need no link, and revoking asks again', async () => {
+  const customer = `agent-${Date.now()}`;
+  const call = (amount = 45) =>
+    api('POST', '/sessions', { amount, currency: 'usd', description: 'Paid tool call', customer });
+
+  // The first paid call: a link, approved with one tap.
+  const page = await registeredPayer();
+  const first = await call();
+  assert.equal(first.status, 'pending');
+  await page.goto(first.url);
+  await waitForState(page, 'approve');
+  await page.click('#approve');
+  await waitForState(page, 'paid');
+
+  // The paid checkout offers the mandate, prefilled; one form and one tap grant it.
+  await page.waitForSelector('#grant-form');
+  assert.equal(await page.inputValue('#grant-per-call'), '1.00');
+  await page.fill('#grant-per-call', '0.50');
+  await page.selectOption('#grant-period', 'day');
+  await page.fill('#grant-period-limit', '4.50');
+  await page.screenshot({ path: join(SHOTS, 'checkout-grant.png'), fullPage: true });
+  await page.click('#grant-passkey');
+  await page.waitForSelector('#mandate-granted');
+
+  // The next ten calls run without a link: paid at creation, under the mandate.
+  for (let i = 0; i < 10; i++) {
+    const next = await call();
+    assert.equal(next.status, 'paid', `call ${i + 1}`);
+    assert.ok(next.mandateId, `call ${i + 1} names its mandate`);
+  }
+  // The day's 4.50 is spent: the link again.
+  const spent = await call();
+  assert.equal(spent.status, 'pending');
+  assert.equal(spent.mandateId, null);
+
+  // The wallet page shows it; one click revokes it, effective at once.
+  await page.goto(`${BASE}/wallet`);
+  const row = page.locator('#mandates tr[data-status="active"]');
+  assert.equal(await row.count(), 1);
+  assert.match(await row.textContent(), /0\.50 USD a call/);
+  await page.screenshot({ path: join(SHOTS, 'wallet-mandates.png'), fullPage: true });
+  await row.locator('button').click();
+  await page.waitForSelector('#mandates tr[data-status="revoked"]');
+  const after = await call(10);
+  assert.equal(after.status, 'pending', 'revoked: the link again');
+  const mandates = await api('GET', `/mandates?customer=${customer}`);
+  assert.equal(mandates.data[0].status, 'revoked');
+  assert.equal(mandates.data[0].spentTotal, 450);
+});

@@ -231,8 +231,9 @@ impl Application {
     }
 }
 
-/// Marks overdue sessions expired (recording their events), releases holds past their
-/// deadline, and forgets idempotency answers past their retention.
+/// Marks overdue sessions expired (recording their events), records mandates' expiries,
+/// releases holds past their deadline, and forgets idempotency answers past their
+/// retention.
 async fn sweep(state: AppState, every: Duration) {
     const BATCH: i64 = 500;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -248,6 +249,9 @@ async fn sweep(state: AppState, every: Duration) {
                     break;
                 }
             }
+        }
+        if let Err(e) = state.mandates.record_expiries(BATCH).await {
+            tracing::warn!(error = %e, "recording mandate expiries failed");
         }
         let now = state.clock.now_ms();
         if let Err(e) = crate::domain::payments::lapse_due(&*state.store, now, BATCH).await {

@@ -133,6 +133,8 @@ fn payer_journeys_in_a_real_browser() {
         "checkout-approve-mobile.png",
         "checkout-confirm.png",
         "wallet.png",
+        "checkout-grant.png",
+        "wallet-mandates.png",
     ] {
         assert!(shots.join(shot).exists(), "{shot} was not saved");
     }

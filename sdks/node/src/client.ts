@@ -40,6 +40,10 @@ export interface Session {
   captureStatus?: string | null;
   /** The merchant's labels; this SDK records the paid tool and the hash of its arguments. */
   metadata?: Record<string, string>;
+  /** The merchant's reference for the payer's user or agent, which mandates are granted for. */
+  customer?: string | null;
+  /** The payer's mandate that paid the session at creation, if one did. */
+  mandateId?: string | null;
   [field: string]: unknown;
 }
 
@@ -125,7 +129,10 @@ export class ServiceClient {
     }
   }
 
-  /** A manual-capture session: the payer's funds are held until captured or released. */
+  /**
+   * A manual-capture session: the payer's funds are held until captured or released.
+   * A mandate the payer granted for `customer` may pay it at creation.
+   */
   createSession(
     amount: number,
     currency: string,
@@ -133,6 +140,7 @@ export class ServiceClient {
     expiresIn: number,
     idempotencyKey: string = randomUUID(),
     metadata?: Record<string, string>,
+    customer?: string,
   ): Promise<Session> {
     const body: Record<string, unknown> = {
       amount,
@@ -142,6 +150,7 @@ export class ServiceClient {
     };
     if (description) body.description = description;
     if (metadata) body.metadata = metadata;
+    if (customer !== undefined) body.customer = customer;
     return this.call("POST", "sessions", { body, idempotencyKey });
   }
 

@@ -33,6 +33,11 @@ export interface Caller {
    * without a credential, which has nothing to be told apart by.
    */
   owner: string | undefined;
+  /**
+   * The customer reference a mandate may cover: the subject, or a stdio server's
+   * installation reference; none over HTTP without a subject.
+   */
+  customer: string | undefined;
 }
 
 /** The owner a credential stands for: its digest, so that a store never keeps it. */
@@ -42,6 +47,9 @@ export function credentialOwner(credential: string): string {
 
 /** Either the payment asked for, or the answer to give instead. */
 export type Found = { payment: PendingPayment } | { answer: ToolResult };
+
+/** A payment opened, with its session when a mandate of the payer paid it at creation. */
+export type Started = { payment: PendingPayment; covered?: Session } | { answer: ToolResult };
 
 /** Runs the tool through the rest of the server's own pipeline, with the given arguments. */
 export type RunTool = (tool: string, args: Record<string, unknown>) => Promise<ToolResult>;
@@ -77,8 +85,11 @@ export class Payments {
     return this.config.log;
   }
 
-  /** Opens a payment, checking the caps before the service is asked. */
-  async start(tool: string, args: Record<string, unknown>, price: Price, caller: Caller): Promise<Found> {
+  /**
+   * Opens a payment, checking the caps before the service is asked; the session names
+   * the caller's customer reference, which a mandate of the payer may cover.
+   */
+  async start(tool: string, args: Record<string, unknown>, price: Price, caller: Caller): Promise<Started> {
     const now = Date.now() / 1000;
     const owner = caller.owner ?? "";
     let { mine, total } = await this.store.openCounts(owner);
@@ -96,6 +107,7 @@ export class Payments {
         this.config.paymentTtl,
         undefined,
         bindingMetadata(tool, argumentsHash(args)),
+        caller.customer,
       );
     } catch (e) {
       return { answer: this.failure(e) };
@@ -107,7 +119,7 @@ export class Payments {
     const payment: PendingPayment = {
       paymentId: newPaymentId(),
       sessionId: session.sessionId,
-      paymentUrl: session.url,
+      paymentUrl: session.url ?? "",
       tool,
       arguments: args,
       argumentsHash: argumentsHash(args),
@@ -125,8 +137,10 @@ export class Payments {
         total: this.config.maxOpen,
       });
     } catch (e) {
-      // Not kept, so nobody could confirm it: nobody must pay it either.
-      await this.client.cancelSession(payment.sessionId).catch(() => {});
+      // Not kept, so nobody could confirm it: nobody must pay it either (nor keep
+      // a mandate's funds held).
+      const end = covered(session) ? this.client.releaseSession(payment.sessionId) : this.client.cancelSession(payment.sessionId);
+      await end.catch(() => {});
       if (e instanceof TooManyOpen) return { answer: this.tooMany(e.scope, e.mine) };
       if (e instanceof StoreFull) {
         return {
@@ -135,7 +149,7 @@ export class Payments {
       }
       return { answer: answers.storeFailure(e, this.log) };
     }
-    return { payment };
+    return covered(session) ? { payment, covered: session } : { payment };
   }
 
   /** The refusal when a cap on open payments is reached: the caller's, or the server's. */
@@ -202,11 +216,12 @@ export class Payments {
   }
 
   /**
-   * Runs the tool of a paid payment once: checks the payment with the service, claims
-   * it, runs the tool, captures the held funds after success (or releases them after
-   * failure), and hands out and keeps the result once that is done.
+   * Runs the tool of a paid payment once: checks the payment with the service (or the
+   * session just `seen`), claims it, runs the tool, captures the held funds after
+   * success (or releases them after failure), and hands out and keeps the result once
+   * that is done.
    */
-  async runPaid(p: PendingPayment, nextStep: string, run: RunTool): Promise<ToolResult> {
+  async runPaid(p: PendingPayment, nextStep: string, run: RunTool, seen?: Session): Promise<ToolResult> {
     const found = await this.store.get(p.paymentId);
     if (found === undefined) return answers.unknownPayment(p.tool);
     if (found.state === "done") return found.result!;
@@ -214,7 +229,7 @@ export class Payments {
     if (found.state === "running") return this.waitForResult(p, nextStep);
     let session: Session;
     try {
-      session = await this.client.getSession(p.sessionId);
+      session = seen ?? (await this.client.getSession(p.sessionId));
     } catch (e) {
       return this.failure(e);
     }
@@ -361,6 +376,15 @@ export class Payments {
     return answers.refusal("the paid tool is still running; confirm again in a moment to get its result");
   }
 
+  /**
+   * Runs at once a payment that a mandate of the payer paid at creation, as a
+   * confirmation would; its answer says so in `_meta.payment`.
+   */
+  async runCovered(p: PendingPayment, session: Session, nextStep: string, run: RunTool): Promise<ToolResult> {
+    const answer = await this.runPaid(p, nextStep, run, session);
+    return answers.paidUnderMandate(answer, p, session.mandateId as string);
+  }
+
   /** The payer declined: the session is cancelled, so nothing will be paid. */
   async declined(p: PendingPayment): Promise<ToolResult> {
     try {
@@ -378,6 +402,11 @@ export class Payments {
  */
 export function bindingMetadata(tool: string, hashedArguments: string): Record<string, string> {
   return { walleot_tool: tool, walleot_arguments_hash: hashedArguments };
+}
+
+/** Paid at creation under a mandate of the payer. */
+function covered(session: Session): boolean {
+  return session.status === "paid" && typeof session.mandateId === "string" && session.mandateId !== "";
 }
 
 function sameMetadata(got: unknown, want: Record<string, string>): boolean {

@@ -137,7 +137,7 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MandateEvent {
     pub mandate_id: String,
-    /// `mandate.granted`, `mandate.revoked`.
+    /// `mandate.granted`, `mandate.revoked`, `mandate.expired`.
     pub kind: &'static str,
     pub from_status: Option<MandateStatus>,
     pub to_status: MandateStatus,
@@ -446,6 +446,19 @@ impl Mandates {
             expires_at: Some(self.clock.now_ms() + secs * 1000),
         })
         .await
+    }
+
+    /// Records the expiry of mandates whose date has passed, up to `batch`.
+    pub async fn record_expiries(&self, batch: i64) -> Result<usize, DomainError> {
+        Ok(self
+            .store
+            .record_mandate_expiries(self.clock.now_ms(), batch)
+            .await?)
+    }
+
+    /// The recorded changes of a payer's or merchant's mandate, oldest first.
+    pub async fn events(&self, id: &str) -> Result<Vec<MandateEvent>, DomainError> {
+        Ok(self.store.mandate_events(id).await?)
     }
 
     /// Revokes a payer's mandate at once; revoking one already revoked changes nothing.

@@ -171,12 +171,28 @@ async fn each_limit_sends_the_payer_a_link_again() {
     assert_eq!(statuses(&app, &total(60), 1).await, ["paid"]);
     assert_eq!(statuses(&app, &total(1), 1).await, ["pending"]);
 
-    // Expiry: 30 days by default.
-    granted(&app, "expiring", limits(Some(50), None, None)).await;
+    // Expiry: 30 days by default; the change is recorded as an event.
+    let (_, expiring_id) = granted(&app, "expiring", limits(Some(50), None, None)).await;
     let expiring = json!({"amount": 5, "currency": "usd", "customer": "expiring"});
     assert_eq!(statuses(&app, &expiring, 1).await, ["paid"]);
     app.server.clock.advance_ms(30 * 24 * 3600 * 1000);
     assert_eq!(statuses(&app, &expiring, 1).await, ["pending"], "expired");
+    assert_eq!(mandate(&app, &expiring_id).await["status"], "expired");
+    let mandates = app.server.mandates();
+    assert!(mandates.record_expiries(500).await.unwrap() >= 1);
+    assert_eq!(
+        mandates.record_expiries(500).await.unwrap(),
+        0,
+        "recorded once"
+    );
+    let kinds: Vec<_> = mandates
+        .events(&expiring_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["mandate.granted", "mandate.expired"]);
 }
 
 #[tokio::test]
@@ -195,6 +211,26 @@ async fn revoking_takes_effect_at_once() {
         .await
         .unwrap();
     assert!(revoked.revoked_at.is_some());
+    let again = app
+        .server
+        .mandates()
+        .revoke(&payer, &mandate_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.revoked_at, revoked.revoked_at,
+        "revoking twice changes nothing"
+    );
+    let kinds: Vec<_> = app
+        .server
+        .mandates()
+        .events(&mandate_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["mandate.granted", "mandate.revoked"]);
     assert_eq!(create(&app, app.key(), body).await["status"], "pending");
     let read = mandate(&app, &mandate_id).await;
     assert_eq!(

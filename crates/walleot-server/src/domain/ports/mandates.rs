@@ -52,6 +52,11 @@ pub trait MandateStore: Send + Sync + 'static {
     ) -> Result<(Vec<MandateRecord>, bool), StoreError>;
     /// A payer's mandates, newest first.
     async fn mandates_of_payer(&self, payer_id: &str) -> Result<Vec<MandateRecord>, StoreError>;
+    /// Records `mandate.expired` for up to `batch` mandates past their expiry at
+    /// `now_ms` that are not revoked and have no such event yet; answers how many.
+    async fn record_mandate_expiries(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError>;
+    /// The recorded changes of one mandate, oldest first: (type, from, to, at).
+    async fn mandate_events(&self, id: &str) -> Result<Vec<MandateEvent>, StoreError>;
     /// What was spent under a mandate (payments held or captured), in total and since
     /// `period_start` when given.
     async fn mandate_usage(&self, id: &str, period_start: Option<i64>)

@@ -52,6 +52,14 @@ fn mandate_from_row(row: &SqliteRow) -> Result<MandateRecord, StoreError> {
     })
 }
 
+/// The names of mandate events, as stored.
+fn event_kind(raw: &str) -> Result<&'static str, StoreError> {
+    ["mandate.granted", "mandate.revoked", "mandate.expired"]
+        .into_iter()
+        .find(|known| *known == raw)
+        .ok_or_else(|| corrupt(format!("unknown mandate event `{raw}`")))
+}
+
 async fn insert_event(
     tx: &mut Transaction<'static, Sqlite>,
     event: &MandateEvent,
@@ -280,6 +288,50 @@ impl MandateStore for SqliteStore {
         .iter()
         .map(mandate_from_row)
         .collect()
+    }
+
+    async fn record_mandate_expiries(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
+             SELECT m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
+             WHERE m.revoked_at IS NULL AND m.expires_at <= ?1 \
+               AND NOT EXISTS (SELECT 1 FROM mandate_events e \
+                               WHERE e.mandate_id = m.id AND e.type = 'mandate.expired') \
+             ORDER BY m.expires_at LIMIT ?2",
+        )
+        .bind(now_ms)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() as usize)
+    }
+
+    async fn mandate_events(&self, id: &str) -> Result<Vec<MandateEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT type, from_status, to_status, created_at FROM mandate_events \
+             WHERE mandate_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("type")?;
+                let status = |raw: String| parse_stored::<MandateStatus>(&raw, "mandate status");
+                Ok(MandateEvent {
+                    mandate_id: id.to_string(),
+                    kind: event_kind(&kind)?,
+                    from_status: row
+                        .try_get::<Option<String>, _>("from_status")?
+                        .map(status)
+                        .transpose()?,
+                    to_status: status(row.try_get("to_status")?)?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn mandate_usage(
