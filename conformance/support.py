@@ -15,6 +15,7 @@ import queue
 import re
 import secrets
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -89,6 +90,16 @@ class Service:
         status, body = self.request("GET", "balance")
         assert status == 200, body
         return sum(b["amount"] for b in body["available"] if b["currency"] == currency)
+
+    def grant_mandate(self, customer: str, **terms: Any) -> dict:
+        """The sandbox payer pays a session of `customer` and grants its merchant a
+        mandate with these terms (`perCallLimit`, `period`, `periodLimit`, ... in cents)."""
+        status, first = self.request("POST", "sessions", {"amount": 19, "currency": "usd", "customer": customer})
+        assert status == 200, first
+        self.pay(first["sessionId"])
+        status, mandate = self.request("POST", f"test_helpers/sessions/{first['sessionId']}/grant_mandate", terms)
+        assert status == 200, mandate
+        return mandate
 
     def exhaust_posts(self) -> None:
         """Spends the rest of the key's POST budget, until the service answers 429."""
@@ -180,9 +191,13 @@ class ExampleServer:
             argv.append("--stateless")
         return argv
 
-    def env(self) -> dict[str, str]:
+    def env(self, customer: str | None = None) -> dict[str, str]:
+        """The example's environment; `customer` names its installation (stdio)."""
         env = dict(os.environ)
         env.update(WALLEOT_API_URL=self.service.url, WALLEOT_API_KEY=self.service.key)
+        env.setdefault("WALLEOT_STATE_DIR", tempfile.gettempdir())
+        if customer is not None:
+            env["WALLEOT_CUSTOMER"] = customer
         return env
 
     def __enter__(self) -> ExampleServer:
@@ -231,7 +246,9 @@ class ExampleServer:
     def tail(self) -> str:
         return "\n".join(self.log)
 
-    def client(self, payer: Payer | None = None, *, anonymous: bool = False, **options: Any) -> Client:
+    def client(
+        self, payer: Payer | None = None, *, anonymous: bool = False, customer: str | None = None, **options: Any
+    ) -> Client:
         """A new MCP connection (stdio: a new server process). With a payer, it declares
         elicitation and pays what it is asked to (ELICITATION and AUTO).
 
@@ -244,7 +261,7 @@ class ExampleServer:
             options.setdefault("elicitation_callback", payer.on_elicitation)
         if self.target.transport == "stdio":
             argv = self.argv()
-            where = StdioServerParameters(command=argv[0], args=argv[1:], env=self.env())
+            where = StdioServerParameters(command=argv[0], args=argv[1:], env=self.env(customer))
             return Client(where, **options)
         if anonymous:
             return Client(self.url, **options)

@@ -261,12 +261,33 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
     ));
 
     // The cost of a price on an MCP tool, in each SDK.
-    let (free, paid) = mcp_cost(&service, &args).await?;
+    let (free, paid) = mcp_cost(&service, &args, false).await?;
     rows.push(row(
         "MCP tool call over streamable HTTP: paid (TWO_STEP: call, pay, confirm) vs free",
         format!("paid {:.2} ms mean", paid),
         format!("free {:.2} ms mean", free),
         ratio(paid, free),
+    ));
+    let (free, covered) = mcp_cost(&service, &args, true).await?;
+    rows.push(row(
+        "MCP tool call over streamable HTTP under a mandate (paid at creation, one round trip) vs free",
+        format!("paid {covered:.2} ms mean"),
+        format!("free {free:.2} ms mean"),
+        ratio(covered, free),
+    ));
+    let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (mandated, sound) = mandate_charges(&client, &service, &database_url, &args).await?;
+    rows.push(row(
+        "mandate charges/s (POST /v1/sessions paid at creation, one hot merchant and customer)",
+        format!(
+            "{:.0} ({}, {} not paid); ledger verified afterwards: {}",
+            mandated.per_second(),
+            latency(&mandated),
+            mandated.errors,
+            if sound { "consistent" } else { "MISMATCH" }
+        ),
+        format!("{:.0} plain session creations/s", creates.per_second()),
+        ratio(mandated.per_second(), creates.per_second()),
     ));
     for (sdk, command) in example_servers(&args) {
         let what = format!("{sdk} over streamable HTTP: paid `add` (TWO_STEP) vs free `ping`");
@@ -480,9 +501,80 @@ async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f
     Ok((n, per_second, sound))
 }
 
+/// A mandate for `customer` from the sandbox payer, through the test helpers: a session
+/// naming the customer, paid, then the grant (0.20 a call at most, no budget).
+async fn grant_mandate(
+    http: &reqwest::Client,
+    service: &Service,
+    customer: &str,
+) -> anyhow::Result<()> {
+    let base = &service.server.base;
+    let first: serde_json::Value = http
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(&service.key)
+        .json(&json!({"amount": 19, "currency": "usd", "customer": customer}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = first["sessionId"].as_str().unwrap_or_default();
+    for (path, body) in [
+        (format!("test_helpers/sessions/{id}/pay"), json!(null)),
+        (
+            format!("test_helpers/sessions/{id}/grant_mandate"),
+            json!({"perCallLimit": 20}),
+        ),
+    ] {
+        let mut request = http
+            .post(format!("{base}/v1/{path}"))
+            .bearer_auth(&service.key);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let answer = request.send().await?;
+        anyhow::ensure!(answer.status().is_success(), "{path}: {}", answer.status());
+    }
+    Ok(())
+}
+
+/// Session creations per second for a customer a mandate covers, each paid at creation
+/// through the ledger; whether every one was paid; and the ledger checked afterwards.
+async fn mandate_charges(
+    client: &reqwest::Client,
+    service: &Service,
+    database_url: &str,
+    args: &Args,
+) -> anyhow::Result<(load::Stats, bool)> {
+    grant_mandate(client, service, "hot-agent").await?;
+    let (http, base, key) = (
+        client.clone(),
+        service.server.base.clone(),
+        service.key.clone(),
+    );
+    let charged = load::run(args.concurrency, args.duration(), move |_| {
+        let request = http
+            .post(format!("{base}/v1/sessions"))
+            .bearer_auth(&key)
+            .json(&json!({"amount": 19, "currency": "usd", "customer": "hot-agent"}));
+        async move {
+            match request.send().await {
+                Ok(answer) => answer
+                    .json::<serde_json::Value>()
+                    .await
+                    .is_ok_and(|s| s["status"] == "paid" && s["mandateId"].is_string()),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let verified = walleot(&["ledger", "verify", "--database-url", database_url])?;
+    Ok((charged, verified.contains("consistent")))
+}
+
 /// Mean latency of a free tool call and of a paid one (call, payment by the test helper,
-/// confirmation) over streamable HTTP, against the running service.
-async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> {
+/// confirmation) over streamable HTTP, against the running service; and, with
+/// `mandate`, of a paid call a mandate covers (one round trip).
+async fn mcp_cost(service: &Service, args: &Args, mandate: bool) -> anyhow::Result<(f64, f64)> {
     use rmcp::handler::server::router::tool::ToolRouter;
     use rmcp::handler::server::wrapper::Parameters;
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -514,8 +606,13 @@ async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> 
     #[tool_handler(router = self.tool_router, name = "bench", version = "0.1.0")]
     impl ServerHandler for Tools {}
 
-    let walleot = walleot_mcp::Walleot::new(&service.server.base, &service.key)?
+    let mut walleot = walleot_mcp::Walleot::new(&service.server.base, &service.key)?
         .price("add", "0.19", "USD")?;
+    if mandate {
+        // A server that authenticates its user: the subject is the mandate's customer.
+        grant_mandate(&http(1), service, "bench-agent").await?;
+        walleot = walleot.identify(Arc::new(|_| Some("bench-agent".to_string())));
+    }
     let mcp = StreamableHttpService::new(
         move || {
             Ok(walleot.wrap(Tools {
@@ -530,9 +627,51 @@ async fn mcp_cost(service: &Service, args: &Args) -> anyhow::Result<(f64, f64)> 
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, axum::Router::new().nest_service("/mcp", mcp)).await;
     });
-    let measured = round_trips(&url, service, ("free_add", json!({"a": 1, "b": 2})), args).await;
+    let free = ("free_add", json!({"a": 1, "b": 2}));
+    let measured = if mandate {
+        covered_round_trips(&url, free, args).await
+    } else {
+        round_trips(&url, service, free, args).await
+    };
     server.abort();
     measured
+}
+
+/// Mean milliseconds of a free call, and of a paid call of `add` a mandate covers: one
+/// round trip, the tool's result in it.
+async fn covered_round_trips(
+    url: &str,
+    free: (&str, serde_json::Value),
+    args: &crate::Args,
+) -> anyhow::Result<(f64, f64)> {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::ServiceExt;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(url.to_string())).await?;
+    let rounds = if args.short { 50 } else { 200 };
+    let object = |value: serde_json::Value| value.as_object().cloned().unwrap_or_default();
+    let timed = |call: CallToolRequestParams| {
+        let client = &client;
+        async move {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                let answer = client.call_tool(call.clone()).await?;
+                anyhow::ensure!(
+                    answer.is_error != Some(true) && answer.structured_content.is_none(),
+                    "the call did not run at once: {:?}",
+                    answer.structured_content
+                );
+            }
+            Ok(started.elapsed().as_secs_f64() * 1000.0 / rounds as f64)
+        }
+    };
+    let free = timed(CallToolRequestParams::new(free.0.to_string()).with_arguments(object(free.1)))
+        .await?;
+    let paid =
+        timed(CallToolRequestParams::new("add").with_arguments(object(json!({"a": 1, "b": 2}))))
+            .await?;
+    let _ = client.cancel().await;
+    Ok((free, paid))
 }
 
 /// Mean milliseconds of a free call, and of a paid TWO_STEP round trip of `add` (call,

@@ -9,7 +9,9 @@
 // MCP session per client (`--stateless`: none). WALLEOT_API_URL names the service
 // (default http://127.0.0.1:8080). With `--store`, pending payments are kept in Redis,
 // shared by every process given the same store and `--store-prefix` (several of them
-// behind a load balancer).
+// behind a load balancer). Over stdio, payments name this installation's customer
+// reference (WALLEOT_CUSTOMER, else one kept in $WALLEOT_STATE_DIR/customer): once the
+// payer grants a mandate for it, covered calls run at once.
 
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";

@@ -119,7 +119,7 @@ export class Payments {
     const payment: PendingPayment = {
       paymentId: newPaymentId(),
       sessionId: session.sessionId,
-      paymentUrl: session.url ?? "",
+      paymentUrl: session.url,
       tool,
       arguments: args,
       argumentsHash: argumentsHash(args),
@@ -382,7 +382,7 @@ export class Payments {
    */
   async runCovered(p: PendingPayment, session: Session, nextStep: string, run: RunTool): Promise<ToolResult> {
     const answer = await this.runPaid(p, nextStep, run, session);
-    return answers.paidUnderMandate(answer, p, session.mandateId as string);
+    return paidUnderMandate(answer, p, session.mandateId as string);
   }
 
   /** The payer declined: the session is cancelled, so nothing will be paid. */
@@ -402,6 +402,23 @@ export class Payments {
  */
 export function bindingMetadata(tool: string, hashedArguments: string): Record<string, string> {
   return { walleot_tool: tool, walleot_arguments_hash: hashedArguments };
+}
+
+/**
+ * A result paid under a mandate says so in its `_meta.payment`: the payment id (kept
+ * for a repeated confirmation), the amount charged and the mandate.
+ */
+function paidUnderMandate(answer: ToolResult, p: PendingPayment, mandateId: string): ToolResult {
+  const meta = answer._meta;
+  const kept = typeof meta === "object" && meta !== null && !Array.isArray(meta) ? meta : {};
+  const payment = {
+    paymentId: p.paymentId,
+    amount: p.price.majorNumber(),
+    amountMinor: p.price.minor,
+    currency: p.price.currency.toUpperCase(),
+    mandateId,
+  };
+  return { ...answer, _meta: { ...kept, payment } };
 }
 
 /** Paid at creation under a mandate of the payer. */

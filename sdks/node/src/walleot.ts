@@ -29,6 +29,7 @@ import {
 import * as answers from "./answers.js";
 import { ServiceClient } from "./client.js";
 import { OpenConfirms } from "./confirms.js";
+import { customerOfSubject, isValidCustomer, stdioCustomer } from "./customer.js";
 import { Mode, parseMode } from "./mode.js";
 import { credentialOwner, Payments, type Caller, type RunTool } from "./payments.js";
 import type { Price } from "./price.js";
@@ -56,6 +57,13 @@ export interface WalleotOptions {
    * then bound to it. Never read it from anything the client chooses, such as `_meta`.
    */
   identify?: (extra: RequestExtra) => string | undefined;
+  /**
+   * The customer reference that payments over stdio (or in process) name, which the
+   * payer may grant a mandate for: 1 to 255 printable ASCII characters (default:
+   * `WALLEOT_CUSTOMER`, else this installation's own, kept in
+   * `$WALLEOT_STATE_DIR/customer`).
+   */
+  customer?: string;
   /** Seconds a payment link stays payable (30 min by default; 60 s to 7 days). */
   paymentTtl?: number;
   /** Unpaid payments one caller may have open at once (10). */
@@ -118,6 +126,8 @@ export class Walleot {
   readonly client: ServiceClient;
   readonly store: PaymentStore;
   readonly payments: Payments;
+  /** The customer reference of a stdio or in-process caller without a subject, if one can be kept. */
+  readonly customer: string | undefined;
   private readonly options: Required<Pick<WalleotOptions, "pollEvery" | "waitForPayment">> & WalleotOptions;
   private readonly log: (message: string) => void;
   // DYNAMIC_TOOLS: the open payments of each caller, by tool.
@@ -137,6 +147,10 @@ export class Walleot {
     this.options = { ...options, pollEvery: options.pollEvery ?? 20, waitForPayment: options.waitForPayment ?? 300 };
     this.client = new ServiceClient(url, key, { timeout: options.timeout ?? 10 });
     this.store = options.store ?? new MemoryStore();
+    if (options.customer !== undefined && !isValidCustomer(options.customer)) {
+      this.log("the customer option is not 1 to 255 printable ASCII characters; ignored");
+    }
+    this.customer = stdioCustomer(options.customer);
     this.payments = new Payments({
       client: this.client,
       store: this.store,
@@ -209,6 +223,15 @@ export class Walleot {
     return priceOfTool(this.tool(server, found[1])) !== undefined ? found[1] : undefined;
   }
 
+  /**
+   * The next step of a payment a mandate paid, should its result wait on the capture:
+   * the confirm tool, accepted though DYNAMIC_TOOLS did not list it.
+   */
+  private coveredStep(tool: string): string {
+    if (this.mode === Mode.RESUBMIT) return this.nextStep(tool);
+    return `call \`${confirmToolName(tool)}\` with this payment_id`;
+  }
+
   private nextStep(tool: string): string {
     if (this.mode === Mode.RESUBMIT) return `call \`${tool}\` again with the same arguments and this payment_id`;
     if (this.mode === Mode.DYNAMIC_TOOLS) {
@@ -235,23 +258,26 @@ export class Walleot {
 
   private caller(server: ServerInternals, extra: RequestExtra): Caller {
     const subject = this.options.identify?.(extra) || undefined;
-    if (subject !== undefined) return { subject, owner: `subject:${subject}` };
+    if (subject !== undefined) return { subject, owner: `subject:${subject}`, customer: customerOfSubject(subject) };
     if (extra.requestInfo !== undefined) {
       // HTTP: the MCP session, where there is one; else (stateless) the credential the
-      // client presents.
+      // client presents. Without a subject nobody is named: a session or a credential
+      // is no customer of the merchant's.
       const headers = extra.requestInfo.headers ?? {};
       const header = headers["mcp-session-id"];
       const session = extra.sessionId ?? (typeof header === "string" ? header : undefined);
-      if (session) return { subject: undefined, owner: `mcp-session:${session}` };
+      if (session) return { subject: undefined, owner: `mcp-session:${session}`, customer: undefined };
       const credential = headers["authorization"];
-      return { subject: undefined, owner: typeof credential === "string" && credential ? credentialOwner(credential) : undefined };
+      const owner = typeof credential === "string" && credential ? credentialOwner(credential) : undefined;
+      return { subject: undefined, owner, customer: undefined };
     }
-    // stdio or in-process: the server's one connection.
+    // stdio or in-process: the server's one connection, and the installation's one user.
+    const customer = this.customer;
     const transport = server.server.transport;
-    if (transport === undefined) return { subject: undefined, owner: `connection:${this.processId}` };
+    if (transport === undefined) return { subject: undefined, owner: `connection:${this.processId}`, customer };
     let id = this.connections.get(transport);
     if (id === undefined) this.connections.set(transport, (id = `connection:${newId()}`));
-    return { subject: undefined, owner: id };
+    return { subject: undefined, owner: id, customer };
   }
 
   // tools/list
@@ -355,6 +381,10 @@ export class Walleot {
     const started = await this.payments.start(tool, args, price, caller);
     if ("answer" in started) return started.answer;
     const pending = started.payment;
+    if (started.covered !== undefined) {
+      // Paid at creation under the payer's mandate: it runs now, in this call.
+      return this.payments.runCovered(pending, started.covered, this.coveredStep(tool), call.run);
+    }
     const nextStep = this.nextStep(tool);
     if (flow === Mode.PROGRESS) return this.progressCall(pending, nextStep, call);
     if (flow === Mode.ELICITATION) return this.elicitationCall(pending, nextStep, call);

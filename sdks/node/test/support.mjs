@@ -12,11 +12,17 @@
 //   WALLEOT_REDIS_URL                     a Redis the RedisStore tests may write to
 //                                         (redis://127.0.0.1:6379); each test keeps to a
 //                                         prefix of its own and deletes its keys afterwards
+//   WALLEOT_STATE_DIR                     where the installation's customer reference is
+//                                         kept (default here: walleot-node-tests under
+//                                         the temporary directory, so that a run leaves
+//                                         the user's own installation alone)
 
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
@@ -90,6 +96,7 @@ export class LimitedService extends Service {
 }
 
 const env = process.env;
+env.WALLEOT_STATE_DIR ||= join(tmpdir(), "walleot-node-tests");
 export const service =
   env.WALLEOT_API_URL && env.WALLEOT_API_KEY ? new Service(env.WALLEOT_API_URL, env.WALLEOT_API_KEY) : undefined;
 export const limited =

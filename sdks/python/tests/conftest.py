@@ -14,6 +14,9 @@
                                                 keeps to a prefix of its own and deletes
                                                 its keys afterwards
 
+WALLEOT_STATE_DIR is set to a temporary directory for the whole suite, and
+WALLEOT_CUSTOMER unset: stdio payments name an installation reference of the suite's own.
+
 `cargo test -p walleot-mcp --test python_sdk` starts both and sets these.
 """
 
@@ -33,6 +36,16 @@ import pytest
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def installation_state(tmp_path_factory):
+    """The installation's customer reference is kept in a directory of the suite's own,
+    never in the home directory; a test that grants it a mandate uses one of its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WALLEOT_STATE_DIR", str(tmp_path_factory.mktemp("walleot-state")))
+        patch.delenv("WALLEOT_CUSTOMER", raising=False)
+        yield
 
 
 @dataclass

@@ -103,8 +103,12 @@ impl<S: ServerHandler> Paid<S> {
             expires_unix: now + walleot.payment_ttl.as_secs() as i64,
         };
         if let Err(e) = walleot.store.put(pending.clone()).await {
-            // Not kept, so nobody could confirm it: nobody must pay it either.
-            let _ = walleot.client.cancel_session(&pending.session_id).await;
+            // Not kept, so nobody could confirm it: nobody must pay it either; one a
+            // mandate paid at creation is released, which gives its budget back.
+            let _ = match session.status {
+                SessionStatus::Paid => walleot.client.release_session(&pending.session_id).await,
+                _ => walleot.client.cancel_session(&pending.session_id).await,
+            };
             return Err(match e {
                 StoreError::Full => refusal(
                     "too many payments are open on this server; try again later. Nothing was charged.",

@@ -501,6 +501,8 @@ pub fn example_child_with(
             cmd.args(&args)
                 .env("WALLEOT_API_URL", &url)
                 .env("WALLEOT_API_KEY", &key)
+                // The installation's customer reference is kept here, not in $HOME.
+                .env("WALLEOT_STATE_DIR", env!("CARGO_TARGET_TMPDIR"))
                 .env("RUST_LOG", "error");
         }),
     )

@@ -18,7 +18,18 @@ CREATE TABLE mandates (
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
     revoked_at     INTEGER,
+    -- Payments held or captured under the mandate, less those released or lapsed.
+    spent_total    INTEGER NOT NULL DEFAULT 0 CHECK (spent_total >= 0),
     CHECK ((period IS NULL) = (period_limit IS NULL))
+) STRICT;
+
+-- What was spent under a mandate in each of its periods (by the period's start), kept
+-- with every payment and give-back so that checking a budget reads one row.
+CREATE TABLE mandate_spending (
+    mandate_id   TEXT NOT NULL REFERENCES mandates (id),
+    period_start INTEGER NOT NULL,
+    spent        INTEGER NOT NULL CHECK (spent >= 0),
+    PRIMARY KEY (mandate_id, period_start)
 ) STRICT;
 
 CREATE INDEX mandates_by_customer ON mandates (merchant_id, livemode, customer, currency);
@@ -37,9 +48,11 @@ CREATE TABLE mandate_events (
 
 CREATE INDEX mandate_events_by_mandate ON mandate_events (mandate_id, seq);
 
--- The merchant's customer reference of a session, and the mandate that paid it.
+-- The merchant's customer reference of a session, the mandate that paid it, and the
+-- start of the mandate's period it was counted in.
 ALTER TABLE sessions ADD COLUMN customer TEXT;
 ALTER TABLE sessions ADD COLUMN mandate_id TEXT REFERENCES mandates (id);
+ALTER TABLE sessions ADD COLUMN mandate_period INTEGER;
 CREATE INDEX sessions_by_mandate ON sessions (mandate_id) WHERE mandate_id IS NOT NULL;
 
 -- A payment under a mandate is approved by it: `mandate` joins the approval methods

@@ -9,7 +9,7 @@
 use super::ids;
 use super::keys::Principal;
 use super::payers::ApprovalMethod;
-use super::payments::{self, MandateBudget, PaymentTerms, Plan, Precondition};
+use super::payments::{self, MandateBudget, MandateSpend, PaymentTerms, Plan, Precondition};
 use super::ports::Store;
 use super::sessions::{SessionRecord, DEFAULT_PAGE, MAX_PAGE};
 use super::{Clock, DomainError};
@@ -206,6 +206,12 @@ pub fn plan_mandate_payment(
         }),
     };
     plan.change.mandate_id = Some(mandate.id.clone());
+    plan.change.mandate_period = period.map(|(start, _)| start);
+    plan.mandate_spend = Some(MandateSpend {
+        mandate_id: mandate.id.clone(),
+        period_start: period.map(|(start, _)| start),
+        amount: session.amount,
+    });
     Some(plan)
 }
 

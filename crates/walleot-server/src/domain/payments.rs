@@ -29,6 +29,17 @@ pub struct Plan {
     pub event: SessionEvent,
     /// The payer's approval, kept with a payment as its evidence.
     pub approval: Option<Approval>,
+    /// What the plan adds to (or gives back of) a mandate's spending.
+    pub mandate_spend: Option<MandateSpend>,
+}
+
+/// A change of what was spent under a mandate: `amount` (negative to give back) in the
+/// period starting at `period_start`, and in its total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MandateSpend {
+    pub mandate_id: String,
+    pub period_start: Option<i64>,
+    pub amount: i64,
 }
 
 /// What must still be true when the plan is written; the plan was made for it.
@@ -97,8 +108,10 @@ pub struct SessionChange {
     pub hold_transfer_id: Option<String>,
     /// A new expiry; `None` leaves it as it is.
     pub expires_at: Option<i64>,
-    /// The mandate paying the session; `None` leaves it as it is.
+    /// The mandate paying the session, and the start of its period the payment counts
+    /// in; `None` leaves them as they are.
     pub mandate_id: Option<String>,
+    pub mandate_period: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -113,6 +126,7 @@ impl SessionChange {
                 .mandate_id
                 .clone()
                 .or_else(|| session.mandate_id.clone()),
+            mandate_period: self.mandate_period.or(session.mandate_period),
             updated_at: self.updated_at,
             ..session.clone()
         }
@@ -198,6 +212,7 @@ pub fn plan_payment(
             hold_transfer_id: manual.then_some(charge),
             expires_at: None,
             mandate_id: None,
+            mandate_period: None,
             updated_at: now_ms,
         },
         event: SessionEvent::new(
@@ -213,6 +228,7 @@ pub fn plan_payment(
             evidence: terms.evidence.clone(),
             created_at: now_ms,
         }),
+        mandate_spend: None,
     })
 }
 
@@ -345,6 +361,7 @@ fn held_plan(
             hold_transfer_id: None,
             expires_at: None,
             mandate_id: None,
+            mandate_period: None,
             updated_at: now_ms,
         },
         event: SessionEvent::named(
@@ -355,6 +372,17 @@ fn held_plan(
             now_ms,
         ),
         approval: None,
+        // Funds that go back to the payer go back to the mandate's budget too.
+        mandate_spend: match (&session.mandate_id, to) {
+            (Some(mandate_id), TransferState::Voided | TransferState::Lapsed) => {
+                Some(MandateSpend {
+                    mandate_id: mandate_id.clone(),
+                    period_start: session.mandate_period,
+                    amount: -session.amount,
+                })
+            }
+            _ => None,
+        },
     }
 }
 
@@ -401,10 +429,12 @@ pub fn plan_closing(session: &SessionRecord, closing: Closing, now_ms: i64) -> O
             hold_transfer_id: None,
             expires_at: expire.then_some(session.expires_at.min(now_ms)),
             mandate_id: None,
+            mandate_period: None,
             updated_at: now_ms,
         },
         event: SessionEvent::new(&session.id, Some(SessionStatus::Pending), status, now_ms),
         approval: None,
+        mandate_spend: None,
     })
 }
 
@@ -519,6 +549,7 @@ mod tests {
             metadata: Default::default(),
             customer: None,
             mandate_id: None,
+            mandate_period: None,
         }
     }
 

@@ -225,8 +225,10 @@ pub struct SessionRecord {
     pub metadata: BTreeMap<String, String>,
     /// The merchant's reference for its user or agent, given at creation.
     pub customer: Option<String>,
-    /// The mandate that paid the session without a click.
+    /// The mandate that paid the session without a click, and the start of the
+    /// mandate's period the payment counted in.
     pub mandate_id: Option<String>,
+    pub mandate_period: Option<i64>,
 }
 
 impl SessionRecord {
@@ -404,6 +406,7 @@ impl Sessions {
             metadata: new.metadata,
             customer: new.customer,
             mandate_id: None,
+            mandate_period: None,
         })
     }
 

@@ -54,6 +54,25 @@ def payment_required(p: PendingPayment, price: Price, next_step: str, status: st
     return _result(text, structured)
 
 
+def paid_under_mandate(answer: dict[str, Any], p: PendingPayment, mandate_id: str | None) -> dict[str, Any]:
+    """A result paid under a mandate says so in its `_meta.payment`: the payment id (kept
+    for a repeated confirmation), the amount charged and the mandate."""
+    meta = answer.get("_meta")
+    return {
+        **answer,
+        "_meta": {
+            **(meta if isinstance(meta, dict) else {}),
+            "payment": {
+                "paymentId": p.payment_id,
+                "amount": p.price.major_number(),
+                "amountMinor": p.price.minor,
+                "currency": p.price.currency.upper(),
+                "mandateId": mandate_id,
+            },
+        },
+    }
+
+
 def settling(p: PendingPayment, retry_in: float, next_step: str) -> dict[str, Any]:
     """The tool ran and the payer approved, but the held funds are not captured yet:
     the result waits until they are."""

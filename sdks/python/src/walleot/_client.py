@@ -138,7 +138,10 @@ class ServiceClient:
         expires_in: int,
         idempotency_key: str | None = None,
         metadata: dict[str, str] | None = None,
+        customer: str | None = None,
     ) -> dict[str, Any]:
+        """A manual-capture session. Naming a `customer` lets a mandate the payer granted
+        for it pay the session at creation: it then answers `paid`, with its `mandateId`."""
         body: dict[str, Any] = {
             "amount": amount,
             "currency": currency.lower(),
@@ -149,6 +152,8 @@ class ServiceClient:
             body["metadata"] = metadata
         if description:
             body["description"] = description
+        if customer:
+            body["customer"] = customer
         return await self._call(
             "POST", "sessions", body=body, idempotency_key=idempotency_key or str(uuid.uuid4())
         )

@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from anyio import fail_after as anyio_fail_after
 
 from . import _answers as answers
+from . import _customer
 from ._client import ServiceClient, ServiceError
 from ._mode import Mode
 from ._price import Price, price_of
@@ -98,6 +99,9 @@ class Caller:
     #: without a session the Authorization credential. None for a stateless request
     #: without a credential, which has nothing to be told apart by.
     owner: str | None
+    #: The customer reference a mandate may cover: the subject, or a stdio server's
+    #: installation reference; none over HTTP without a subject.
+    customer: str | None = None
 
 
 class OpenConfirms:
@@ -168,6 +172,11 @@ class Walleot:
     http://127.0.0.1:8080), with or without `/v1`; `apiKey` defaults to
     `WALLEOT_API_KEY`. `store` keeps the pending payments: a `MemoryStore` of this
     process by default, a `RedisStore` to share them between processes.
+
+    Each payment names its caller as the session's customer, so that a mandate the payer
+    granted for it pays at once: the subject `identify` answers, and on stdio `customer`
+    (default `WALLEOT_CUSTOMER`, else a reference made once and kept in
+    `$WALLEOT_STATE_DIR/customer`, by default `~/.local/state/walleot/customer`).
     """
 
     def __init__(
@@ -187,6 +196,7 @@ class Walleot:
         wait_for_payment: float = 300.0,
         timeout: float = 10.0,
         store: PaymentStore | None = None,
+        customer: str | None = None,
     ) -> None:
         self.mode = Mode.parse(mode)
         if self.mode not in SUPPORTED_MODES:
@@ -210,6 +220,10 @@ class Walleot:
         self.client = ServiceClient(url, key, timeout=timeout)
         self.store: PaymentStore = store if store is not None else MemoryStore()
         self.identify = identify
+        if customer is not None and not _customer.is_valid(customer):
+            log.warning("customer=%r is not 1 to 255 printable ASCII characters; it is not used", customer)
+        #: The customer reference of a stdio server's one user.
+        self.customer = _customer.resolve(customer)
         self.payment_ttl = int(payment_ttl)
         self.max_open_per_caller = max_open_per_caller
         self.max_open = max_open
@@ -277,7 +291,7 @@ class Walleot:
     def _caller(self, ctx: Any) -> Caller:
         subject = self.identify(ctx) if self.identify is not None else None
         if subject:
-            return Caller(subject, f"subject:{subject}")
+            return Caller(subject, f"subject:{subject}", _customer.of_subject(subject))
         request = getattr(ctx, "request", None)
         headers = getattr(request, "headers", None)
         if headers is not None:
@@ -294,8 +308,8 @@ class Walleot:
         state = getattr(connection, "state", None)
         if isinstance(state, dict) and getattr(connection, "protocol_version", None) not in _MODERN:
             owner = state.setdefault("walleot_caller", f"connection:{uuid.uuid4().hex}")
-            return Caller(None, owner)
-        return Caller(None, f"connection:{self._process}")
+            return Caller(None, owner, self.customer)
+        return Caller(None, f"connection:{self._process}", self.customer)
 
     # The middleware.
 
@@ -412,9 +426,18 @@ class Walleot:
         invalid = self._invalid(tool, arguments)
         if invalid is not None:
             return invalid
-        pending = await self._start_payment(tool, arguments, price, caller)
-        if isinstance(pending, dict):
-            return pending
+        started = await self._start_payment(tool, arguments, price, caller)
+        if isinstance(started, dict):
+            return started
+        pending, covered = started
+        if covered is not None:
+            # Paid at creation under the payer's mandate: it runs now, in this call.
+            if self.mode == Mode.RESUBMIT:
+                next_step = self._next_step(tool)
+            else:
+                next_step = f"call `{confirm_tool_name(tool)}` with this payment_id"
+            answer = await self._run_paid(pending, next_step, ctx, call_next, seen=covered)
+            return answers.paid_under_mandate(answer, pending, covered.get("mandateId"))
         next_step = self._next_step(tool, flow)
         if flow == "progress":
             return await self._progress_call(pending, next_step, params, ctx, call_next)
@@ -429,9 +452,10 @@ class Walleot:
 
     async def _start_payment(
         self, tool: str, arguments: dict[str, Any], price: Price, caller: Caller
-    ) -> PendingPayment | dict[str, Any]:
+    ) -> tuple[PendingPayment, dict[str, Any] | None] | dict[str, Any]:
         """Opens a payment: a manual-capture session and a secret payment id, within
-        the caps on open payments (checked before the service is asked)."""
+        the caps on open payments (checked before the service is asked). With it, the
+        session when a mandate of the payer paid it at creation; else the refusal."""
         now = time.time()
         owner = caller.owner or ""
         try:
@@ -452,6 +476,7 @@ class Walleot:
                 f"Tool call: {tool}",
                 self.payment_ttl,
                 metadata=binding_metadata(tool, arguments_hash(arguments)),
+                customer=caller.customer,
             )
         except ServiceError as e:
             return answers.service_failure(e)
@@ -481,9 +506,13 @@ class Walleot:
                 max_open=self.max_open,
             )
         except Exception as e:
-            # Not kept, so nobody could confirm it: nobody must pay it either.
+            # Not kept, so nobody could confirm it: nobody must pay it either (and what a
+            # mandate paid already goes back to it).
             try:
-                await self.client.cancel_session(pending.session_id)
+                if session.get("status") == "paid":
+                    await self.client.release_session(pending.session_id)
+                else:
+                    await self.client.cancel_session(pending.session_id)
             except ServiceError:
                 pass
             if isinstance(e, TooManyOpen):
@@ -493,7 +522,8 @@ class Walleot:
                     "too many payments are open on this server; try again later. Nothing was charged."
                 )
             return answers.store_failure(e)
-        return pending
+        covered = session if session.get("status") == "paid" and session.get("mandateId") else None
+        return pending, covered
 
     def _too_many(self, scope: str, mine: int) -> dict[str, Any]:
         """The refusal when a cap on open payments is reached ("owner" or "total")."""
@@ -582,9 +612,16 @@ class Walleot:
             f"the payment is {status}; nothing was charged. Call `{pending.tool}` again for a new payment link."
         )
 
-    async def _run_paid(self, pending: PendingPayment, next_step: str, ctx: Any, call_next: Handler) -> dict[str, Any]:
-        """Runs the tool of a paid payment once: checks the payment with the service,
-        claims it, runs the tool, captures the held funds after success (or releases
+    async def _run_paid(
+        self,
+        pending: PendingPayment,
+        next_step: str,
+        ctx: Any,
+        call_next: Handler,
+        seen: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Runs the tool of a paid payment once: checks the payment with the service (or
+        the session just `seen`, such as the one a mandate paid at creation), claims it, runs the tool, captures the held funds after success (or releases
         them after failure), and hands out and keeps the result once that is done."""
         found = await self.store.get(pending.payment_id)
         if found is None:
@@ -595,10 +632,13 @@ class Walleot:
             return await self._settle_and_answer(pending, found.result, found.succeeded, next_step)
         if found.state == RUNNING:
             return await self._wait_for_result(pending, next_step)
-        try:
-            session = await self.client.get_session(pending.session_id)
-        except ServiceError as e:
-            return answers.service_failure(e)
+        if seen is not None:
+            session = seen
+        else:
+            try:
+                session = await self.client.get_session(pending.session_id)
+            except ServiceError as e:
+                return answers.service_failure(e)
         refused = self._check_paid(pending, next_step, session)
         if refused is not None:
             return refused

@@ -33,7 +33,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
                                status, created_at, expires_at, updated_at, capture_method, capture_status, \
-                               metadata, customer, mandate_id";
+                               metadata, customer, mandate_id, mandate_period";
 
 /// A column list with every column named through a table alias (`s.id, s.status, …`),
 /// for joins; made once.
@@ -364,6 +364,7 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         },
         customer: row.try_get("customer")?,
         mandate_id: row.try_get("mandate_id")?,
+        mandate_period: row.try_get("mandate_period")?,
     })
 }
 

@@ -59,7 +59,8 @@ pub(super) async fn apply_in(
     let sql = format!(
         "UPDATE sessions SET status = ?1, capture_status = ?2, \
              expires_at = COALESCE(?3, expires_at), updated_at = ?4, \
-             mandate_id = COALESCE(?7, mandate_id) \
+             mandate_id = COALESCE(?7, mandate_id), \
+             mandate_period = COALESCE(?8, mandate_period) \
          WHERE id = ?5 AND {guard} RETURNING {SESSION_COLUMNS}"
     );
     let query = sqlx::query(&sql)
@@ -85,7 +86,7 @@ pub(super) async fn apply_in(
         } => query.bind(None::<i64>),
         _ => query,
     };
-    let query = query.bind(&change.mandate_id);
+    let query = query.bind(&change.mandate_id).bind(change.mandate_period);
     let Some(row) = query.fetch_optional(&mut **tx).await? else {
         return stale(tx, &plan.session_id).await;
     };
@@ -119,6 +120,9 @@ pub(super) async fn apply_in(
             .bind(&plan.session_id)
             .execute(&mut **tx)
             .await?;
+    }
+    if let Some(spend) = &plan.mandate_spend {
+        super::mandates::spend_in(tx, spend).await?;
     }
     insert_event(tx, &plan.event).await?;
     if let Some(approval) = &plan.approval {
