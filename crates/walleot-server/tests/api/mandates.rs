@@ -346,7 +346,7 @@ async fn a_hundred_concurrent_creations_never_spend_past_the_budget() {
 #[tokio::test]
 async fn released_and_lapsed_holds_give_the_budget_back() {
     let app = spawn_app().await;
-    let (_, mandate_id) = granted(&app, "agent-h", limits(None, None, Some(50))).await;
+    let (_, mandate_id) = granted(&app, "agent-h", limits(None, Some(50), Some(50))).await;
     let body =
         json!({"amount": 50, "currency": "usd", "customer": "agent-h", "captureMethod": "manual"});
     let hold = || create(&app, app.key(), body.clone());

@@ -105,17 +105,23 @@ pub(super) async fn spend_in(
         .bind(&spend.mandate_id)
         .execute(&mut **tx)
         .await?;
-    if let Some(start) = spend.period_start {
-        sqlx::query(
-            "INSERT INTO mandate_spending (mandate_id, period_start, spent) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (mandate_id, period_start) DO UPDATE SET spent = spent + ?3",
-        )
+    let Some(start) = spend.period_start else {
+        return Ok(());
+    };
+    // A give-back finds the row its payment made (the insert's CHECK would refuse a
+    // negative first value before the conflict is seen).
+    let sql = if spend.amount >= 0 {
+        "INSERT INTO mandate_spending (mandate_id, period_start, spent) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (mandate_id, period_start) DO UPDATE SET spent = spent + ?3"
+    } else {
+        "UPDATE mandate_spending SET spent = spent + ?3 WHERE mandate_id = ?1 AND period_start = ?2"
+    };
+    sqlx::query(sql)
         .bind(&spend.mandate_id)
         .bind(start)
         .bind(spend.amount)
         .execute(&mut **tx)
         .await?;
-    }
     Ok(())
 }
 
