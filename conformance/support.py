@@ -93,7 +93,8 @@ class Service:
 
     def grant_mandate(self, customer: str, **terms: Any) -> dict:
         """The sandbox payer pays a session of `customer` and grants its merchant a
-        mandate with these terms (`perCallLimit`, `period`, `periodLimit`, ... in cents)."""
+        mandate with these terms (`perCallLimit`, `periodLimit` as `{"amount", "per"}`,
+        `totalLimit`, in cents)."""
         status, first = self.request("POST", "sessions", {"amount": 19, "currency": "usd", "customer": customer})
         assert status == 200, first
         self.pay(first["sessionId"])

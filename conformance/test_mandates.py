@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 @pytest.mark.transports("stdio")
 async def test_a_covered_call_runs_in_its_first_round_trip(server, service):
     customer = f"conformance-{uuid.uuid4().hex[:16]}"
-    mandate = service.grant_mandate(customer, perCallLimit=50, period="day", periodLimit=40)
+    mandate = service.grant_mandate(customer, perCallLimit=50, periodLimit={"amount": 40, "per": "day"})
     before = service.available()
     async with server.client(customer=customer) as client:
         done = await client.call_tool("add", {"a": 2, "b": 3})

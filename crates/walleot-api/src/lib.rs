@@ -14,7 +14,9 @@ mod session;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use error::{ErrorBody, ErrorDetail, ErrorType};
-pub use mandate::{Mandate, MandateList, MandatePeriod, MandateStatus, TestMandateRequest};
+pub use mandate::{
+    Mandate, MandateList, MandatePeriod, MandateStatus, PeriodLimit, TestMandateRequest,
+};
 pub use session::{
     Balance, CaptureMethod, CaptureStatus, CreateSessionRequest, CreateSessionResponse, Money,
     Session, SessionList, SessionStatus, UnknownStatus,

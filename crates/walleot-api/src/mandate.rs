@@ -1,3 +1,4 @@
+use crate::session::{optional_whole_number, whole_number};
 use crate::Currency;
 use serde::{Deserialize, Serialize};
 
@@ -127,25 +128,45 @@ pub struct MandateList {
 }
 
 /// `POST /v1/test_helpers/sessions/{sessionId}/grant_mandate`: the terms the sandbox payer
-/// grants, as a payer does on a paid checkout. Amounts in minor units; at least one
-/// limit; a period needs its limit.
+/// grants, as a payer does on a paid checkout. Amounts in minor units. Without any
+/// limit, the per-call limit is the paid session's amount.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TestMandateRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_whole_number"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub per_call_limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<MandatePeriod>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
-    pub period_limit: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_limit: Option<PeriodLimit>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_whole_number"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub total_limit: Option<i64>,
     /// Seconds until the mandate expires: 60 to 31,622,400 (a year); 30 days by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_whole_number"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 31_622_400))]
     pub expires_in: Option<i64>,
+}
+
+/// At most `amount` per `per` (a UTC calendar day, week or month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PeriodLimit {
+    #[serde(deserialize_with = "whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub amount: i64,
+    pub per: MandatePeriod,
 }

@@ -90,7 +90,7 @@ function stateDir() {
 
 test("a covered call runs in its first round trip in every mode", needsService, async () => {
   const credential = `Bearer agent-${randomUUID()}`;
-  const granted = await grant(credential, { perCallLimit: 50, period: "day", periodLimit: 1000 });
+  const granted = await grant(credential, { perCallLimit: 50, periodLimit: { amount: 1000, per: "day" } });
   for (const mode of Object.values(Mode)) {
     await withCounted(Counted, { mode, identify: bearer }, async (server) => {
       let asked = 0;
@@ -150,7 +150,7 @@ test("a subject the service would refuse is named by its digest", needsService, 
 
 test("past the budget, for another caller or after a failure, the flow asks again", needsService, async () => {
   const credential = `Bearer agent-${randomUUID()}`;
-  const granted = await grant(credential, { perCallLimit: 20, period: "day", periodLimit: 40 });
+  const granted = await grant(credential, { perCallLimit: 20, periodLimit: { amount: 40, per: "day" } });
   await withCounted(WithFlaky, { identify: bearer }, async (server) => {
     const agent = await server.connect({ credential });
 
@@ -264,7 +264,7 @@ test("in process, payments name the installation, which a mandate covers; over H
         assert.equal(status(asked), "payment_required", text(asked));
         assert.equal((await service.session(sessionOf(asked))).customer, installation);
 
-        const granted = await grant(installation, { perCallLimit: 50, period: "day", periodLimit: 500 });
+        const granted = await grant(installation, { perCallLimit: 50, periodLimit: { amount: 500, per: "day" } });
         const done = await client.callTool({ name: "add", arguments: { a: 20, b: 22 } });
         assert.equal(text(done), "42", text(done));
         assert.equal(done._meta?.payment?.mandateId, granted);

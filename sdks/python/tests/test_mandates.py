@@ -28,7 +28,7 @@ pytestmark = pytest.mark.anyio
 
 def grant(service, customer: str, **limits) -> str:
     """A payer pays a first session of `customer` and grants the merchant a mandate
-    (`perCallLimit`, `period`, `periodLimit`... in cents). Answers its id."""
+    (`perCallLimit`, `periodLimit` as `{"amount", "per"}`, ... in cents). Answers its id."""
     code, created = service.request("POST", "sessions", {"amount": 19, "currency": "usd", "customer": customer})
     assert code < 300, created
     service.pay(created["sessionId"])
@@ -96,7 +96,7 @@ def with_flaky(server: Counted) -> Counted:
 @pytest.mark.parametrize("era", ["auto", "legacy"])
 async def test_a_covered_call_runs_in_its_first_round_trip_in_every_mode(service, era):
     token = f"agent-{uuid.uuid4().hex[:12]}"
-    mandate_id = grant(service, f"Bearer {token}", perCallLimit=50, period="day", periodLimit=1000)
+    mandate_id = grant(service, f"Bearer {token}", perCallLimit=50, periodLimit={"amount": 1000, "per": "day"})
     for mode in SUPPORTED_MODES:
         elicited: list = []
 
@@ -133,7 +133,7 @@ async def test_a_covered_call_runs_in_its_first_round_trip_in_every_mode(service
 
 async def test_a_stateless_server_runs_a_covered_call_too(service):
     token = f"agent-{uuid.uuid4().hex[:12]}"
-    mandate_id = grant(service, f"Bearer {token}", perCallLimit=50, period="day", periodLimit=100)
+    mandate_id = grant(service, f"Bearer {token}", perCallLimit=50, periodLimit={"amount": 100, "per": "day"})
     server = Counted(service, mode=Mode.DYNAMIC_TOOLS, identify=bearer)
     async with Http(server, stateless=True) as url:
         async with Client(with_credential(url, f"Bearer {token}")) as agent:
@@ -145,7 +145,7 @@ async def test_a_stateless_server_runs_a_covered_call_too(service):
 
 async def test_past_the_budget_for_another_caller_or_after_a_failure_the_flow_asks_again(service):
     token = f"agent-{uuid.uuid4().hex[:12]}"
-    mandate_id = grant(service, f"Bearer {token}", perCallLimit=20, period="day", periodLimit=40, totalLimit=40)
+    mandate_id = grant(service, f"Bearer {token}", perCallLimit=20, periodLimit={"amount": 40, "per": "day"}, totalLimit=40)
     server = with_flaky(Counted(service, identify=bearer))
     async with Http(server) as url:
         async with Client(with_credential(url, f"Bearer {token}")) as agent:
@@ -182,7 +182,7 @@ async def test_past_the_budget_for_another_caller_or_after_a_failure_the_flow_as
 async def test_a_subject_the_service_would_refuse_is_named_by_its_digest(service):
     subject = "ユーザー-" + uuid.uuid4().hex
     digest = "sha256:" + hashlib.sha256(subject.encode("utf-8")).hexdigest()
-    mandate_id = grant(service, digest, perCallLimit=50, period="day", periodLimit=100)
+    mandate_id = grant(service, digest, perCallLimit=50, periodLimit={"amount": 100, "per": "day"})
     server = Counted(service, identify=lambda ctx: subject)
     async with Client(server.mcp) as agent:
         done = await agent.call_tool("add", {"a": 1, "b": 2})
@@ -205,7 +205,7 @@ async def test_a_stdio_server_names_its_installation_and_http_without_a_subject_
     assert (tmp_path / "customer").read_text().strip() == customers[0]
 
     # Once the payer grants it a mandate, that installation's calls just run.
-    mandate_id = grant(service, customers[0], perCallLimit=50, period="day", periodLimit=500)
+    mandate_id = grant(service, customers[0], perCallLimit=50, periodLimit={"amount": 500, "per": "day"})
     server = Counted(service, mode=Mode.PROGRESS)
     async with Client(server.mcp) as agent:
         done = await agent.call_tool("add", {"a": 20, "b": 22})

@@ -413,11 +413,12 @@ impl Mandates {
 
     /// The test helper's grant: the sandbox payer grants a mandate from a test session it
     /// paid (`/v1/test_helpers/sessions/{id}/pay`).
+    /// Without any limit, the per-call limit is the session's amount.
     pub async fn grant_as_sandbox_payer(
         &self,
         owner: &Principal,
         session_id: &str,
-        limits: MandateLimits,
+        (per_call, period, total): (Option<i64>, Option<(MandatePeriod, i64)>, Option<i64>),
         expires_in_secs: Option<i64>,
     ) -> Result<MandateRecord, DomainError> {
         if owner.mode.is_live() {
@@ -445,6 +446,11 @@ impl Mandates {
                     .into(),
             ));
         }
+        let per_call = match (per_call, period, total) {
+            (None, None, None) => Some(session.amount),
+            _ => per_call,
+        };
+        let limits = MandateLimits::new(per_call, period, total)?;
         self.grant(Grant {
             payer_id,
             session_id: session.id,

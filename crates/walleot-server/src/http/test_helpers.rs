@@ -9,7 +9,6 @@ use super::openapi::{
 };
 use super::sessions::to_wire;
 use crate::app::AppState;
-use crate::domain::mandates::MandateLimits;
 use crate::domain::sessions::Simulation;
 use crate::domain::Principal;
 use axum::extract::State;
@@ -133,7 +132,8 @@ pub(super) async fn expire(
     description = "Test mode only: a live key answers 403. The session must name a `customer` \
         and have been paid with the pay test helper; the sandbox payer then grants the \
         merchant a mandate for that customer, in the session's currency, as a payer does on \
-        a paid checkout. Its payments are covered from the sandbox.",
+        a paid checkout; without any limit, the per-call limit is that session's amount. Its \
+        payments are covered from the sandbox.",
     request_body = TestMandateRequest,
     responses(
         (status = 200, description = "The new mandate.", body = Mandate),
@@ -153,19 +153,15 @@ pub(super) async fn grant_mandate(
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<TestMandateRequest>,
 ) -> Result<Json<Mandate>, ApiError> {
-    let period = match (request.period, request.period_limit) {
-        (Some(period), Some(max)) => Some((period, max)),
-        (None, None) => None,
-        _ => {
-            return Err(ApiError::invalid(
-                "periodLimit: a period and its limit go together",
-            ))
-        }
-    };
-    let limits = MandateLimits::new(request.per_call_limit, period, request.total_limit)?;
+    let period = request.period_limit.map(|limit| (limit.per, limit.amount));
     let mandate = state
         .mandates
-        .grant_as_sandbox_payer(&principal, &id, limits, request.expires_in)
+        .grant_as_sandbox_payer(
+            &principal,
+            &id,
+            (request.per_call_limit, period, request.total_limit),
+            request.expires_in,
+        )
         .await?;
     let (mandate, usage) = state.mandates.get(&principal, &mandate.id).await?;
     Ok(Json(super::mandates::to_wire(&state, mandate, usage)))

@@ -526,7 +526,7 @@ async fn the_sandbox_payer_grants_mandates_through_the_test_helper() {
             .await
         }
     };
-    let terms = json!({"perCallLimit": 50, "period": "day", "periodLimit": 100});
+    let terms = json!({"perCallLimit": 50, "periodLimit": {"amount": 100, "per": "day"}});
     // Not before the session is paid with the pay helper.
     let unpaid = grant(id.to_string(), terms.clone(), app.key().to_string()).await;
     assert_error(unpaid, 409, "conflict").await;
@@ -535,8 +535,15 @@ async fn the_sandbox_payer_grants_mandates_through_the_test_helper() {
         .await;
     assert_eq!(paid.status(), 200);
     for (bad, why) in [
-        (json!({}), "no limit"),
-        (json!({"period": "day"}), "a period without its limit"),
+        (json!({"period": "day"}), "a period outside its limit"),
+        (
+            json!({"periodLimit": {"amount": 100}}),
+            "a limit without its period",
+        ),
+        (
+            json!({"periodLimit": {"amount": 100, "per": "fortnight"}}),
+            "an unknown period",
+        ),
         (json!({"perCallLimit": 0}), "zero"),
         (
             json!({"perCallLimit": 5, "colour": "blue"}),
@@ -566,5 +573,30 @@ async fn the_sandbox_payer_grants_mandates_through_the_test_helper() {
         statuses(&app, &body, 3).await,
         ["paid", "paid", "pending"],
         "covered from the sandbox, within 1.00 a day"
+    );
+
+    // Without any limit, the per-call limit is the paid session's amount (0.19).
+    let other = create(
+        &app,
+        app.key(),
+        json!({"amount": 19, "currency": "usd", "customer": "sdk-default"}),
+    )
+    .await;
+    let other_id = other["sessionId"].as_str().unwrap();
+    let paid = app
+        .post(
+            &format!("/v1/test_helpers/sessions/{other_id}/pay"),
+            app.key(),
+        )
+        .await;
+    assert_eq!(paid.status(), 200);
+    let plain: Value = grant(other_id.to_string(), json!({}), app.key().to_string())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (plain["perCallLimit"].as_i64(), plain["remaining"].is_null()),
+        (Some(19), true)
     );
 }
