@@ -35,6 +35,7 @@ impl Example {
             .args(["--mode", mode, "--http", "127.0.0.1:0"])
             .env("WALLEOT_API_URL", &service.base_url)
             .env("WALLEOT_API_KEY", &service.test_key)
+            .env("WALLEOT_STATE_DIR", env!("CARGO_TARGET_TMPDIR"))
             .env("RUST_LOG", "error")
             .stderr(Stdio::piped())
             .kill_on_drop(true)
