@@ -207,7 +207,9 @@ pub struct CreateSessionRequest {
 
 /// A whole number, written as JSON Schema counts integers: `7290` and `7290.0` alike,
 /// while `7290.5`, `"7290"` and numbers beyond 64 bits are refused.
-pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<i64, D::Error> {
     deserializer.deserialize_any(WholeNumber)
 }
 
