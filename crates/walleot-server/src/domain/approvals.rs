@@ -179,17 +179,7 @@ impl Approvals {
         session_id: &str,
     ) -> Result<SessionRecord, DomainError> {
         let (session, _) = self.sessions.for_checkout(session_id).await?;
-        if session.customer.is_none() {
-            return Err(DomainError::Conflict(
-                "this payment names no customer: there is nobody to grant a mandate for".into(),
-            ));
-        }
-        let approval = self.store.approval_of(&session.id).await?;
-        if approval.is_none_or(|a| a.payer_id != payer.id) {
-            return Err(DomainError::Forbidden(
-                "a mandate is granted from a payment this wallet made".into(),
-            ));
-        }
+        self.mandates.grantable(&payer.id, &session).await?;
         Ok(session)
     }
 

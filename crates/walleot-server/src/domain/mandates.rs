@@ -8,10 +8,11 @@
 
 use super::ids;
 use super::keys::Principal;
+use super::paging;
 use super::payers::ApprovalMethod;
 use super::payments::{self, MandateBudget, MandateSpend, PaymentTerms, Plan, Precondition};
 use super::ports::Store;
-use super::sessions::{SessionRecord, DEFAULT_PAGE, MAX_PAGE};
+use super::sessions::SessionRecord;
 use super::{Clock, DomainError};
 use std::sync::Arc;
 use time::{Date, Duration, Month, OffsetDateTime, Time};
@@ -331,17 +332,7 @@ impl Mandates {
             .find_session(&grant.session_id)
             .await?
             .ok_or_else(|| DomainError::NotFound("no such session".into()))?;
-        let Some(customer) = session.customer.clone() else {
-            return Err(DomainError::Conflict(
-                "the session names no customer: there is nobody to grant a mandate for".into(),
-            ));
-        };
-        let approval = self.store.approval_of(&session.id).await?;
-        if approval.as_ref().map(|a| a.payer_id.as_str()) != Some(grant.payer_id.as_str()) {
-            return Err(DomainError::Forbidden(
-                "a mandate is granted from a checkout the payer paid".into(),
-            ));
-        }
+        let customer = self.grantable(&grant.payer_id, &session).await?;
         let expires_at = grant.expires_at.unwrap_or(now + DEFAULT_VALIDITY_MS);
         if expires_at <= now || expires_at > now + MAX_VALIDITY_MS {
             return Err(DomainError::invalid(
@@ -373,6 +364,27 @@ impl Mandates {
         Ok(mandate)
     }
 
+    /// The customer a mandate granted from `session` would cover, when `payer_id` paid
+    /// the session and it names one: what every grant is made from.
+    pub async fn grantable(
+        &self,
+        payer_id: &str,
+        session: &SessionRecord,
+    ) -> Result<String, DomainError> {
+        let Some(customer) = session.customer.clone() else {
+            return Err(DomainError::Conflict(
+                "this payment names no customer: there is nobody to grant a mandate for".into(),
+            ));
+        };
+        let paid_by = self.store.approval_of(&session.id).await?;
+        if paid_by.is_none_or(|a| a.payer_id != payer_id) {
+            return Err(DomainError::Forbidden(
+                "a mandate is granted from a payment this wallet made".into(),
+            ));
+        }
+        Ok(customer)
+    }
+
     /// What the checkout of a paid session offers its payer: nothing unless the session
     /// names a customer and this payer paid it.
     pub async fn offer(
@@ -380,13 +392,12 @@ impl Mandates {
         payer_id: &str,
         session: &SessionRecord,
     ) -> Result<Option<Offer>, DomainError> {
-        let Some(customer) = &session.customer else {
-            return Ok(None);
+        let customer = match self.grantable(payer_id, session).await {
+            Ok(customer) => customer,
+            Err(DomainError::Conflict(_) | DomainError::Forbidden(_)) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let paid_by = self.store.approval_of(&session.id).await?;
-        if paid_by.is_none_or(|a| a.payer_id != payer_id) {
-            return Ok(None);
-        }
+        let customer = &customer;
         let now = self.clock.now_ms();
         let granted = self
             .store
@@ -439,13 +450,15 @@ impl Mandates {
             ));
         }
         let payer_id = super::wallets::sandbox_payer_id(&owner.merchant_id);
-        let paid_by = self.store.approval_of(&session.id).await?;
-        if session.customer.is_none() || paid_by.is_none_or(|a| a.payer_id != payer_id) {
-            return Err(DomainError::Conflict(
-                "only a session that names a customer and was paid with the pay test helper grants a mandate"
-                    .into(),
-            ));
-        }
+        match self.grantable(&payer_id, &session).await {
+            Err(DomainError::Conflict(_) | DomainError::Forbidden(_)) => {
+                return Err(DomainError::Conflict(
+                    "only a session that names a customer and was paid with the pay test helper grants a mandate"
+                        .into(),
+                ))
+            }
+            other => other?,
+        };
         let per_call = match (per_call, period, total) {
             (None, None, None) => Some(session.amount),
             _ => per_call,
@@ -533,30 +546,14 @@ impl Mandates {
         query: MandateQuery,
     ) -> Result<MandatePage, DomainError> {
         let now = self.clock.now_ms();
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(DomainError::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE}"),
-            ));
-        }
-        let before_seq = match query.cursor.as_deref() {
-            None | Some("") => None,
-            Some(cursor) if !ids::has_shape(cursor, "mdt") => {
-                return Err(DomainError::invalid(
-                    "cursor",
-                    "must be the `nextCursor` of an earlier page (mdt_…)",
-                ))
-            }
+        let limit = paging::page_limit(query.limit)?;
+        let before_seq = match paging::cursor(query.cursor.as_deref(), "mdt")? {
+            None => None,
             Some(cursor) => Some(
                 self.store
                     .mandate_seq(&owner.merchant_id, owner.mode.is_live(), cursor)
                     .await?
-                    .ok_or_else(|| {
-                        DomainError::NotFound(format!(
-                            "cursor: no mandate `{cursor}` of this key's account to list after"
-                        ))
-                    })?,
+                    .ok_or_else(|| paging::unknown_cursor("mandate", cursor))?,
             ),
         };
         let (mandates, has_more) = self

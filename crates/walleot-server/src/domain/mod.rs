@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod mandates;
 pub mod merchants;
 pub mod money;
+pub mod paging;
 pub mod payers;
 pub mod payments;
 pub mod ports;

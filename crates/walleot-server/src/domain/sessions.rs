@@ -12,7 +12,7 @@ use super::mandates::Mandates;
 use super::money::Amount;
 use super::payments::{self, Closing, Plan, Settlement};
 use super::wallets::Wallets;
-use super::{ids, Clock, DomainError, Livemode, Principal};
+use super::{ids, paging, Clock, DomainError, Livemode, Principal};
 use crate::domain::ports::{
     CoveredPayment, IdempotencyCompletion, SessionPage, Store, StoreError, Transition,
 };
@@ -353,9 +353,6 @@ async fn changed(changes: &mut tokio::sync::broadcast::Receiver<String>, id: &st
     }
 }
 
-pub const DEFAULT_PAGE: i64 = 10;
-pub const MAX_PAGE: i64 = 100;
-
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn Store>,
@@ -500,32 +497,14 @@ impl Sessions {
         owner: &Principal,
         query: ListQuery,
     ) -> Result<SessionPage, DomainError> {
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(DomainError::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE}"),
-            ));
-        }
-        // An empty cursor is no cursor: the first page. A cursor names the last session
-        // of the previous page; one that names no session of this account is missing.
-        let after = match query.cursor.as_deref() {
-            None | Some("") => None,
-            Some(cursor) if !ids::has_shape(cursor, "sess") => {
-                return Err(DomainError::invalid(
-                    "cursor",
-                    "must be the `nextCursor` of an earlier page (sess_…)",
-                ))
-            }
+        let limit = paging::page_limit(query.limit)?;
+        let after = match paging::cursor(query.cursor.as_deref(), "sess")? {
+            None => None,
             Some(cursor) => Some(
                 self.store
                     .session_seq(&owner.merchant_id, owner.mode.is_live(), cursor)
                     .await?
-                    .ok_or_else(|| {
-                        DomainError::NotFound(format!(
-                            "cursor: no session `{cursor}` of this key's account to list after"
-                        ))
-                    })?,
+                    .ok_or_else(|| paging::unknown_cursor("session", cursor))?,
             ),
         };
         let now = self.clock.now_ms();

@@ -9,6 +9,7 @@ use super::openapi::{
 };
 use super::sessions::to_wire;
 use crate::app::AppState;
+use crate::domain::mandates::Usage;
 use crate::domain::sessions::Simulation;
 use crate::domain::Principal;
 use axum::extract::State;
@@ -163,6 +164,10 @@ pub(super) async fn grant_mandate(
             request.expires_in,
         )
         .await?;
-    let (mandate, usage) = state.mandates.get(&principal, &mandate.id).await?;
-    Ok(Json(super::mandates::to_wire(&state, mandate, usage)))
+    // Nothing is spent under a mandate just granted.
+    Ok(Json(super::mandates::to_wire(
+        &state,
+        mandate,
+        Usage::default(),
+    )))
 }
