@@ -115,48 +115,54 @@ test('above the threshold, one tap on the passkey approves', async () => {
   assert.equal(await statusOf(session.sessionId), 'paid');
 });
 
-test('an RS256 passkey, as Windows Hello makes, registers and approves', async () => {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
-      hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
-    },
-  });
-  // The virtual authenticator makes a key of the first offered algorithm it supports:
-  // keep only RS256 (COSE -257), as an authenticator that knows no other would, and
-  // note what the service offered (the page reloads once the wallet is made).
-  await page.addInitScript(() => {
-    const create = navigator.credentials.create.bind(navigator.credentials);
-    navigator.credentials.create = (options) => {
-      const params = options.publicKey.pubKeyCredParams;
-      sessionStorage.setItem('offeredAlgorithms', JSON.stringify(params.map((p) => p.alg)));
-      options.publicKey.pubKeyCredParams = params.filter((p) => p.alg === -257);
-      return create(options);
-    };
-  });
-  await page.goto(`${BASE}/wallet`);
-  await page.click('#create-wallet');
-  await page.waitForSelector('#balances');
-  const offered = JSON.parse(await page.evaluate(() => sessionStorage.getItem('offeredAlgorithms')));
-  assert.ok(offered.includes(-257), `RS256 is offered: ${offered}`);
-  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
-  assert.equal(credentials.length, 1);
-  // PKCS#8 of an RSA key names rsaEncryption (OID 1.2.840.113549.1.1.1).
-  const rsaEncryption = Buffer.from('06092a864886f70d010101', 'hex');
-  assert.ok(Buffer.from(credentials[0].privateKey, 'base64').includes(rsaEncryption), 'an RSA key');
+// Passkeys of the other algorithms authenticators make, each with the OID its PKCS#8
+// private key names: rsaEncryption (1.2.840.113549.1.1.1), id-Ed25519 (1.3.101.112).
+for (const { name, alg, oid } of [
+  { name: 'an RS256 passkey, as Windows Hello makes,', alg: -257, oid: '06092a864886f70d010101' },
+  { name: 'an Ed25519 passkey, as some security keys make,', alg: -8, oid: '06032b6570' },
+]) {
+  test(`${name} registers and approves`, async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+        hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+      },
+    });
+    // The virtual authenticator makes a key of the first offered algorithm it supports:
+    // keep only this one, as an authenticator that knows no other would, and note what
+    // the service offered (the page reloads once the wallet is made).
+    await page.addInitScript((only) => {
+      const create = navigator.credentials.create.bind(navigator.credentials);
+      navigator.credentials.create = (options) => {
+        const params = options.publicKey.pubKeyCredParams;
+        sessionStorage.setItem('offeredAlgorithms', JSON.stringify(params.map((p) => p.alg)));
+        options.publicKey.pubKeyCredParams = params.filter((p) => p.alg === only);
+        return create(options);
+      };
+    }, alg);
+    await page.goto(`${BASE}/wallet`);
+    await page.click('#create-wallet');
+    await page.waitForSelector('#balances');
+    const offered = JSON.parse(await page.evaluate(() => sessionStorage.getItem('offeredAlgorithms')));
+    assert.ok(offered.includes(alg), `${alg} is offered: ${offered}`);
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.equal(credentials.length, 1);
+    const privateKey = Buffer.from(credentials[0].privateKey, 'base64');
+    assert.ok(privateKey.includes(Buffer.from(oid, 'hex')), `a key of algorithm ${alg}`);
 
-  const session = await createSession(275, 'Approved with Windows Hello');
-  await page.goto(session.url);
-  await waitForState(page, 'approve');
-  await page.click('#approve');
-  await waitForState(page, 'paid');
-  assert.equal(await statusOf(session.sessionId), 'paid');
-  await context.close();
-});
+    const session = await createSession(275, `Approved with a passkey of algorithm ${alg}`);
+    await page.goto(session.url);
+    await waitForState(page, 'approve');
+    await page.click('#approve');
+    await waitForState(page, 'paid');
+    assert.equal(await statusOf(session.sessionId), 'paid');
+    await context.close();
+  });
+}
 
 test('a checkout that another site opens without a click waits for the pay button', async () => {
   const page = await registeredPayer();

@@ -148,6 +148,7 @@ pub mod webauthn {
 
     /// COSE algorithm numbers.
     pub const ES256: i64 = -7;
+    pub const EDDSA: i64 = -8;
     pub const RS256: i64 = -257;
 
     pub fn client_data(kind: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
@@ -230,6 +231,8 @@ pub mod webauthn {
         Es256(SigningKey),
         /// RSASSA-PKCS1-v1_5 with SHA-256 on a 2048-bit key, what Windows Hello makes.
         Rs256(Box<rsa::RsaPrivateKey>),
+        /// Ed25519, as some security keys make.
+        Ed25519(ed25519_dalek::SigningKey),
     }
 
     impl SoftKey {
@@ -242,11 +245,19 @@ pub mod webauthn {
             SoftKey::Rs256(Box::new(key))
         }
 
+        pub fn ed25519() -> Self {
+            let seed: [u8; 32] = crate::domain::factors::webauthn::random_bytes(32)
+                .try_into()
+                .unwrap();
+            SoftKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
+        }
+
         /// Its COSE algorithm number.
         pub fn algorithm(&self) -> i64 {
             match self {
                 SoftKey::Es256(_) => ES256,
                 SoftKey::Rs256(_) => RS256,
+                SoftKey::Ed25519(_) => EDDSA,
             }
         }
 
@@ -267,6 +278,15 @@ pub mod webauthn {
                         Cbor::Bytes(key.e().to_bytes_be()),
                     ),
                 ]),
+                SoftKey::Ed25519(key) => Cbor::Map(vec![
+                    (Cbor::Integer(1.into()), Cbor::Integer(1.into())),
+                    (Cbor::Integer(3.into()), Cbor::Integer(EDDSA.into())),
+                    (Cbor::Integer((-1).into()), Cbor::Integer(6.into())),
+                    (
+                        Cbor::Integer((-2).into()),
+                        Cbor::Bytes(key.verifying_key().to_bytes().to_vec()),
+                    ),
+                ]),
             }
         }
 
@@ -283,6 +303,10 @@ pub mod webauthn {
                     use rsa::signature::SignatureEncoding;
                     let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new((**key).clone());
                     signer.sign(&signed).to_vec()
+                }
+                SoftKey::Ed25519(key) => {
+                    use ed25519_dalek::Signer;
+                    key.sign(&signed).to_bytes().to_vec()
                 }
             }
         }
@@ -304,6 +328,11 @@ pub mod webauthn {
         /// An RS256 authenticator, like Windows Hello.
         pub fn rs256(origin: &str) -> Self {
             Self::with_key(origin, SoftKey::rs256())
+        }
+
+        /// An Ed25519 authenticator, like some security keys.
+        pub fn ed25519(origin: &str) -> Self {
+            Self::with_key(origin, SoftKey::ed25519())
         }
 
         pub fn with_key(origin: &str, key: SoftKey) -> Self {

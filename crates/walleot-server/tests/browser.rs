@@ -146,7 +146,7 @@ fn payer_journeys_in_a_real_browser() {
     check_passkey_algorithms(&database_url);
 }
 
-/// The journeys made passkeys of both ES256 and RS256 (the Windows Hello journey), and
+/// The journeys made passkeys of ES256, RS256 (the Windows Hello journey) and EdDSA, and
 /// the service stored each with its algorithm.
 fn check_passkey_algorithms(database_url: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -166,7 +166,7 @@ fn check_passkey_algorithms(database_url: &str) {
                     .to_string()
             })
             .collect();
-        for algorithm in ["ES256", "RS256"] {
+        for algorithm in ["ES256", "RS256", "EDDSA"] {
             assert!(
                 algorithms.iter().any(|a| a == algorithm),
                 "no {algorithm} passkey among {algorithms:?}"

@@ -256,10 +256,22 @@ async fn a_passkey_wallet_pays_small_charges_at_once_and_larger_ones_with_one_as
 
 #[tokio::test]
 async fn an_rs256_passkey_like_windows_hello_registers_and_approves() {
+    a_passkey_of_this_kind_registers_and_approves(SoftAuthenticator::rs256, "RS256").await;
+}
+
+#[tokio::test]
+async fn an_ed25519_passkey_like_some_security_keys_make_registers_and_approves() {
+    a_passkey_of_this_kind_registers_and_approves(SoftAuthenticator::ed25519, "EDDSA").await;
+}
+
+async fn a_passkey_of_this_kind_registers_and_approves(
+    make: fn(&str) -> SoftAuthenticator,
+    algorithm: &str,
+) {
     let server = TestServer::start().await;
     let browser = Browser::new(&server);
-    let mut authenticator = SoftAuthenticator::rs256(&browser.base);
-    // The authenticator refuses to answer unless RS256 is among the offered algorithms.
+    let mut authenticator = make(&browser.base);
+    // The authenticator refuses to answer unless its algorithm is among those offered.
     browser.register(&mut authenticator).await;
     let stored = server
         .services
@@ -269,7 +281,7 @@ async fn an_rs256_passkey_like_windows_hello_registers_and_approves() {
         .unwrap()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&stored.public_key).contains("RS256"),
+        String::from_utf8_lossy(&stored.public_key).contains(algorithm),
         "the stored credential names its algorithm"
     );
 
@@ -289,9 +301,9 @@ async fn an_rs256_passkey_like_windows_hello_registers_and_approves() {
         .unwrap();
     assert!(evidence.contains("clientDataJSON"), "{evidence}");
 
-    // Another RS256 key under the same credential id does not approve.
+    // Another key of the same kind under the same credential id does not approve.
     let other = session(&server, 260).await;
-    let mut impostor = SoftAuthenticator::rs256(&browser.base);
+    let mut impostor = make(&browser.base);
     impostor.credential_id = authenticator.credential_id.clone();
     let (code, _) = browser.approve(&mut impostor, &other).await;
     assert_eq!(code, 400);

@@ -9,10 +9,10 @@
 //! registration, the signature over the authenticator data and the client data hash,
 //! and the signature counter against the one stored.
 //!
-//! Passkeys may use ES256 (ECDSA P-256, what most authenticators make) or RS256 (RSA
-//! PKCS#1 v1.5 with SHA-256, as Windows Hello makes them). The crate does not verify
-//! EdDSA yet, so it is not offered: an authenticator that supports only Ed25519 is
-//! refused at registration.
+//! Passkeys may use ES256 (ECDSA P-256, what most authenticators make), EdDSA (Ed25519,
+//! as some security keys make them) or RS256 (RSA PKCS#1 v1.5 with SHA-256, as Windows
+//! Hello makes them). The crate runs every check for all three but cannot verify with
+//! an Ed25519 key: [`ed25519`] takes over at that one step.
 //!
 //! The challenge of an approval is derived from the charge (session, amount, currency,
 //! merchant) and a nonce, so the stored assertion proves which charge it approved. The
@@ -39,8 +39,14 @@ use webauthn_rs_core::proto::{
 };
 use webauthn_rs_core::WebauthnCore;
 
+mod ed25519;
+
 /// The algorithms offered to authenticators, most preferred first.
-const ALGORITHMS: [COSEAlgorithm; 2] = [COSEAlgorithm::ES256, COSEAlgorithm::RS256];
+const ALGORITHMS: [COSEAlgorithm; 3] = [
+    COSEAlgorithm::ES256,
+    COSEAlgorithm::EDDSA,
+    COSEAlgorithm::RS256,
+];
 const TIMEOUT_MS: u64 = 120_000;
 const FLAG_BACKUP_ELIGIBLE: u8 = 0x08;
 
@@ -92,7 +98,7 @@ pub enum WebauthnError {
     BadSignature,
     #[error("the signature counter went back: the passkey may have been copied")]
     CounterWentBack,
-    #[error("this kind of passkey is not supported: use one with ES256 or RS256")]
+    #[error("this kind of passkey is not supported: use one with ES256, EdDSA or RS256")]
     UnsupportedKey,
     #[error("the passkey was refused: {0}")]
     Refused(String),
@@ -233,7 +239,7 @@ pub struct NewCredential {
     /// What to store: the crate's `Credential` in JSON (key, algorithm, flags).
     pub public_key: Vec<u8>,
     pub sign_count: u32,
-    /// The COSE algorithm of the key (-7 ES256, -257 RS256).
+    /// The COSE algorithm of the key (-7 ES256, -8 EdDSA, -257 RS256).
     pub algorithm: i64,
 }
 
@@ -263,7 +269,10 @@ pub fn verify_registration(
         type_: "public-key".into(),
         extensions: Default::default(),
     };
-    let credential = checker.register_credential(&answer, &state, None)?;
+    let credential = match checker.register_credential(&answer, &state, None) {
+        Err(CoreError::SshPublicKeyEDUnsupported) => ed25519::registered(attestation_object)?,
+        checked => checked?,
+    };
     if credential.cred_id.is_empty() {
         return Err(WebauthnError::Malformed("credential id"));
     }
@@ -365,11 +374,16 @@ pub fn verify_assertion(
         extensions: Default::default(),
         type_: "public-key".into(),
     };
-    let result = checker.authenticate_single_credential(&answer, &state, &credential)?;
-    Ok(VerifiedAssertion {
-        sign_count: result.counter(),
-        user_verified: result.user_verified(),
-    })
+    match checker.authenticate_single_credential(&answer, &state, &credential) {
+        Ok(result) => Ok(VerifiedAssertion {
+            sign_count: result.counter(),
+            user_verified: result.user_verified(),
+        }),
+        Err(CoreError::SshPublicKeyEDUnsupported) => {
+            ed25519::asserted(&credential, client_data_json, authenticator_data, signature)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -692,25 +706,245 @@ mod tests {
 
     #[test]
     fn algorithms_not_offered_are_refused_at_registration() {
-        // Ed25519 (COSE OKP, EdDSA): the crate cannot verify it yet, so it is not offered.
-        let ed25519 = Cbor::Map(vec![
-            (Cbor::Integer(1.into()), Cbor::Integer(1.into())),
-            (Cbor::Integer(3.into()), Cbor::Integer((-8).into())),
-            (Cbor::Integer((-1).into()), Cbor::Integer(6.into())),
-            (Cbor::Integer((-2).into()), Cbor::Bytes(random_bytes(32))),
-        ]);
-        let challenge = random_bytes(32);
-        let client = client_data("webauthn.create", &challenge, "http://localhost:8080");
-        let auth = attested_auth_data("localhost", 0x45, 0, Some((b"ed", ed25519)));
-        assert!(verify_registration(&rp(), &challenge, &client, &attestation(auth)).is_err());
-
         let offered: Vec<i64> = registration_options(&rp(), b"c", b"u")["pubKeyCredParams"]
             .as_array()
             .unwrap()
             .iter()
             .map(|p| p["alg"].as_i64().unwrap())
             .collect();
-        assert_eq!(offered, [-7, -257]);
+        assert_eq!(offered, [-7, -8, -257]);
+        // Ed448 (COSE OKP, curve 7) is EdDSA too, but not offered and not verified.
+        let ed448 = Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(1.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer((-8).into())),
+            (Cbor::Integer((-1).into()), Cbor::Integer(7.into())),
+            (Cbor::Integer((-2).into()), Cbor::Bytes(random_bytes(57))),
+        ]);
+        let challenge = random_bytes(32);
+        let client = client_data("webauthn.create", &challenge, "http://localhost:8080");
+        let auth = attested_auth_data("localhost", 0x45, 0, Some((b"ed", ed448)));
+        assert_eq!(
+            verify_registration(&rp(), &challenge, &client, &attestation(auth)),
+            Err(WebauthnError::UnsupportedKey)
+        );
+    }
+
+    /// An Ed25519 COSE_Key with the given public key bytes.
+    fn ed25519_cose(x: Vec<u8>) -> Cbor {
+        Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(1.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer((-8).into())),
+            (Cbor::Integer((-1).into()), Cbor::Integer(6.into())),
+            (Cbor::Integer((-2).into()), Cbor::Bytes(x)),
+        ])
+    }
+
+    #[test]
+    fn ed25519_passkeys_register_and_approve_with_every_check_of_the_others() {
+        let key = SoftKey::ed25519();
+        let credential = register(&key, b"ed-1", 0x45).unwrap();
+        assert_eq!(credential.algorithm, -8);
+        assert_eq!(credential.credential_id, b"ed-1");
+        assert!(String::from_utf8_lossy(&credential.public_key).contains("EDDSA"));
+        let public = StoredPasskey {
+            credential_id: b"ed-1",
+            public_key: &credential.public_key,
+            sign_count: 3,
+        };
+        let approval = approval_challenge("sess_x", 200, "usd", "mer_y", b"n");
+        let client = client_data("webauthn.get", &approval, "http://localhost:8080");
+        let auth = auth_data("localhost", 0x05, 4, None);
+        let good = key.sign(&auth, &client);
+        assert_eq!(
+            verify_assertion(&rp(), &approval, &public, &client, &auth, &good),
+            Ok(VerifiedAssertion {
+                sign_count: 4,
+                user_verified: true
+            })
+        );
+
+        // What the crate checks before the signature still refuses.
+        let dearer = approval_challenge("sess_x", 20000, "usd", "mer_y", b"n");
+        let elsewhere = client_data("webauthn.get", &approval, "http://evil.example");
+        let create = client_data("webauthn.create", &approval, "http://localhost:8080");
+        for (challenge, client) in [
+            (&dearer, &client),
+            (&approval, &elsewhere),
+            (&approval, &create),
+        ] {
+            let signature = key.sign(&auth, client);
+            assert_eq!(
+                verify_assertion(&rp(), challenge, &public, client, &auth, &signature),
+                Err(WebauthnError::WrongContext)
+            );
+        }
+        let other_site = auth_data("evil.example", 0x05, 4, None);
+        let absent = auth_data("localhost", 0x00, 4, None);
+        let unverified = auth_data("localhost", 0x01, 4, None);
+        for (auth, expected) in [
+            (other_site, WebauthnError::WrongContext),
+            (absent, WebauthnError::NoUserPresence),
+            (unverified, WebauthnError::NoUserVerification),
+        ] {
+            let signature = key.sign(&auth, &client);
+            assert_eq!(
+                verify_assertion(&rp(), &approval, &public, &client, &auth, &signature),
+                Err(expected)
+            );
+        }
+
+        // What the crate leaves to the key: the signature and the counter.
+        let stranger = SoftKey::ed25519().sign(&auth, &client);
+        let mut flipped = good.clone();
+        flipped[10] ^= 1;
+        for signature in [
+            stranger,
+            flipped,
+            good[..63].to_vec(),
+            SoftKey::es256().sign(&auth, &client),
+        ] {
+            assert_eq!(
+                verify_assertion(&rp(), &approval, &public, &client, &auth, &signature),
+                Err(WebauthnError::BadSignature)
+            );
+        }
+        let other_charge = client_data("webauthn.get", &dearer, "http://localhost:8080");
+        assert_eq!(
+            verify_assertion(
+                &rp(),
+                &approval,
+                &public,
+                &client,
+                &auth,
+                &key.sign(&auth, &other_charge)
+            ),
+            Err(WebauthnError::BadSignature),
+            "a signature over other client data"
+        );
+        for count in [2, 3] {
+            let auth = auth_data("localhost", 0x05, count, None);
+            let signature = key.sign(&auth, &client);
+            assert_eq!(
+                verify_assertion(&rp(), &approval, &public, &client, &auth, &signature),
+                Err(WebauthnError::CounterWentBack),
+                "count {count}"
+            );
+        }
+        // Another key under the same credential id.
+        assert_eq!(
+            verify_assertion(
+                &rp(),
+                &approval,
+                &stored(b"ed-2", &credential.public_key),
+                &client,
+                &auth,
+                &good
+            ),
+            Err(WebauthnError::WrongContext)
+        );
+    }
+
+    #[test]
+    fn ed25519_registrations_are_checked_as_the_others_and_bad_keys_refused() {
+        let key = SoftKey::ed25519();
+        let challenge = random_bytes(32);
+        let good = client_data("webauthn.create", &challenge, "http://localhost:8080");
+        let object = |rp_id: &str, flags: u8, cose: Cbor| {
+            attestation(attested_auth_data(rp_id, flags, 0, Some((b"e", cose))))
+        };
+        assert!(verify_registration(
+            &rp(),
+            &challenge,
+            &good,
+            &object("localhost", 0x45, key.cose())
+        )
+        .is_ok());
+        let elsewhere = client_data("webauthn.create", &challenge, "http://localhost:9999");
+        assert_eq!(
+            verify_registration(
+                &rp(),
+                &challenge,
+                &elsewhere,
+                &object("localhost", 0x45, key.cose())
+            ),
+            Err(WebauthnError::WrongContext)
+        );
+        assert_eq!(
+            verify_registration(
+                &rp(),
+                b"other",
+                &good,
+                &object("localhost", 0x45, key.cose())
+            ),
+            Err(WebauthnError::WrongContext)
+        );
+        assert_eq!(
+            verify_registration(
+                &rp(),
+                &challenge,
+                &good,
+                &object("evil.example", 0x45, key.cose())
+            ),
+            Err(WebauthnError::WrongContext)
+        );
+        assert_eq!(
+            verify_registration(
+                &rp(),
+                &challenge,
+                &good,
+                &object("localhost", 0x44, key.cose())
+            ),
+            Err(WebauthnError::NoUserPresence)
+        );
+        // Backed up but not eligible for backup.
+        assert!(verify_registration(
+            &rp(),
+            &challenge,
+            &good,
+            &object("localhost", 0x55, key.cose())
+        )
+        .is_err());
+        // A short key (the crate refuses it), and a point of small order (the identity),
+        // are no keys.
+        let mut identity = vec![0u8; 32];
+        identity[0] = 1;
+        for (x, expected) in [
+            (random_bytes(31), "WebAuthn data"),
+            (identity, "Ed25519 key"),
+        ] {
+            assert_eq!(
+                verify_registration(
+                    &rp(),
+                    &challenge,
+                    &good,
+                    &object("localhost", 0x45, ed25519_cose(x))
+                ),
+                Err(WebauthnError::Malformed(expected))
+            );
+        }
+        // A packed self-attestation stops the crate inside the attestation check, which
+        // is not taken over.
+        let auth = attested_auth_data("localhost", 0x45, 0, Some((b"e", key.cose())));
+        let packed = Cbor::Map(vec![
+            (Cbor::Text("fmt".into()), Cbor::Text("packed".into())),
+            (
+                Cbor::Text("attStmt".into()),
+                Cbor::Map(vec![
+                    (Cbor::Text("alg".into()), Cbor::Integer((-8).into())),
+                    (
+                        Cbor::Text("sig".into()),
+                        Cbor::Bytes(key.sign(&auth, &good)),
+                    ),
+                ]),
+            ),
+            (Cbor::Text("authData".into()), Cbor::Bytes(auth)),
+        ]);
+        let mut packed_object = Vec::new();
+        ciborium::into_writer(&packed, &mut packed_object).unwrap();
+        assert_eq!(
+            verify_registration(&rp(), &challenge, &good, &packed_object),
+            Err(WebauthnError::UnsupportedKey)
+        );
     }
 
     #[test]
