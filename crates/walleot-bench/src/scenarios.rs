@@ -167,42 +167,48 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
     let service = start_service(dir.path(), None, None)?;
     let (idle_rss, _) = service.server.memory_kib();
     let ids = Arc::new(create_sessions(&client, &service, 100).await?);
-    let status = status_load(
-        &client,
-        &service.server.base,
-        &service.key,
-        ids.clone(),
-        &args,
-    )
-    .await;
     let baseline = Server::start(&["baseline", "127.0.0.1:0"], None)?;
-    let minimal = status_load(
-        &client,
-        &baseline.base,
-        "",
-        Arc::new(vec!["x".into()]),
-        &args,
-    )
-    .await;
+    let mut connections = vec![args.concurrency, 64];
+    connections.dedup();
+    for concurrency in connections {
+        let args = Args {
+            concurrency,
+            ..args.clone()
+        };
+        let client = http(concurrency);
+        let status = status_load(
+            &client,
+            &service.server.base,
+            &service.key,
+            ids.clone(),
+            &args,
+        )
+        .await;
+        let minimal = status_load(
+            &client,
+            &baseline.base,
+            "",
+            Arc::new(vec!["x".into()]),
+            &args,
+        )
+        .await;
+        rows.push(row(
+            format!("status checks/s (GET /v1/sessions/{{id}}, {concurrency} connections)"),
+            format!(
+                "{:.0} ({}, {} errors)",
+                status.per_second(),
+                latency(&status),
+                status.errors
+            ),
+            format!(
+                "{:.0} ({}) minimal axum handler",
+                minimal.per_second(),
+                latency(&minimal)
+            ),
+            ratio(status.per_second(), minimal.per_second()),
+        ));
+    }
     drop(baseline);
-    rows.push(row(
-        format!(
-            "status checks/s (GET /v1/sessions/{{id}}, {} connections)",
-            args.concurrency
-        ),
-        format!(
-            "{:.0} ({}, {} errors)",
-            status.per_second(),
-            latency(&status),
-            status.errors
-        ),
-        format!(
-            "{:.0} ({}) minimal axum handler",
-            minimal.per_second(),
-            latency(&minimal)
-        ),
-        ratio(status.per_second(), minimal.per_second()),
-    ));
 
     // Session creation with full durability against raw durable inserts.
     let creates = {

@@ -23,9 +23,27 @@ use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-/// Everything a handler may use, cheap to clone.
+/// Everything a handler may use. Extractors and layers clone it for every request, so
+/// a clone is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub keys: Keys,
     pub sessions: Sessions,
     pub mandates: crate::domain::mandates::Mandates,
@@ -37,6 +55,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<RateLimiter>,
     pub idempotency: IdempotencyPolicy,
+    /// Idempotency keys of the requests running now.
+    pub idempotent_in_flight: crate::http::idempotency::InFlight,
     /// Base of the links handed to payers, without a trailing slash.
     pub public_url: Arc<str>,
     pub pages: Arc<crate::pages::PageContext>,
@@ -44,7 +64,7 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
-impl AppState {
+impl Shared {
     pub fn checkout_url(&self, session_id: &str) -> String {
         format!("{}/checkout/{session_id}", self.public_url)
     }

@@ -1,7 +1,7 @@
 //! Builds the service from its configuration, bound to its port, with its background
 //! work (the expiry sweeper). The binary and the tests both start it through here.
 
-use crate::app::{router, AppState};
+use crate::app::{router, AppState, Shared};
 use crate::domain::approvals::Approvals;
 use crate::domain::factors::Factors;
 use crate::domain::keys::Keys;
@@ -166,7 +166,7 @@ impl Application {
             wallets.clone(),
             mandates.clone(),
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             approvals: Approvals::new(
                 services.store.clone(),
                 clock.clone(),
@@ -184,6 +184,7 @@ impl Application {
             clock,
             limiter: Arc::new(RateLimiter::new(config.limits)),
             idempotency: config.idempotency,
+            idempotent_in_flight: Default::default(),
             pages: Arc::new(PageContext::new(
                 &public_url,
                 page_secret,
@@ -191,7 +192,7 @@ impl Application {
             )),
             public_url: public_url.into(),
             closing: closing.subscribe(),
-        };
+        });
         Ok(Application {
             listener,
             state,

@@ -214,3 +214,161 @@ async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
         other => panic!("an unknown transfer kind was read: {:?}", other.map(|_| ())),
     }
 }
+
+/// The status check's one read (key and session together, on the calling thread)
+/// answers as the two reads through the pool do: the key's own session, nothing of
+/// another mode or merchant, an unknown key refused, a revocation seen at once.
+#[tokio::test]
+async fn the_status_checks_one_read_agrees_with_the_two_reads_it_replaces() {
+    let server = TestServer::start().await;
+    let keys = &server.services.keys;
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/v1/sessions", server.base_url))
+        .bearer_auth(&server.test_key)
+        .json(&serde_json::json!({"amount": 120, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["sessionId"].as_str().unwrap();
+    let (owner, session) = read(&server, id, &server.test_key).await.unwrap();
+    assert_eq!(owner.merchant_id, server.merchant_id);
+    assert_eq!(session.unwrap().amount, 120);
+    let (_, other_mode) = read(&server, id, &server.live_key).await.unwrap();
+    assert!(other_mode.is_none());
+    let stranger = server.other_merchant_key("Other", Livemode::Test).await;
+    let (_, other_merchant) = read(&server, id, &stranger).await.unwrap();
+    assert!(other_merchant.is_none());
+    let unknown = format!("sk_test_{}", "x".repeat(40));
+    assert!(read(&server, id, &unknown).await.is_err());
+
+    let key_id = owner.key_id.clone();
+    keys.revoke(&key_id, 1).await.unwrap();
+    let refused = read(&server, id, &server.test_key).await.unwrap_err();
+    assert!(refused.to_string().contains("revoked"), "{refused}");
+}
+
+/// Both ways of a status check's reads, which must agree; the one read's answer.
+async fn read(
+    server: &TestServer,
+    id: &str,
+    key: &str,
+) -> Result<(Principal, Option<SessionRecord>), walleot_server::domain::keys::AuthenticateError> {
+    let keys = &server.services.keys;
+    let header = format!("Bearer {key}");
+    let one = keys
+        .authenticate_reading(Some(&header), id)
+        .expect("a file database answers on the calling thread");
+    let two = match keys.authenticate(Some(&header)).await {
+        Ok(p) => {
+            let session = server
+                .services
+                .store
+                .get_session(&p.merchant_id, p.mode.is_live(), id)
+                .await
+                .unwrap();
+            Ok((p, session))
+        }
+        Err(e) => Err(e),
+    };
+    assert_eq!(format!("{one:?}"), format!("{two:?}"));
+    one
+}
+
+/// An answer kept for an idempotency key stands until it is forgotten: a second
+/// answer for the key is refused, and a session created with it is not written, so
+/// that two processes racing on one key create one session.
+#[tokio::test]
+async fn a_key_answered_meanwhile_refuses_the_second_answer_and_its_session() {
+    use walleot_server::domain::ports::{IdempotencyClaim, IdempotencyCompletion};
+    use walleot_server::store::StoreError;
+    let server = TestServer::start().await;
+    let store = server.services.store.clone();
+    let answer = |body: &str, created_at: i64, forget_before: i64| IdempotencyCompletion {
+        scope: "m:test".into(),
+        key: "k1".into(),
+        fingerprint: "f".into(),
+        created_at,
+        forget_before,
+        status: 200,
+        body: body.as_bytes().to_vec(),
+    };
+    let look_up = |now| {
+        let store = store.clone();
+        async move {
+            store
+                .look_up_idempotency_key("m:test", "k1", "f", now, 60_000, 86_400_000)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(look_up(1_000).await, IdempotencyClaim::Acquired);
+    store
+        .complete_idempotency_key(&answer("first", 1_000, 0))
+        .await
+        .unwrap();
+    let second = store
+        .complete_idempotency_key(&answer("second", 2_000, 0))
+        .await;
+    assert!(
+        matches!(second, Err(StoreError::AnsweredMeanwhile)),
+        "{second:?}"
+    );
+    let kept = IdempotencyClaim::Replay {
+        status: 200,
+        body: b"first".to_vec(),
+    };
+    assert_eq!(look_up(2_000).await, kept);
+
+    // A session whose answer cannot be kept is not created.
+    let owner = Principal {
+        key_id: String::new(),
+        merchant_id: server.merchant_id.clone(),
+        merchant_name: String::new(),
+        mode: Livemode::Test,
+    };
+    let sessions = walleot_server::domain::sessions::Sessions::new(
+        store.clone(),
+        server.clock.clone(),
+        Default::default(),
+        server.wallets(),
+        server.mandates(),
+    );
+    let record = sessions
+        .prepare(
+            &owner,
+            walleot_api::CreateSessionRequest {
+                amount: 100,
+                currency: "usd".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let event = SessionEvent::new(&record.id, None, record.status, record.created_at);
+    let refused = store
+        .insert_session(&record, &event, Some(&answer("third", 3_000, 0)), None)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::AnsweredMeanwhile)),
+        "{refused:?}"
+    );
+    assert!(store
+        .get_session(&server.merchant_id, false, &record.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Once past its retention, the old answer gives way.
+    store
+        .complete_idempotency_key(&answer("later", 90_000_000, 3_600_000))
+        .await
+        .unwrap();
+    let later = IdempotencyClaim::Replay {
+        status: 200,
+        body: b"later".to_vec(),
+    };
+    assert_eq!(look_up(90_000_000).await, later);
+}

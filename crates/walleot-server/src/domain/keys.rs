@@ -7,6 +7,7 @@
 
 use super::{ids, DomainError};
 use crate::domain::ports::{ApiKeyRecord, Store};
+use crate::domain::sessions::SessionRecord;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -172,6 +173,25 @@ pub struct Keys {
     hasher: KeyHasher,
 }
 
+/// The principal of a stored key found by `hash`, if it may be used.
+fn admit(record: Option<ApiKeyRecord>, hash: &str) -> Result<Principal, AuthenticateError> {
+    let record = record.ok_or(AuthError::Unknown)?;
+    // The look-up was by hash; compare again in constant time so that no branch
+    // depends on how much of a stored hash matched.
+    if record.hash.as_bytes().ct_eq(hash.as_bytes()).unwrap_u8() != 1 {
+        return Err(AuthError::Unknown.into());
+    }
+    if record.revoked_at.is_some() {
+        return Err(AuthError::Revoked.into());
+    }
+    Ok(Principal {
+        key_id: record.id,
+        merchant_id: record.merchant_id,
+        merchant_name: record.merchant_name,
+        mode: record.mode,
+    })
+}
+
 impl Keys {
     pub fn new(store: Arc<dyn Store>, hasher: KeyHasher) -> Self {
         Keys { store, hasher }
@@ -179,6 +199,33 @@ impl Keys {
 
     /// Resolves the value of an `Authorization` header to its merchant and mode.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthenticateError> {
+        let hash = self.hash_of(header)?;
+        let record = self.store.find_api_key(&hash).await?;
+        admit(record, &hash)
+    }
+
+    /// Authenticates as [`Self::authenticate`] does and, in the same read, fetches
+    /// session `session_id` if the key's merchant owns it in the key's mode: the status
+    /// check's one read (see `Store::key_and_session_now`). `None` when the store cannot
+    /// answer at once; the caller then authenticates the usual way.
+    #[allow(clippy::type_complexity)]
+    pub fn authenticate_reading(
+        &self,
+        header: Option<&str>,
+        session_id: &str,
+    ) -> Option<Result<(Principal, Option<SessionRecord>), AuthenticateError>> {
+        let hash = match self.hash_of(header) {
+            Ok(hash) => hash,
+            Err(refused) => return Some(Err(refused)),
+        };
+        Some(match self.store.key_and_session_now(&hash, session_id)? {
+            Ok((record, session)) => admit(record, &hash).map(|principal| (principal, session)),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// The hash of the key an `Authorization` header carries.
+    fn hash_of(&self, header: Option<&str>) -> Result<String, AuthenticateError> {
         let header = header.ok_or(AuthError::Missing)?;
         // The scheme is case-insensitive (RFC 9110, section 11.1); spaces may follow it.
         let raw = header
@@ -189,26 +236,7 @@ impl Keys {
                 "the Authorization header must read `Bearer <secret key>`",
             ))?;
         let key = ApiKey::parse(raw).map_err(AuthError::Malformed)?;
-        let hash = self.hasher.hash(&key);
-        let record = self
-            .store
-            .find_api_key(&hash)
-            .await?
-            .ok_or(AuthError::Unknown)?;
-        // The look-up was by hash; compare again in constant time so that no branch
-        // depends on how much of a stored hash matched.
-        if record.hash.as_bytes().ct_eq(hash.as_bytes()).unwrap_u8() != 1 {
-            return Err(AuthError::Unknown.into());
-        }
-        if record.revoked_at.is_some() {
-            return Err(AuthError::Revoked.into());
-        }
-        Ok(Principal {
-            key_id: record.id,
-            merchant_id: record.merchant_id,
-            merchant_name: record.merchant_name,
-            mode: record.mode,
-        })
+        Ok(self.hasher.hash(&key))
     }
 
     /// Creates a key and returns it in clear: the only time it can be seen.

@@ -362,6 +362,15 @@ pub struct Sessions {
     mandates: Mandates,
 }
 
+/// Makes the answer to a request, to be kept with its change, from the session as the
+/// change leaves it.
+pub type Answer<'a> = dyn Fn(&SessionRecord) -> IdempotencyCompletion + Send + Sync + 'a;
+
+/// The answer for a session the caller's account does not have (or that does not exist).
+fn not_found(id: &str) -> DomainError {
+    DomainError::NotFound(format!("no session `{id}`"))
+}
+
 impl Sessions {
     pub fn new(
         store: Arc<dyn Store>,
@@ -448,7 +457,26 @@ impl Sessions {
     }
 
     pub async fn get(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
-        let mut session = self.find(owner, id).await?;
+        let session = self.find(owner, id).await?;
+        self.as_of_now(session).await
+    }
+
+    /// [`Self::get`] of a session already read with its owner's key (see
+    /// `Keys::authenticate_reading`): `None` is a session the key's account does not have.
+    pub async fn get_read(
+        &self,
+        id: &str,
+        session: Option<SessionRecord>,
+    ) -> Result<SessionRecord, DomainError> {
+        match session {
+            Some(session) => self.as_of_now(session).await,
+            None => Err(not_found(id)),
+        }
+    }
+
+    /// A session as of now: a hold past its deadline lapsed, a pending session past its
+    /// expiry written down as expired.
+    async fn as_of_now(&self, mut session: SessionRecord) -> Result<SessionRecord, DomainError> {
         let now = self.clock.now_ms();
         if let Some(lapsed) = self.lapse_if_due(&session, now).await? {
             session = lapsed;
@@ -571,9 +599,7 @@ impl Sessions {
                     "the session is {status}; only a pending session can be paid"
                 )))
             }
-            Err(DomainError::NotFound(_)) => {
-                Err(DomainError::NotFound(format!("no session `{id}`")))
-            }
+            Err(DomainError::NotFound(_)) => Err(not_found(id)),
             // The top-up and the charge share a transaction, so this is not expected.
             Err(DomainError::InsufficientFunds { .. }) => Err(DomainError::Retry(
                 "the sandbox payer could not be funded; retry the request".into(),
@@ -582,29 +608,19 @@ impl Sessions {
         }
     }
 
-    /// Moves the held funds of a paid manual-capture session to the merchant.
-    pub async fn capture(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
-        self.settle(owner, id, true).await
-    }
-
-    /// Returns the held funds of a paid manual-capture session to the payer; the
-    /// session reads `cancelled`.
-    pub async fn release(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
-        self.settle(owner, id, false).await
-    }
-
-    async fn settle(
+    /// Moves the held funds of a paid manual-capture session to the merchant (`capture`),
+    /// or returns them to the payer, the session then reading `cancelled`. `answer`
+    /// makes the request's answer from the session as it will be; it is kept in the
+    /// transaction that settles. Answers the session and whether its answer was kept so
+    /// (not when the session was settled already, or the request refused).
+    pub async fn settle(
         &self,
         owner: &Principal,
         id: &str,
         capture: bool,
-    ) -> Result<SessionRecord, DomainError> {
+        answer: Option<&Answer<'_>>,
+    ) -> Result<(SessionRecord, bool), DomainError> {
         let session = self.find(owner, id).await?;
-        let (verb, done) = if capture {
-            ("captured", CaptureStatus::Captured)
-        } else {
-            ("released", CaptureStatus::Released)
-        };
         let now = self.clock.now_ms();
         let hold = match session.capture_status {
             Some(CaptureStatus::Held) => self.store.hold_of(&session.id).await?,
@@ -623,17 +639,40 @@ impl Sessions {
                 }
                 Transition::NotFound => Transition::NotFound,
             },
-            Settlement::Settle(plan) => match self.store.apply_plan(&plan).await {
-                Ok(outcome) => outcome,
-                // The hold was resolved a moment ago: nothing is held any more.
-                Err(StoreError::Ledger(LedgerError::NotPending)) => Transition::Stale(session),
-                Err(e) => return Err(e.into()),
-            },
+            Settlement::Settle(plan) => {
+                let kept = answer.map(|answer| answer(&plan.change.applied_to(&session)));
+                return match self.store.apply_plan_answering(&plan, kept.as_ref()).await {
+                    Ok(Transition::Applied(updated)) => Ok((updated, kept.is_some())),
+                    Ok(outcome) => self.settled(outcome, id, capture),
+                    // The hold was resolved a moment ago: nothing is held any more.
+                    Err(StoreError::Ledger(LedgerError::NotPending)) => {
+                        self.settled(Transition::Stale(session), id, capture)
+                    }
+                    Err(e) => Err(e.into()),
+                };
+            }
+        };
+        self.settled(outcome, id, capture)
+    }
+
+    /// What a capture or release comes to when its own plan was not applied.
+    fn settled(
+        &self,
+        outcome: Transition,
+        id: &str,
+        capture: bool,
+    ) -> Result<(SessionRecord, bool), DomainError> {
+        let (verb, done) = if capture {
+            ("captured", CaptureStatus::Captured)
+        } else {
+            ("released", CaptureStatus::Released)
         };
         match outcome {
-            Transition::Applied(updated) => Ok(updated),
-            Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
-            Transition::Stale(current) if current.capture_status == Some(done) => Ok(current),
+            Transition::Applied(updated) => Ok((updated, false)),
+            Transition::NotFound => Err(not_found(id)),
+            Transition::Stale(current) if current.capture_status == Some(done) => {
+                Ok((current, false))
+            }
             Transition::Stale(current) => Err(DomainError::Conflict(
                 match (current.capture_method, current.capture_status) {
                     (CaptureMethod::Automatic, _) => {
@@ -661,15 +700,14 @@ impl Sessions {
     /// A session by id alone, for its checkout page, with its merchant's name; an
     /// overdue pending session has its expiry recorded first.
     pub async fn for_checkout(&self, id: &str) -> Result<(SessionRecord, String), DomainError> {
-        let not_found = || DomainError::NotFound(format!("no session `{id}`"));
         if !ids::has_shape(id, "sess") {
-            return Err(not_found());
+            return Err(not_found(id));
         }
         let (session, merchant) = self
             .store
             .session_for_checkout(id)
             .await?
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| not_found(id))?;
         let now = self.clock.now_ms();
         if session.status == SessionStatus::Pending
             && session.status_at(now) == SessionStatus::Expired
@@ -709,14 +747,13 @@ impl Sessions {
     }
 
     async fn find(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {
-        let not_found = || DomainError::NotFound(format!("no session `{id}`"));
         if !ids::has_shape(id, "sess") {
-            return Err(not_found());
+            return Err(not_found(id));
         }
         self.store
             .get_session(&owner.merchant_id, owner.mode.is_live(), id)
             .await?
-            .ok_or_else(not_found)
+            .ok_or_else(|| not_found(id))
     }
 
     async fn record_expiry(
@@ -734,7 +771,7 @@ impl Sessions {
                 status: updated.status_at(now),
                 ..updated
             }),
-            Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
+            Transition::NotFound => Err(not_found(&id)),
         }
     }
 
@@ -754,7 +791,7 @@ impl Sessions {
         };
         match outcome {
             Transition::Applied(updated) => Ok(updated),
-            Transition::NotFound => Err(DomainError::NotFound(format!("no session `{id}`"))),
+            Transition::NotFound => Err(not_found(id)),
             Transition::Stale(current) => {
                 let status = current.status_at(now);
                 if status == to {

@@ -83,6 +83,9 @@ impl From<DomainError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if let StoreError::AnsweredMeanwhile = err {
+            return ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, err.to_string());
+        }
         tracing::error!(error = %err, "storage failed");
         ApiError::internal()
     }

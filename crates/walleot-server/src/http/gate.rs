@@ -3,10 +3,16 @@
 //!
 //! Requests without a valid key (and the public OpenAPI document) are counted per
 //! client address, which also slows down anyone guessing keys.
+//!
+//! A status check (`GET /v1/sessions/{id}`) has its key and its session read together,
+//! in one read on this thread when the store can (see `Keys::authenticate_reading`);
+//! the session goes to the handler as [`ReadWithKey`].
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::domain::ids;
 use crate::domain::keys::AuthenticateError;
+use crate::domain::sessions::SessionRecord;
 use crate::ratelimit::{Bucket, Decision};
 use axum::extract::{ConnectInfo, OriginalUri, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -43,7 +49,21 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    match state.keys.authenticate(header).await {
+    let read_with_key = status_check_of(&req).and_then(|id| {
+        let read = state.keys.authenticate_reading(header, id)?;
+        Some(read.map(|(principal, session)| {
+            let id = id.to_string();
+            (principal, ReadWithKey { id, session })
+        }))
+    });
+    let authenticated = match read_with_key {
+        Some(read) => read.map(|(principal, read)| {
+            req.extensions_mut().insert(read);
+            principal
+        }),
+        None => state.keys.authenticate(header).await,
+    };
+    match authenticated {
         Ok(principal) => {
             let bucket = if req.method() == Method::POST {
                 Bucket::Sessions
@@ -63,6 +83,24 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
         }
         Err(err @ AuthenticateError::Store(_)) => ApiError::from(err).into_response(),
     }
+}
+
+/// A session read with the key of its status check; `None` when the key's account has
+/// no session `id`.
+#[derive(Debug, Clone)]
+pub struct ReadWithKey {
+    pub id: String,
+    pub session: Option<SessionRecord>,
+}
+
+/// The session id of a status check, when the request is one: a GET of
+/// `/v1/sessions/{id}` whose id has a session's shape.
+fn status_check_of(req: &Request) -> Option<&str> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    let id = full_path(req).strip_prefix("/v1/sessions/")?;
+    ids::has_shape(id, "sess").then_some(id)
 }
 
 /// Runs `inner` if the budget allows, else answers 429; either way adds the headers.

@@ -5,9 +5,15 @@
 //! any later request with the same key and the same method, path and body, with the
 //! header `Idempotent-Replayed: true`. The same key with another request answers 422;
 //! a duplicate that arrives while the first still runs answers 409. Server errors and
-//! answers marked [`Retryable`] are not kept, so the request can be retried. Handlers that create something record the
-//! answer in the same transaction as the thing they create (see [`Recorded`]), so a
-//! crash between the two cannot let a retry create it twice.
+//! answers marked [`Retryable`] are not kept, so the request can be retried.
+//!
+//! Nothing is written before the request runs: the key is looked up, and a duplicate
+//! running in this process is seen in memory ([`InFlight`]). The answer is written once:
+//! by handlers that create something in the same transaction as the thing they create
+//! (see [`Recorded`]), so a crash between the two cannot let a retry create it twice;
+//! for the others after they answer, through the group committer. If another process
+//! sharing the database answered the same key first, the write that would have
+//! duplicated it is refused with 409 and the retry gets that answer.
 
 use super::error::{ApiError, Retryable};
 use super::extract::body_rejection;
@@ -27,11 +33,14 @@ const MAX_KEY_LEN: usize = 255;
 /// Bodies of requests and kept answers are at most this large.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// The claimed key of the running request, for handlers that record their answer.
+/// The key of the running request, for handlers that record their answer.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub scope: String,
     pub key: String,
+    fingerprint: String,
+    arrived_at: i64,
+    retain_ms: i64,
 }
 
 impl Claimed {
@@ -39,9 +48,36 @@ impl Claimed {
         IdempotencyCompletion {
             scope: self.scope.clone(),
             key: self.key.clone(),
+            fingerprint: self.fingerprint.clone(),
+            created_at: self.arrived_at,
+            forget_before: self.arrived_at - self.retain_ms,
             status: status.as_u16(),
             body,
         }
+    }
+}
+
+/// The idempotency keys of the requests running in this process.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<(String, String)>>);
+
+impl InFlight {
+    /// Marks `(scope, key)` running until the guard drops; `None` if it already is.
+    fn enter(&self, scope: &str, key: &str) -> Option<Running<'_>> {
+        let entry = (scope.to_string(), key.to_string());
+        let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entered = running.insert(entry.clone());
+        drop(running);
+        entered.then(|| Running(self, entry))
+    }
+}
+
+struct Running<'a>(&'a InFlight, (String, String));
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut running = (self.0).0.lock().unwrap_or_else(|e| e.into_inner());
+        running.remove(&self.1);
     }
 }
 
@@ -103,9 +139,20 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
     let now = state.clock.now_ms();
     let policy = state.idempotency;
-    let claim = state
+    let in_progress = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::Conflict,
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )
+        .into_response()
+    };
+    let Some(_running) = state.idempotent_in_flight.enter(&scope, &key) else {
+        return in_progress();
+    };
+    let earlier = state
         .store
-        .claim_idempotency_key(
+        .look_up_idempotency_key(
             &scope,
             &key,
             &fingerprint,
@@ -114,7 +161,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             policy.retain_ms,
         )
         .await;
-    match claim {
+    match earlier {
         Err(e) => return ApiError::from(e).into_response(),
         Ok(IdempotencyClaim::Mismatch) => {
             return ApiError::new(
@@ -124,35 +171,27 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             )
             .into_response()
         }
-        Ok(IdempotencyClaim::InProgress) => {
-            return ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorType::Conflict,
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-            )
-            .into_response()
-        }
+        Ok(IdempotencyClaim::InProgress) => return in_progress(),
         Ok(IdempotencyClaim::Replay { status, body }) => return replay(status, body),
         Ok(IdempotencyClaim::Acquired) => {}
     }
 
-    let claimed = Claimed { scope, key };
+    let claimed = Claimed {
+        scope,
+        key,
+        fingerprint,
+        arrived_at: now,
+        retain_ms: policy.retain_ms,
+    };
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(claimed.clone());
     let response = next.run(req).await;
 
     let status = response.status();
-    if status.is_server_error() || response.extensions().get::<Retryable>().is_some() {
-        if let Err(e) = state
-            .store
-            .release_idempotency_key(&claimed.scope, &claimed.key)
-            .await
-        {
-            tracing::error!(error = %e, "could not release an idempotency key");
-        }
-        return response;
-    }
-    if response.extensions().get::<Recorded>().is_some() {
+    if status.is_server_error()
+        || response.extensions().get::<Retryable>().is_some()
+        || response.extensions().get::<Recorded>().is_some()
+    {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::gate::ReadWithKey;
 use super::idempotency::{Claimed, Recorded};
 use super::openapi::{
     BadRequest, Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge, RateLimited,
@@ -10,7 +11,7 @@ use super::openapi::{
 use crate::app::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::ports::CoveredPayment;
-use crate::domain::sessions::{ListQuery, SessionRecord};
+use crate::domain::sessions::{Answer, ListQuery, SessionRecord};
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -112,16 +113,7 @@ pub(super) async fn create(
     } else {
         pending
     };
-    let recorded = claimed.is_some();
-    let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if recorded {
-        response.extensions_mut().insert(Recorded);
-    }
-    Ok(response)
+    Ok(json_answer(body, claimed.is_some()))
 }
 
 /// Longest long poll, in seconds.
@@ -160,6 +152,7 @@ pub(super) struct ReadParams {
 pub(super) async fn read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    read_with_key: Option<Extension<ReadWithKey>>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<ReadParams>,
 ) -> Result<Json<Session>, ApiError> {
@@ -172,7 +165,12 @@ pub(super) async fn read(
                 _ = shutting_down(state.closing.clone()) => state.sessions.get(&principal, &id).await?,
             }
         }
-        _ => state.sessions.get(&principal, &id).await?,
+        _ => match read_with_key {
+            Some(Extension(read)) if read.id == id => {
+                state.sessions.get_read(&id, read.session).await?
+            }
+            _ => state.sessions.get(&principal, &id).await?,
+        },
     };
     Ok(Json(to_wire(&state, record)))
 }
@@ -317,10 +315,10 @@ pub(super) async fn cancel(
 pub(super) async fn capture(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    claimed: Option<Extension<Claimed>>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Session>, ApiError> {
-    let record = state.sessions.capture(&principal, &id).await?;
-    Ok(Json(to_wire(&state, record)))
+) -> Result<Response, ApiError> {
+    settle(&state, &principal, claimed, &id, true).await
 }
 
 #[utoipa::path(
@@ -348,8 +346,44 @@ pub(super) async fn capture(
 pub(super) async fn release(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    claimed: Option<Extension<Claimed>>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Session>, ApiError> {
-    let record = state.sessions.release(&principal, &id).await?;
-    Ok(Json(to_wire(&state, record)))
+) -> Result<Response, ApiError> {
+    settle(&state, &principal, claimed, &id, false).await
+}
+
+/// A capture or release; with an idempotency key, its answer is kept in the
+/// transaction that settles.
+async fn settle(
+    state: &AppState,
+    principal: &Principal,
+    claimed: Option<Extension<Claimed>>,
+    id: &str,
+    capture: bool,
+) -> Result<Response, ApiError> {
+    let body = |record: &SessionRecord| {
+        serde_json::to_vec(&to_wire(state, record.clone())).expect("a session serializes")
+    };
+    let answer = claimed.as_ref().map(|Extension(claimed)| {
+        move |record: &SessionRecord| claimed.completion(StatusCode::OK, body(record))
+    });
+    let answering = answer.as_ref().map(|a| a as &Answer<'_>);
+    let (record, kept) = state
+        .sessions
+        .settle(principal, id, capture, answering)
+        .await?;
+    Ok(json_answer(body(&record), kept))
+}
+
+/// A JSON answer; `recorded` when its idempotent answer is kept already.
+fn json_answer(body: Vec<u8>, recorded: bool) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if recorded {
+        response.extensions_mut().insert(Recorded);
+    }
+    response
 }

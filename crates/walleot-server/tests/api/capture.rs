@@ -422,3 +422,39 @@ async fn a_list_after_the_hold_deadline_shows_the_session_expired() {
     );
     assert_eq!(balances(&app, &payer).await, (300, 0, 0));
 }
+
+/// A capture sent with an idempotency key keeps its answer in the transaction that
+/// captures: a retry replays it byte for byte, and it is the session as stored.
+#[tokio::test]
+async fn an_idempotent_capture_keeps_its_answer_with_the_capture() {
+    let app = spawn_app().await;
+    for (verb, status) in [("capture", "captured"), ("release", "released")] {
+        let (id, _) = held(&app, 180).await;
+        let send = || {
+            reqwest::Client::new()
+                .post(format!("{}/v1/sessions/{id}/{verb}", app.server.base_url))
+                .bearer_auth(app.key())
+                .header("Idempotency-Key", format!("{verb}-{id}"))
+                .send()
+        };
+        let first = send().await.unwrap();
+        assert_eq!(first.status(), 200);
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let first = first.bytes().await.unwrap();
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(
+            again.bytes().await.unwrap(),
+            first,
+            "replayed byte for byte"
+        );
+        let kept: Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(kept["captureStatus"], status);
+        assert_eq!(
+            kept,
+            read(&app, &id).await,
+            "the answer is the session as stored"
+        );
+    }
+}

@@ -62,7 +62,17 @@ pub trait LedgerStore: Send + Sync + 'static {
     /// Writes a plan atomically if its precondition still holds: its transfers, the
     /// session's change, event and approval. A transfer that breaks a rule of the
     /// ledger (a wallet overdrawn) fails with [`LedgerError`] and writes nothing.
-    async fn apply_plan(&self, plan: &Plan) -> Result<PlanOutcome<SessionRecord>, StoreError>;
+    async fn apply_plan(&self, plan: &Plan) -> Result<PlanOutcome<SessionRecord>, StoreError> {
+        self.apply_plan_answering(plan, None).await
+    }
+    /// [`Self::apply_plan`], keeping in the same transaction, when the plan is applied,
+    /// the answer to the request that asked for it (see
+    /// `IdempotencyStore::complete_idempotency_key`).
+    async fn apply_plan_answering(
+        &self,
+        plan: &Plan,
+        answer: Option<&super::IdempotencyCompletion>,
+    ) -> Result<PlanOutcome<SessionRecord>, StoreError>;
     /// Writes the plans whose precondition still holds, in one transaction; skips the
     /// others. Returns how many were written. An error writes none.
     async fn apply_plans(&self, plans: &[Plan]) -> Result<usize, StoreError>;

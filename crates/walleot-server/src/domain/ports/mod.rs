@@ -18,6 +18,7 @@ pub use payers::PayerStore;
 pub use sessions::{CoveredPayment, SessionPage, SessionStore, Transition};
 
 use crate::domain::ledger::LedgerError;
+use crate::domain::sessions::SessionRecord;
 use async_trait::async_trait;
 
 /// Why the store could not do what was asked. Database errors arrive as their text:
@@ -32,6 +33,10 @@ pub enum StoreError {
     WriteFailed(String),
     #[error("unsupported database URL `{0}`: use sqlite://PATH")]
     UnsupportedUrl(String),
+    /// Another request with the same idempotency key was answered first (by another
+    /// process sharing the database); nothing was written.
+    #[error("a request with this Idempotency-Key was answered meanwhile; send it again to get that answer")]
+    AnsweredMeanwhile,
     /// A transfer broke a rule of the ledger; nothing was written.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -47,4 +52,18 @@ pub trait Store:
 
     /// A secret kept by the database itself, created on first use.
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+
+    /// The key with this hash (with its merchant's name) and, when its merchant owns it
+    /// in the key's mode, session `session_id`: the two reads of a status check in one,
+    /// answered on the calling thread without waiting on anything. `None` when the store
+    /// cannot answer so right now (it has no such read, or the database is busy): the
+    /// caller then reads the usual way.
+    #[allow(clippy::type_complexity)]
+    fn key_and_session_now(
+        &self,
+        _key_hash: &str,
+        _session_id: &str,
+    ) -> Option<Result<(Option<ApiKeyRecord>, Option<SessionRecord>), StoreError>> {
+        None
+    }
 }

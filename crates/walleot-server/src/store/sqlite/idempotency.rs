@@ -1,14 +1,14 @@
-//! Idempotency keys in SQLite: a claim per key, then the kept answer.
+//! Idempotency keys in SQLite: the kept answers, looked up without writing and written
+//! with the change they answer (or through the group committer on their own).
 
-use super::SqliteStore;
-use super::{complete_in, corrupt};
+use super::{corrupt, SqliteStore, WriteJob};
 use crate::domain::ports::{IdempotencyClaim, IdempotencyCompletion, IdempotencyStore, StoreError};
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
-    async fn claim_idempotency_key(
+    async fn look_up_idempotency_key(
         &self,
         scope: &str,
         key: &str,
@@ -17,80 +17,44 @@ impl IdempotencyStore for SqliteStore {
         stale_ms: i64,
         retain_ms: i64,
     ) -> Result<IdempotencyClaim, StoreError> {
-        let mut tx = self.write().await?;
         let existing = sqlx::query(
             "SELECT fingerprint, response_status, response_body, created_at, locked_at \
              FROM idempotency_keys WHERE scope = ? AND key = ?",
         )
         .bind(scope)
         .bind(key)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.reader)
         .await?;
-        let claim = match existing {
-            Some(row) if row.try_get::<i64, _>("created_at")? > now_ms - retain_ms => {
-                let status: Option<i64> = row.try_get("response_status")?;
-                if row.try_get::<String, _>("fingerprint")? != fingerprint {
-                    IdempotencyClaim::Mismatch
-                } else if let Some(status) = status {
-                    IdempotencyClaim::Replay {
-                        status: u16::try_from(status).map_err(corrupt)?,
-                        body: row.try_get("response_body")?,
-                    }
-                } else if row.try_get::<i64, _>("locked_at")? > now_ms - stale_ms {
-                    IdempotencyClaim::InProgress
-                } else {
-                    sqlx::query(
-                        "UPDATE idempotency_keys SET locked_at = ? WHERE scope = ? AND key = ?",
-                    )
-                    .bind(now_ms)
-                    .bind(scope)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-                    IdempotencyClaim::Acquired
-                }
-            }
-            _ => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO idempotency_keys \
-                         (scope, key, fingerprint, response_status, response_body, created_at, locked_at) \
-                     VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-                )
-                .bind(scope)
-                .bind(key)
-                .bind(fingerprint)
-                .bind(now_ms)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-                IdempotencyClaim::Acquired
-            }
+        let Some(row) = existing else {
+            return Ok(IdempotencyClaim::Acquired);
         };
-        tx.commit().await?;
-        Ok(claim)
+        if row.try_get::<i64, _>("created_at")? <= now_ms - retain_ms {
+            return Ok(IdempotencyClaim::Acquired);
+        }
+        let status: Option<i64> = row.try_get("response_status")?;
+        Ok(if row.try_get::<String, _>("fingerprint")? != fingerprint {
+            IdempotencyClaim::Mismatch
+        } else if let Some(status) = status {
+            IdempotencyClaim::Replay {
+                status: u16::try_from(status).map_err(corrupt)?,
+                body: row.try_get("response_body")?,
+            }
+        } else if row.try_get::<i64, _>("locked_at")? > now_ms - stale_ms {
+            IdempotencyClaim::InProgress
+        } else {
+            IdempotencyClaim::Acquired
+        })
     }
 
     async fn complete_idempotency_key(
         &self,
         done: &IdempotencyCompletion,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        complete_in(&mut tx, done).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn release_idempotency_key(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND response_status IS NULL",
-        )
-        .bind(scope)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.group_write(|reply| WriteJob::Answer {
+            done: done.clone(),
+            reply,
+        })
+        .await
     }
 
     async fn purge_idempotency_keys(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
@@ -102,4 +66,36 @@ impl IdempotencyStore for SqliteStore {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Keeps an answer in `tx`: over nothing, over a claim left running, or over an answer
+/// older than the retention; an answer kept since the request arrived stands, and the
+/// change this answer goes with must not be written.
+pub(super) async fn complete_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    done: &IdempotencyCompletion,
+) -> Result<(), StoreError> {
+    let written = sqlx::query(
+        "INSERT INTO idempotency_keys \
+             (scope, key, fingerprint, response_status, response_body, created_at, locked_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+         ON CONFLICT (scope, key) DO UPDATE SET \
+             fingerprint = excluded.fingerprint, response_status = excluded.response_status, \
+             response_body = excluded.response_body, created_at = excluded.created_at, \
+             locked_at = excluded.locked_at \
+         WHERE idempotency_keys.response_status IS NULL OR idempotency_keys.created_at < ?7",
+    )
+    .bind(&done.scope)
+    .bind(&done.key)
+    .bind(&done.fingerprint)
+    .bind(i64::from(done.status))
+    .bind(&done.body)
+    .bind(done.created_at)
+    .bind(done.forget_before)
+    .execute(&mut **tx)
+    .await?;
+    if written.rows_affected() == 0 {
+        return Err(StoreError::AnsweredMeanwhile);
+    }
+    Ok(())
 }

@@ -368,9 +368,14 @@ impl LedgerStore for SqliteStore {
         Ok(())
     }
 
-    async fn apply_plan(&self, plan: &Plan) -> Result<PlanOutcome<SessionRecord>, StoreError> {
+    async fn apply_plan_answering(
+        &self,
+        plan: &Plan,
+        answer: Option<&crate::domain::ports::IdempotencyCompletion>,
+    ) -> Result<PlanOutcome<SessionRecord>, StoreError> {
         self.group_write(|done| super::WriteJob::Plan {
             plan: plan.clone(),
+            answer: answer.cloned().map(Box::new),
             done,
         })
         .await

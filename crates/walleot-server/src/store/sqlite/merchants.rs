@@ -1,7 +1,7 @@
 //! Merchants and their API keys in SQLite.
 
 use super::SqliteStore;
-use super::{key_from_row, merchant_from_row};
+use super::{key_from_row, merchant_from_row, KEY};
 use crate::domain::ports::{ApiKeyRecord, Merchant, MerchantStore, StoreError};
 use async_trait::async_trait;
 
@@ -67,7 +67,7 @@ impl MerchantStore for SqliteStore {
         .fetch_optional(&self.reader)
         .await?
         .as_ref()
-        .map(key_from_row)
+        .map(|row| key_from_row(row, &KEY))
         .transpose()
     }
 
@@ -81,7 +81,7 @@ impl MerchantStore for SqliteStore {
         .fetch_all(&self.reader)
         .await?
         .iter()
-        .map(key_from_row)
+        .map(|row| key_from_row(row, &KEY))
         .collect()
     }
 

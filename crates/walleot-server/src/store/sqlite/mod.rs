@@ -5,12 +5,14 @@
 //! reads use a separate pool and, thanks to WAL, never wait for a writer. Commits use
 //! `synchronous = FULL`: an answer is sent only once its change is on disk.
 
+mod columns;
 mod idempotency;
 mod ledger;
 mod mandates;
 mod merchants;
 mod payers;
 mod plans;
+mod point_reads;
 mod sessions;
 
 use crate::domain::payments::Plan;
@@ -20,6 +22,7 @@ use crate::domain::ports::{
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Livemode;
 use async_trait::async_trait;
+use columns::Columns;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -60,6 +63,8 @@ pub struct SqliteStore {
     jobs: tokio::sync::mpsc::Sender<WriteJob>,
     /// Ids of sessions whose status changed, after commit (see `session_changes`).
     changes: tokio::sync::broadcast::Sender<String>,
+    /// Reads of the status check on the calling thread; none for a database in memory.
+    point_reads: Option<point_reads::PointReads>,
 }
 
 /// Ids kept for slow receivers of session changes before they lag.
@@ -79,7 +84,14 @@ enum WriteJob {
     /// A plan of the domain: a payment, or another change of a session.
     Plan {
         plan: Plan,
+        /// Kept with the change if the plan is applied.
+        answer: Option<Box<IdempotencyCompletion>>,
         done: Reply<PlanOutcome<SessionRecord>>,
+    },
+    /// The kept answer of a request whose change (if any) is written already.
+    Answer {
+        done: IdempotencyCompletion,
+        reply: Reply<()>,
     },
 }
 
@@ -89,6 +101,7 @@ enum Outcome {
         Result<Option<SessionRecord>, StoreError>,
         Reply<Option<SessionRecord>>,
     ),
+    Answer(Result<(), StoreError>, Reply<()>),
     Plan(
         Result<PlanOutcome<SessionRecord>, StoreError>,
         Reply<PlanOutcome<SessionRecord>>,
@@ -104,6 +117,8 @@ impl Outcome {
             (Outcome::NewSession(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
             (Outcome::Plan(r, done), Ok(())) => drop(done.send(r)),
             (Outcome::Plan(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
+            (Outcome::Answer(r, done), Ok(())) => drop(done.send(r)),
+            (Outcome::Answer(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
         }
     }
 }
@@ -153,9 +168,20 @@ async fn group_commit(
                         .await;
                         (r.is_err(), Outcome::NewSession(r, done))
                     }
-                    WriteJob::Plan { plan, done } => {
-                        let r = plans::apply_in(&mut tx, &plan).await;
+                    WriteJob::Plan { plan, answer, done } => {
+                        let r = match (plans::apply_in(&mut tx, &plan).await, answer) {
+                            (Ok(PlanOutcome::Applied(changed)), Some(answer)) => {
+                                idempotency::complete_in(&mut tx, &answer)
+                                    .await
+                                    .map(|()| PlanOutcome::Applied(changed))
+                            }
+                            (r, _) => r,
+                        };
                         (r.is_err(), Outcome::Plan(r, done))
+                    }
+                    WriteJob::Answer { done, reply } => {
+                        let r = idempotency::complete_in(&mut tx, &done).await;
+                        (r.is_err(), Outcome::Answer(r, reply))
                     }
                 };
                 outcomes.push(outcome);
@@ -191,6 +217,7 @@ async fn group_commit(
                     drop(done.send(Err(StoreError::WriteFailed(e))))
                 }
                 WriteJob::Plan { done, .. } => drop(done.send(Err(StoreError::WriteFailed(e)))),
+                WriteJob::Answer { reply, .. } => drop(reply.send(Err(StoreError::WriteFailed(e)))),
             }
         }
     }
@@ -235,13 +262,13 @@ async fn new_session_in(
         sqlx::query("RELEASE covered").execute(&mut **tx).await?;
         if let Some(paid) = paid {
             if let Some(done) = &covered.completion {
-                complete_in(tx, done).await?;
+                idempotency::complete_in(tx, done).await?;
             }
             return Ok(Some(paid));
         }
     }
     if let Some(done) = completion {
-        complete_in(tx, done).await?;
+        idempotency::complete_in(tx, done).await?;
     }
     Ok(None)
 }
@@ -301,8 +328,16 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
+        let point_reads = match options.get_filename() {
+            path if path.as_os_str() == ":memory:" || url.contains("mode=memory") => None,
+            path => {
+                // Two connections per core: each worker thread finds one idle.
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                Some(point_reads::PointReads::open(path, 2 * cores)?)
+            }
+        };
         let (jobs, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
         let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFER);
         tokio::spawn(group_commit(writer.clone(), queue, changes.clone()));
@@ -311,6 +346,7 @@ impl SqliteStore {
             reader,
             jobs,
             changes,
+            point_reads,
         })
     }
 
@@ -335,49 +371,60 @@ fn parse_stored<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, StoreE
         .map_err(|_| corrupt(format!("unknown {what} `{raw}`")))
 }
 
-fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let currency: String = row.try_get("currency")?;
-    let status: String = row.try_get("status")?;
+fn session_from_row(row: &impl Columns) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        livemode: row.try_get("livemode")?,
-        amount: row.try_get("amount")?,
-        currency: currency.parse().map_err(corrupt)?,
-        description: row.try_get("description")?,
-        status: status.parse().map_err(corrupt)?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        updated_at: row.try_get("updated_at")?,
-        capture_method: parse_stored(
-            &row.try_get::<String, _>("capture_method")?,
-            "capture method",
-        )?,
+        id: row.text("id")?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?.parse().map_err(corrupt)?,
+        description: row.text_or_null("description")?,
+        status: row.text("status")?.parse().map_err(corrupt)?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        updated_at: row.int("updated_at")?,
+        capture_method: parse_stored(&row.text("capture_method")?, "capture method")?,
         capture_status: row
-            .try_get::<Option<String>, _>("capture_status")?
+            .text_or_null("capture_status")?
             .map(|s| parse_stored(&s, "capture status"))
             .transpose()?,
-        metadata: match row.try_get::<Option<String>, _>("metadata")? {
+        metadata: match row.text_or_null("metadata")? {
             Some(text) => serde_json::from_str(&text)
                 .map_err(|e| corrupt(format!("session metadata: {e}")))?,
             None => Default::default(),
         },
-        customer: row.try_get("customer")?,
-        mandate_id: row.try_get("mandate_id")?,
-        mandate_period: row.try_get("mandate_period")?,
+        customer: row.text_or_null("customer")?,
+        mandate_id: row.text_or_null("mandate_id")?,
+        mandate_period: row.int_or_null("mandate_period")?,
     })
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
+/// The names a query gives the key columns that sessions also have.
+struct KeyColumns {
+    id: &'static str,
+    merchant_id: &'static str,
+    livemode: &'static str,
+    created_at: &'static str,
+}
+
+/// A key read on its own, its columns under their names.
+const KEY: KeyColumns = KeyColumns {
+    id: "id",
+    merchant_id: "merchant_id",
+    livemode: "livemode",
+    created_at: "created_at",
+};
+
+fn key_from_row(row: &impl Columns, names: &KeyColumns) -> Result<ApiKeyRecord, StoreError> {
     Ok(ApiKeyRecord {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        merchant_name: row.try_get("merchant_name")?,
-        mode: Livemode::from_flag(row.try_get("livemode")?),
-        hash: row.try_get("hash")?,
-        prefix: row.try_get("prefix")?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        id: row.text(names.id)?,
+        merchant_id: row.text(names.merchant_id)?,
+        merchant_name: row.text("merchant_name")?,
+        mode: Livemode::from_flag(row.flag(names.livemode)?),
+        hash: row.text("hash")?,
+        prefix: row.text("prefix")?,
+        created_at: row.int(names.created_at)?,
+        revoked_at: row.int_or_null("revoked_at")?,
     })
 }
 
@@ -408,25 +455,18 @@ async fn insert_event(
     Ok(())
 }
 
-async fn complete_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    done: &IdempotencyCompletion,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET response_status = ?, response_body = ? \
-         WHERE scope = ? AND key = ? AND response_status IS NULL",
-    )
-    .bind(i64::from(done.status))
-    .bind(&done.body)
-    .bind(&done.scope)
-    .bind(&done.key)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
+    fn key_and_session_now(
+        &self,
+        key_hash: &str,
+        session_id: &str,
+    ) -> Option<Result<(Option<ApiKeyRecord>, Option<SessionRecord>), StoreError>> {
+        self.point_reads
+            .as_ref()?
+            .key_and_session(key_hash, session_id)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())

@@ -1,0 +1,110 @@
+//! Point reads on the calling thread.
+//!
+//! A status check is one indexed read of some ten microseconds of SQLite work. Through
+//! the sqlx pool it also pays a hand-off to a worker thread and back for every query and
+//! a health check for every acquire: several times the read itself. The reads here run
+//! synchronously instead, on read-only rusqlite connections (the same SQLite library
+//! as sqlx's), each with its statements prepared once. They never wait: when no
+//! connection is idle or the database is busy they answer `None`, and the caller reads
+//! through the pool as before. A connection is never held across an `.await`.
+
+use super::columns::Columns;
+use super::{key_from_row, session_from_row, KeyColumns, SESSION_COLUMNS_S};
+use crate::domain::ports::{ApiKeyRecord, StoreError};
+use crate::domain::sessions::SessionRecord;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
+
+pub(super) struct PointReads {
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A key with its merchant's name, and the session of that merchant and mode with the
+/// id asked for, if there is one: key columns carry a `key_` prefix where their names
+/// are also session columns.
+static KEY_AND_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT k.id AS key_id, k.merchant_id AS key_merchant_id, m.name AS merchant_name, \
+                k.livemode AS key_livemode, k.hash, k.prefix, k.created_at AS key_created_at, \
+                k.revoked_at, {} \
+         FROM api_keys k JOIN merchants m ON m.id = k.merchant_id \
+         LEFT JOIN sessions s ON s.id = ?2 AND s.merchant_id = k.merchant_id \
+                             AND s.livemode = k.livemode \
+         WHERE k.hash = ?1",
+        *SESSION_COLUMNS_S
+    )
+});
+
+const JOINED_KEY: KeyColumns = KeyColumns {
+    id: "key_id",
+    merchant_id: "key_merchant_id",
+    livemode: "key_livemode",
+    created_at: "key_created_at",
+};
+
+impl PointReads {
+    /// `connections` read-only connections to the database file at `path`.
+    pub(super) fn open(path: &Path, connections: usize) -> Result<Self, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let idle = (0..connections)
+            .map(|_| {
+                let connection = Connection::open_with_flags(path, flags)?;
+                // Never wait for a lock: the pool is the path that waits.
+                connection.busy_timeout(std::time::Duration::ZERO)?;
+                Ok(connection)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(PointReads {
+            idle: Mutex::new(idle),
+        })
+    }
+
+    /// Runs `read` on an idle connection; `None` when there is none or SQLite is busy.
+    fn run<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<Result<T, StoreError>>,
+    ) -> Option<Result<T, StoreError>> {
+        let connection = self.idle.lock().ok()?.pop()?;
+        let result = read(&connection);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(connection);
+        }
+        match result {
+            Ok(answer) => Some(answer),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+            {
+                None
+            }
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    /// See `Store::key_and_session_now`.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn key_and_session(
+        &self,
+        key_hash: &str,
+        session_id: &str,
+    ) -> Option<Result<(Option<ApiKeyRecord>, Option<SessionRecord>), StoreError>> {
+        self.run(|connection| {
+            let mut statement = connection.prepare_cached(&KEY_AND_SESSION)?;
+            let row = statement
+                .query_row((key_hash, session_id), |row| {
+                    Ok((|| {
+                        let key = key_from_row(row, &JOINED_KEY)?;
+                        let session = match row.text_or_null("id")? {
+                            Some(_) => Some(session_from_row(row)?),
+                            None => None,
+                        };
+                        Ok((Some(key), session))
+                    })())
+                })
+                .optional()?;
+            Ok(row.unwrap_or(Ok((None, None))))
+        })
+    }
+}
