@@ -43,6 +43,10 @@ pub struct Args {
     /// comparison (`cargo test -p walleot-server --test python_compat` makes this one).
     #[arg(long, default_value = "target/tmp/python-walleot-venv/bin/python")]
     pub official_walleot: PathBuf,
+    /// Only the service's share of a paid call (`paid-requests`), e.g. to compare builds
+    /// of the service named by `WALLEOT_BENCH_SERVICE`.
+    #[arg(long, value_parser = ["paid-requests"])]
+    pub only: Option<String>,
 }
 
 impl Args {

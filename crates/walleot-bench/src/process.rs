@@ -19,7 +19,10 @@ impl Drop for Server {
 impl Server {
     /// Starts `walleot-bench <args>` and waits for the line naming its address.
     pub fn start(args: &[&str], cpus: Option<&str>) -> anyhow::Result<Self> {
-        let me = std::env::current_exe()?;
+        let me = match args.first() {
+            Some(&"walleot") => service_executable()?,
+            _ => std::env::current_exe()?,
+        };
         let mut command = match cpus {
             Some(list) => {
                 let mut c = Command::new("taskset");
@@ -75,8 +78,18 @@ impl Server {
 }
 
 /// Runs the `walleot` command line of this executable and returns what it printed.
+/// The executable that runs `walleot …`: this one, or another build of the benchmark
+/// named by `WALLEOT_BENCH_SERVICE` (to measure an earlier version of the service with
+/// the same load).
+fn service_executable() -> anyhow::Result<std::path::PathBuf> {
+    Ok(match std::env::var_os("WALLEOT_BENCH_SERVICE") {
+        Some(path) => path.into(),
+        None => std::env::current_exe()?,
+    })
+}
+
 pub fn walleot(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(std::env::current_exe()?)
+    let out = Command::new(service_executable()?)
         .arg("walleot")
         .args(args)
         .env("RUST_LOG", "error")

@@ -157,11 +157,85 @@ async fn status_load(
     .await
 }
 
+/// The requests a paid TWO_STEP call makes of the service, sent one after another as
+/// the Rust SDK sends them: the creation of a manual-capture session under an
+/// idempotency key, then (once the payer paid, not timed) the status read and the
+/// capture under an idempotency key. The mean time of the three, per call.
+async fn paid_requests(
+    http: &reqwest::Client,
+    service: &Service,
+    args: &Args,
+) -> anyhow::Result<Row> {
+    let rounds = if args.short { 200 } else { 1000 };
+    let base = &service.server.base;
+    let (mut create, mut status, mut capture) = (0.0, 0.0, 0.0);
+    for round in 0..rounds {
+        let started = Instant::now();
+        let session: serde_json::Value = http
+            .post(format!("{base}/v1/sessions"))
+            .bearer_auth(&service.key)
+            .header("Idempotency-Key", format!("create-{round}"))
+            .json(&json!({"amount": 200, "currency": "usd", "captureMethod": "manual"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        create += started.elapsed().as_secs_f64();
+        let id = session["sessionId"].as_str().unwrap_or_default();
+        http.post(format!("{base}/v1/test_helpers/sessions/{id}/pay"))
+            .bearer_auth(&service.key)
+            .send()
+            .await?
+            .error_for_status()?;
+        let started = Instant::now();
+        let read: serde_json::Value = http
+            .get(format!("{base}/v1/sessions/{id}"))
+            .bearer_auth(&service.key)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::ensure!(read["captureStatus"] == "held", "not held: {read}");
+        status += started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        http.post(format!("{base}/v1/sessions/{id}/capture"))
+            .bearer_auth(&service.key)
+            .header("Idempotency-Key", format!("capture-{round}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        capture += started.elapsed().as_secs_f64();
+    }
+    let ms = |seconds: f64| seconds * 1000.0 / rounds as f64;
+    Ok(row(
+        "the service's share of a paid TWO_STEP call (create and capture with an idempotency key, and the status read between, one after another)",
+        format!(
+            "{:.2} ms mean (create {:.2}, status {:.2}, capture {:.2}; {rounds} calls)",
+            ms(create + status + capture),
+            ms(create),
+            ms(status),
+            ms(capture)
+        ),
+        "-",
+        "-",
+    ))
+}
+
 pub async fn all(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rows = Vec::new();
     let dir = tempfile::tempdir()?;
     let client = http(args.concurrency);
+    if args.only.as_deref() == Some("paid-requests") {
+        let service = start_service(dir.path(), None, None)?;
+        let row = paid_requests(&client, &service, &args).await?;
+        println!("| {} | {} |", row.what, row.value);
+        return Ok(());
+    }
 
     // Status checks against a minimal handler of the same framework.
     let service = start_service(dir.path(), None, None)?;
@@ -265,6 +339,8 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
         format!("{:.0} raw one-row transactions/s", raw.per_second()),
         ratio(per_second, raw.per_second()),
     ));
+
+    rows.push(paid_requests(&client, &service, &args).await?);
 
     // The cost of a price on an MCP tool, in each SDK.
     let (free, paid) = mcp_cost(&service, &args, false).await?;
