@@ -361,14 +361,36 @@ async fn a_key_answered_meanwhile_refuses_the_second_answer_and_its_session() {
         .unwrap()
         .is_none());
 
-    // Once past its retention, the old answer gives way.
+    // Once past its retention (from the very millisecond the look-up forgets it), the
+    // old answer gives way.
+    assert_eq!(look_up(86_401_000).await, IdempotencyClaim::Acquired);
     store
-        .complete_idempotency_key(&answer("later", 90_000_000, 3_600_000))
+        .complete_idempotency_key(&answer("edge", 86_401_000, 1_000))
+        .await
+        .unwrap();
+    let edge = IdempotencyClaim::Replay {
+        status: 200,
+        body: b"edge".to_vec(),
+    };
+    assert_eq!(look_up(86_401_000).await, edge);
+    store
+        .complete_idempotency_key(&answer("later", 200_000_000, 113_600_000))
         .await
         .unwrap();
     let later = IdempotencyClaim::Replay {
         status: 200,
         body: b"later".to_vec(),
     };
-    assert_eq!(look_up(90_000_000).await, later);
+    assert_eq!(look_up(200_000_000).await, later);
+}
+
+/// A database in memory has no file for the status check's own connections: it opens,
+/// and its status checks read through the pool.
+#[tokio::test]
+async fn a_database_in_memory_opens_and_answers_status_checks_through_the_pool() {
+    let store = walleot_server::store::open("sqlite::memory:")
+        .await
+        .unwrap();
+    assert!(store.key_and_session_now("hash", "sess_x").is_none());
+    store.ping().await.unwrap();
 }

@@ -84,7 +84,11 @@ impl From<DomainError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         if let StoreError::AnsweredMeanwhile = err {
-            return ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, err.to_string());
+            // Not kept: the retry replays the answer kept first.
+            let mut conflict =
+                ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, err.to_string());
+            conflict.retryable = true;
+            return conflict;
         }
         tracing::error!(error = %err, "storage failed");
         ApiError::internal()

@@ -12,13 +12,14 @@
 //! by handlers that create something in the same transaction as the thing they create
 //! (see [`Recorded`]), so a crash between the two cannot let a retry create it twice;
 //! for the others after they answer, through the group committer. If another process
-//! sharing the database answered the same key first, the write that would have
-//! duplicated it is refused with 409 and the retry gets that answer.
+//! sharing the database answered the same key first, that answer stands: the later
+//! request of the others gets it replayed; a creation, capture or release is undone
+//! and answers 409, and its retry gets the answer kept.
 
 use super::error::{ApiError, Retryable};
 use super::extract::body_rejection;
 use crate::app::AppState;
-use crate::domain::ports::{IdempotencyClaim, IdempotencyCompletion};
+use crate::domain::ports::{IdempotencyClaim, IdempotencyCompletion, StoreError};
 use crate::domain::Principal;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -57,18 +58,26 @@ impl Claimed {
     }
 }
 
-/// The idempotency keys of the requests running in this process.
+/// The idempotency keys of the requests running in this process, with the
+/// fingerprints of those requests.
 #[derive(Debug, Default)]
-pub struct InFlight(std::sync::Mutex<std::collections::HashSet<(String, String)>>);
+pub struct InFlight(std::sync::Mutex<std::collections::HashMap<(String, String), String>>);
 
 impl InFlight {
-    /// Marks `(scope, key)` running until the guard drops; `None` if it already is.
-    fn enter(&self, scope: &str, key: &str) -> Option<Running<'_>> {
+    /// Marks `(scope, key)` running until the guard drops; if it already is, the
+    /// fingerprint of the request running.
+    fn enter(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Running<'_>, String> {
+        use std::collections::hash_map::Entry;
         let entry = (scope.to_string(), key.to_string());
         let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let entered = running.insert(entry.clone());
-        drop(running);
-        entered.then(|| Running(self, entry))
+        match running.entry(entry.clone()) {
+            Entry::Occupied(other) => Err(other.get().clone()),
+            Entry::Vacant(slot) => {
+                slot.insert(fingerprint.to_string());
+                drop(running);
+                Ok(Running(self, entry))
+            }
+        }
     }
 }
 
@@ -147,8 +156,18 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         )
         .into_response()
     };
-    let Some(_running) = state.idempotent_in_flight.enter(&scope, &key) else {
-        return in_progress();
+    let reused = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different request; use a new key",
+        )
+        .into_response()
+    };
+    let _running = match state.idempotent_in_flight.enter(&scope, &key, &fingerprint) {
+        Ok(running) => running,
+        Err(running) if running == fingerprint => return in_progress(),
+        Err(_) => return reused(),
     };
     let earlier = state
         .store
@@ -163,14 +182,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .await;
     match earlier {
         Err(e) => return ApiError::from(e).into_response(),
-        Ok(IdempotencyClaim::Mismatch) => {
-            return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorType::IdempotencyKeyReused,
-                "this Idempotency-Key was used with a different request; use a new key",
-            )
-            .into_response()
-        }
+        Ok(IdempotencyClaim::Mismatch) => return reused(),
         Ok(IdempotencyClaim::InProgress) => return in_progress(),
         Ok(IdempotencyClaim::Replay { status, body }) => return replay(status, body),
         Ok(IdempotencyClaim::Acquired) => {}
@@ -200,8 +212,29 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         Err(_) => return ApiError::internal().into_response(),
     };
     let done = claimed.completion(status, bytes.to_vec());
-    if let Err(e) = state.store.complete_idempotency_key(&done).await {
-        tracing::error!(error = %e, "could not record an idempotent answer");
+    match state.store.complete_idempotency_key(&done).await {
+        Ok(()) => {}
+        // Another process sharing the database answered the key first: that answer is
+        // the one every retry gets, so this request gets it too.
+        Err(StoreError::AnsweredMeanwhile) => {
+            let kept = state
+                .store
+                .look_up_idempotency_key(
+                    &done.scope,
+                    &done.key,
+                    &done.fingerprint,
+                    state.clock.now_ms(),
+                    policy.stale_ms,
+                    policy.retain_ms,
+                )
+                .await;
+            match kept {
+                Ok(IdempotencyClaim::Replay { status, body }) => return replay(status, body),
+                Ok(IdempotencyClaim::Mismatch) => return reused(),
+                _ => {}
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not record an idempotent answer"),
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -240,6 +273,25 @@ fn replay(status: u16, body: Vec<u8>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_key_is_told_apart_by_its_request_until_it_ends() {
+        let in_flight = InFlight::default();
+        let first = in_flight.enter("m:test", "k", "f1").unwrap();
+        assert_eq!(
+            in_flight.enter("m:test", "k", "f1").err().as_deref(),
+            Some("f1")
+        );
+        assert_eq!(
+            in_flight.enter("m:test", "k", "f2").err().as_deref(),
+            Some("f1")
+        );
+        // Other keys and scopes run beside it.
+        let other = in_flight.enter("m:live", "k", "f1").unwrap();
+        drop(first);
+        assert!(in_flight.enter("m:test", "k", "f2").is_ok());
+        drop(other);
+    }
 
     #[test]
     fn fingerprints_ignore_json_spacing_and_key_order_but_not_values() {

@@ -83,7 +83,7 @@ pub(super) async fn complete_in(
              fingerprint = excluded.fingerprint, response_status = excluded.response_status, \
              response_body = excluded.response_body, created_at = excluded.created_at, \
              locked_at = excluded.locked_at \
-         WHERE idempotency_keys.response_status IS NULL OR idempotency_keys.created_at < ?7",
+         WHERE idempotency_keys.response_status IS NULL OR idempotency_keys.created_at <= ?7",
     )
     .bind(&done.scope)
     .bind(&done.key)

@@ -330,12 +330,22 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone().read_only(true))
             .await?;
-        let point_reads = match options.get_filename() {
-            path if path.as_os_str() == ":memory:" || url.contains("mode=memory") => None,
-            path => {
-                // Two connections per core: each worker thread finds one idle.
-                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                Some(point_reads::PointReads::open(path, 2 * cores)?)
+        // A database in memory lives in its pool's connections alone.
+        let path = options.get_filename();
+        let in_memory = url.contains(":memory:")
+            || url.contains("mode=memory")
+            || path.to_string_lossy().starts_with("file:sqlx-in-memory");
+        let point_reads = if in_memory {
+            None
+        } else {
+            // Two connections per core: each worker thread finds one idle.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            match point_reads::PointReads::open(path, 2 * cores) {
+                Ok(reads) => Some(reads),
+                Err(e) => {
+                    tracing::warn!(error = %e, "status checks read through the pool");
+                    None
+                }
             }
         };
         let (jobs, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
