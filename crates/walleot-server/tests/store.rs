@@ -3,28 +3,34 @@
 //! written only while its precondition holds.
 
 use std::sync::Arc;
-use walleot_server::domain::sessions::{SessionEvent, SessionRecord};
+use walleot_server::domain::sessions::{SessionEvent, SessionRecord, Sessions};
 use walleot_server::domain::Livemode;
 use walleot_server::domain::Principal;
 use walleot_server::testing::TestServer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_inserts_commit_together_and_fail_alone() {
-    let server = TestServer::start().await;
-    let store = server.services.store.clone();
+/// The demo merchant's test mode, and the sessions service over the server's store.
+fn test_sessions(server: &TestServer) -> (Principal, Sessions) {
     let owner = Principal {
         key_id: String::new(),
         merchant_id: server.merchant_id.clone(),
         merchant_name: String::new(),
         mode: Livemode::Test,
     };
-    let sessions = walleot_server::domain::sessions::Sessions::new(
-        store.clone(),
+    let sessions = Sessions::new(
+        server.services.store.clone(),
         server.clock.clone(),
         Default::default(),
         server.wallets(),
         server.mandates(),
     );
+    (owner, sessions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_inserts_commit_together_and_fail_alone() {
+    let server = TestServer::start().await;
+    let store = server.services.store.clone();
+    let (owner, sessions) = test_sessions(&server);
     let request = || walleot_api::CreateSessionRequest {
         amount: 100,
         currency: "usd".into(),
@@ -86,19 +92,7 @@ async fn a_plan_whose_precondition_no_longer_holds_writes_nothing() {
     let server = TestServer::start().await;
     let store = server.services.store.clone();
     let payer = server.wallets().register().await.unwrap();
-    let owner = Principal {
-        key_id: String::new(),
-        merchant_id: server.merchant_id.clone(),
-        merchant_name: String::new(),
-        mode: Livemode::Test,
-    };
-    let sessions = walleot_server::domain::sessions::Sessions::new(
-        store.clone(),
-        server.clock.clone(),
-        Default::default(),
-        server.wallets(),
-        server.mandates(),
-    );
+    let (owner, sessions) = test_sessions(&server);
     let request = || walleot_api::CreateSessionRequest {
         amount: 100,
         currency: "usd".into(),
@@ -168,19 +162,7 @@ async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
     use walleot_server::store::StoreError;
     let server = TestServer::start().await;
     let store = server.services.store.clone();
-    let owner = Principal {
-        key_id: String::new(),
-        merchant_id: server.merchant_id.clone(),
-        merchant_name: String::new(),
-        mode: Livemode::Test,
-    };
-    let sessions = walleot_server::domain::sessions::Sessions::new(
-        store.clone(),
-        server.clock.clone(),
-        Default::default(),
-        server.wallets(),
-        server.mandates(),
-    );
+    let (owner, sessions) = test_sessions(&server);
     let request = walleot_api::CreateSessionRequest {
         amount: 100,
         currency: "usd".into(),
@@ -222,18 +204,14 @@ async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
 async fn the_status_checks_one_read_agrees_with_the_two_reads_it_replaces() {
     let server = TestServer::start().await;
     let keys = &server.services.keys;
-    let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("{}/v1/sessions", server.base_url))
-        .bearer_auth(&server.test_key)
-        .json(&serde_json::json!({"amount": 120, "currency": "usd"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["sessionId"].as_str().unwrap();
+    let (owner, sessions) = test_sessions(&server);
+    let request = walleot_api::CreateSessionRequest {
+        amount: 120,
+        currency: "usd".into(),
+        ..Default::default()
+    };
+    let record = sessions.prepare(&owner, request).unwrap();
+    let id = &sessions.insert(&record, None, None).await.unwrap().id;
     let (owner, session) = read(&server, id, &server.test_key).await.unwrap();
     assert_eq!(owner.merchant_id, server.merchant_id);
     assert_eq!(session.unwrap().amount, 120);
@@ -324,19 +302,7 @@ async fn a_key_answered_meanwhile_refuses_the_second_answer_and_its_session() {
     assert_eq!(look_up(2_000).await, kept);
 
     // A session whose answer cannot be kept is not created.
-    let owner = Principal {
-        key_id: String::new(),
-        merchant_id: server.merchant_id.clone(),
-        merchant_name: String::new(),
-        mode: Livemode::Test,
-    };
-    let sessions = walleot_server::domain::sessions::Sessions::new(
-        store.clone(),
-        server.clock.clone(),
-        Default::default(),
-        server.wallets(),
-        server.mandates(),
-    );
+    let (owner, sessions) = test_sessions(&server);
     let record = sessions
         .prepare(
             &owner,

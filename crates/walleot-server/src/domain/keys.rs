@@ -208,7 +208,6 @@ impl Keys {
     /// session `session_id` if the key's merchant owns it in the key's mode: the status
     /// check's one read (see `Store::key_and_session_now`). `None` when the store cannot
     /// answer at once; the caller then authenticates the usual way.
-    #[allow(clippy::type_complexity)]
     pub fn authenticate_reading(
         &self,
         header: Option<&str>,

@@ -643,21 +643,20 @@ impl Sessions {
                 let kept = answer.map(|answer| answer(&plan.change.applied_to(&session)));
                 return match self.store.apply_plan_answering(&plan, kept.as_ref()).await {
                     Ok(Transition::Applied(updated)) => Ok((updated, kept.is_some())),
-                    Ok(outcome) => self.settled(outcome, id, capture),
+                    Ok(outcome) => Self::settled(outcome, id, capture),
                     // The hold was resolved a moment ago: nothing is held any more.
                     Err(StoreError::Ledger(LedgerError::NotPending)) => {
-                        self.settled(Transition::Stale(session), id, capture)
+                        Self::settled(Transition::Stale(session), id, capture)
                     }
                     Err(e) => Err(e.into()),
                 };
             }
         };
-        self.settled(outcome, id, capture)
+        Self::settled(outcome, id, capture)
     }
 
     /// What a capture or release comes to when its own plan was not applied.
     fn settled(
-        &self,
         outcome: Transition,
         id: &str,
         capture: bool,

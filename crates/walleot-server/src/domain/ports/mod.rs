@@ -42,6 +42,9 @@ pub enum StoreError {
     Ledger(#[from] LedgerError),
 }
 
+/// A key found by its hash, and the session asked for if the key's account has it.
+pub type KeyAndSession = (Option<ApiKeyRecord>, Option<SessionRecord>);
+
 /// Everything the service keeps, in one database.
 #[async_trait]
 pub trait Store:
@@ -58,12 +61,11 @@ pub trait Store:
     /// answered on the calling thread without waiting on anything. `None` when the store
     /// cannot answer so right now (it has no such read, or the database is busy): the
     /// caller then reads the usual way.
-    #[allow(clippy::type_complexity)]
     fn key_and_session_now(
         &self,
         _key_hash: &str,
         _session_id: &str,
-    ) -> Option<Result<(Option<ApiKeyRecord>, Option<SessionRecord>), StoreError>> {
+    ) -> Option<Result<KeyAndSession, StoreError>> {
         None
     }
 }

@@ -471,7 +471,7 @@ impl Store for SqliteStore {
         &self,
         key_hash: &str,
         session_id: &str,
-    ) -> Option<Result<(Option<ApiKeyRecord>, Option<SessionRecord>), StoreError>> {
+    ) -> Option<Result<crate::domain::ports::KeyAndSession, StoreError>> {
         self.point_reads
             .as_ref()?
             .key_and_session(key_hash, session_id)

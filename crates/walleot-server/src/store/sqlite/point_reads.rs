@@ -10,8 +10,7 @@
 
 use super::columns::Columns;
 use super::{key_from_row, session_from_row, KeyColumns, SESSION_COLUMNS_S};
-use crate::domain::ports::{ApiKeyRecord, StoreError};
-use crate::domain::sessions::SessionRecord;
+use crate::domain::ports::{KeyAndSession, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::path::Path;
 use std::sync::{LazyLock, Mutex};
@@ -84,12 +83,11 @@ impl PointReads {
     }
 
     /// See `Store::key_and_session_now`.
-    #[allow(clippy::type_complexity)]
     pub(super) fn key_and_session(
         &self,
         key_hash: &str,
         session_id: &str,
-    ) -> Option<Result<(Option<ApiKeyRecord>, Option<SessionRecord>), StoreError>> {
+    ) -> Option<Result<KeyAndSession, StoreError>> {
         self.run(|connection| {
             let mut statement = connection.prepare_cached(&KEY_AND_SESSION)?;
             let row = statement
