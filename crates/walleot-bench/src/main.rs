@@ -43,9 +43,10 @@ pub struct Args {
     /// comparison (`cargo test -p walleot-server --test python_compat` makes this one).
     #[arg(long, default_value = "target/tmp/python-walleot-venv/bin/python")]
     pub official_walleot: PathBuf,
-    /// Only the service's share of a paid call (`paid-requests`), e.g. to compare builds
-    /// of the service named by `WALLEOT_BENCH_SERVICE`.
-    #[arg(long, value_parser = ["paid-requests"])]
+    /// Only the service's share of a paid call (`paid-requests`), or only the writes
+    /// (`writes`: creations and charges beside raw commits), e.g. to compare builds of
+    /// the service named by `WALLEOT_BENCH_SERVICE`.
+    #[arg(long, value_parser = ["paid-requests", "writes"])]
     pub only: Option<String>,
 }
 

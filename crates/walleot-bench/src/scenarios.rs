@@ -225,16 +225,84 @@ async fn paid_requests(
     ))
 }
 
+/// Session creations over HTTP and charges through the ledger, each beside raw durable
+/// one-row transactions on the same disk; with the creations measured.
+async fn write_rows(
+    client: &reqwest::Client,
+    service: &Service,
+    dir: &std::path::Path,
+    args: &Args,
+) -> anyhow::Result<(Vec<Row>, load::Stats)> {
+    let mut rows = Vec::new();
+    // Session creation with full durability against raw durable inserts.
+    let creates = {
+        let (http, base, key) = (
+            client.clone(),
+            service.server.base.clone(),
+            service.key.clone(),
+        );
+        load::run(args.concurrency, args.duration(), move |_| {
+            let request = http
+                .post(format!("{base}/v1/sessions"))
+                .bearer_auth(&key)
+                .json(&json!({"amount": 200, "currency": "usd"}));
+            async move { succeeded(request).await }
+        })
+        .await
+    };
+    let raw = raw_inserts(dir, args).await?;
+    rows.push(row(
+        "session creations/s (POST /v1/sessions, synchronous=FULL)",
+        format!(
+            "{:.0} ({}, {} errors)",
+            creates.per_second(),
+            latency(&creates),
+            creates.errors
+        ),
+        format!(
+            "{:.0} raw one-row transactions/s, same SQLite settings",
+            raw.per_second()
+        ),
+        ratio(creates.per_second(), raw.per_second()),
+    ));
+    // Charges through the ledger: many payers, one merchant.
+    let (charges, per_second, sound) = charges(dir, args).await?;
+    rows.push(row(
+        format!("charges/s through the ledger ({charges} charges, 200 payers, one merchant)"),
+        format!(
+            "{per_second:.0}; ledger verified afterwards: {}",
+            if sound { "consistent" } else { "MISMATCH" }
+        ),
+        format!("{:.0} raw one-row transactions/s", raw.per_second()),
+        ratio(per_second, raw.per_second()),
+    ));
+
+    Ok((rows, creates))
+}
+
 pub async fn all(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rows = Vec::new();
     let dir = tempfile::tempdir()?;
     let client = http(args.concurrency);
-    if args.only.as_deref() == Some("paid-requests") {
-        let service = start_service(dir.path(), None, None)?;
-        let row = paid_requests(&client, &service, &args).await?;
-        println!("| {} | {} |", row.what, row.value);
-        return Ok(());
+    match args.only.as_deref() {
+        Some("paid-requests") => {
+            let service = start_service(dir.path(), None, None)?;
+            let row = paid_requests(&client, &service, &args).await?;
+            println!("| {} | {} |", row.what, row.value);
+            return Ok(());
+        }
+        Some("writes") => {
+            let service = start_service(dir.path(), None, None)?;
+            for row in write_rows(&client, &service, dir.path(), &args).await?.0 {
+                println!(
+                    "| {} | {} | {} | {} |",
+                    row.what, row.value, row.baseline, row.ratio
+                );
+            }
+            return Ok(());
+        }
+        _ => {}
     }
 
     // Status checks against a minimal handler of the same framework.
@@ -284,37 +352,8 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
     }
     drop(baseline);
 
-    // Session creation with full durability against raw durable inserts.
-    let creates = {
-        let (http, base, key) = (
-            client.clone(),
-            service.server.base.clone(),
-            service.key.clone(),
-        );
-        load::run(args.concurrency, args.duration(), move |_| {
-            let request = http
-                .post(format!("{base}/v1/sessions"))
-                .bearer_auth(&key)
-                .json(&json!({"amount": 200, "currency": "usd"}));
-            async move { succeeded(request).await }
-        })
-        .await
-    };
-    let raw = raw_inserts(dir.path(), &args).await?;
-    rows.push(row(
-        "session creations/s (POST /v1/sessions, synchronous=FULL)",
-        format!(
-            "{:.0} ({}, {} errors)",
-            creates.per_second(),
-            latency(&creates),
-            creates.errors
-        ),
-        format!(
-            "{:.0} raw one-row transactions/s, same SQLite settings",
-            raw.per_second()
-        ),
-        ratio(creates.per_second(), raw.per_second()),
-    ));
+    let (writes, creates) = write_rows(&client, &service, dir.path(), &args).await?;
+    rows.extend(writes);
     let (rss, peak) = service.server.memory_kib();
     rows.push(row(
         "service memory (resident)",
@@ -326,18 +365,6 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
         ),
         "-",
         "-",
-    ));
-
-    // Charges through the ledger: many payers, one merchant.
-    let (charges, per_second, sound) = charges(dir.path(), &args).await?;
-    rows.push(row(
-        format!("charges/s through the ledger ({charges} charges, 200 payers, one merchant)"),
-        format!(
-            "{per_second:.0}; ledger verified afterwards: {}",
-            if sound { "consistent" } else { "MISMATCH" }
-        ),
-        format!("{:.0} raw one-row transactions/s", raw.per_second()),
-        ratio(per_second, raw.per_second()),
     ));
 
     rows.push(paid_requests(&client, &service, &args).await?);

@@ -1,6 +1,6 @@
 //! Reading a result row by column name, whichever driver produced it: the mapping of
-//! a stored session or key is written once for the pools (sqlx) and for the point
-//! reads (rusqlite).
+//! a stored row is written once for the reading pool (sqlx) and for the writer and the
+//! point reads (rusqlite).
 
 use crate::domain::ports::StoreError;
 use sqlx::sqlite::SqliteRow;
@@ -11,6 +11,7 @@ pub(super) trait Columns {
     fn int_or_null(&self, name: &str) -> Result<Option<i64>, StoreError>;
     fn text(&self, name: &str) -> Result<String, StoreError>;
     fn text_or_null(&self, name: &str) -> Result<Option<String>, StoreError>;
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 
     /// A 0/1 column.
     fn flag(&self, name: &str) -> Result<bool, StoreError> {
@@ -31,6 +32,9 @@ impl Columns for SqliteRow {
     fn text_or_null(&self, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self.try_get(name)?)
     }
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
 }
 
 impl Columns for rusqlite::Row<'_> {
@@ -44,6 +48,9 @@ impl Columns for rusqlite::Row<'_> {
         Ok(self.get(name)?)
     }
     fn text_or_null(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         Ok(self.get(name)?)
     }
 }

@@ -1,10 +1,11 @@
 //! Idempotency keys in SQLite: the kept answers, looked up without writing and written
-//! with the change they answer (or through the group committer on their own).
+//! with the change they answer (or on their own, by the writer).
 
-use super::{corrupt, SqliteStore, WriteJob};
+use super::{corrupt, SqliteStore};
 use crate::domain::ports::{IdempotencyClaim, IdempotencyCompletion, IdempotencyStore, StoreError};
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{params, Connection};
+use sqlx::Row;
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
@@ -50,33 +51,29 @@ impl IdempotencyStore for SqliteStore {
         &self,
         done: &IdempotencyCompletion,
     ) -> Result<(), StoreError> {
-        self.group_write(|reply| WriteJob::Answer {
-            done: done.clone(),
-            reply,
-        })
-        .await
+        let done = done.clone();
+        self.writer.run(move |db| complete_in(db, &done)).await
     }
 
     async fn purge_idempotency_keys(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(cutoff_ms)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        self.writer
+            .run(move |db| {
+                let purged = db
+                    .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?")?
+                    .execute([cutoff_ms])?;
+                Ok(purged as u64)
+            })
+            .await
     }
 }
 
-/// Keeps an answer in `tx`: over nothing, over a claim left running, or over an answer
-/// older than the retention; an answer kept since the request arrived stands, and the
-/// change this answer goes with must not be written.
-pub(super) async fn complete_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    done: &IdempotencyCompletion,
-) -> Result<(), StoreError> {
-    let written = sqlx::query(
-        "INSERT INTO idempotency_keys \
+/// Keeps an answer in the writer's transaction: over nothing, over a claim left
+/// running, or over an answer older than the retention; an answer kept since the
+/// request arrived stands, and the change this answer goes with must not be written.
+pub(super) fn complete_in(db: &Connection, done: &IdempotencyCompletion) -> Result<(), StoreError> {
+    let written = db
+        .prepare_cached(
+            "INSERT INTO idempotency_keys \
              (scope, key, fingerprint, response_status, response_body, created_at, locked_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
          ON CONFLICT (scope, key) DO UPDATE SET \
@@ -84,17 +81,17 @@ pub(super) async fn complete_in(
              response_body = excluded.response_body, created_at = excluded.created_at, \
              locked_at = excluded.locked_at \
          WHERE idempotency_keys.response_status IS NULL OR idempotency_keys.created_at <= ?7",
-    )
-    .bind(&done.scope)
-    .bind(&done.key)
-    .bind(&done.fingerprint)
-    .bind(i64::from(done.status))
-    .bind(&done.body)
-    .bind(done.created_at)
-    .bind(done.forget_before)
-    .execute(&mut **tx)
-    .await?;
-    if written.rows_affected() == 0 {
+        )?
+        .execute(params![
+            done.scope,
+            done.key,
+            done.fingerprint,
+            i64::from(done.status),
+            done.body,
+            done.created_at,
+            done.forget_before,
+        ])?;
+    if written == 0 {
         return Err(StoreError::AnsweredMeanwhile);
     }
     Ok(())

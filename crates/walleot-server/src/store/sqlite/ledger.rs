@@ -1,7 +1,8 @@
 //! The ledger in SQLite. Each transfer updates its two accounts' totals and inserts its
-//! row in the caller's write transaction; the overdraft guard is part of the update's
+//! row in the writer's transaction; the overdraft guard is part of the update's
 //! WHERE clause, and a CHECK constraint of the table repeats it.
 
+use super::columns::Columns;
 use super::{corrupt, parse_stored, SqliteStore, SESSION_COLUMNS};
 use crate::domain::ids;
 use crate::domain::ledger::{
@@ -12,8 +13,8 @@ use crate::domain::payments::{Plan, Redemption};
 use crate::domain::sessions::SessionRecord;
 use crate::store::{HistoryEntry, LedgerStore, PlanOutcome, StoreError};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
+use sqlx::Row;
 
 const ACCOUNT_COLUMNS: &str = "id, kind, owner_id, currency, livemode, debits_posted, \
                                credits_posted, debits_pending, credits_pending";
@@ -21,57 +22,61 @@ pub(super) const TRANSFER_COLUMNS: &str =
     "id, debit_account, credit_account, amount, currency, livemode, \
      state, kind, session_id, memo, created_at, lapses_at, resolved_at";
 
-fn account_from_row(row: &SqliteRow) -> Result<Account, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let currency: String = row.try_get("currency")?;
+fn account_from_row(row: &impl Columns) -> Result<Account, StoreError> {
     Ok(Account {
-        id: row.try_get("id")?,
-        kind: parse_stored(&kind, "account kind")?,
-        owner_id: row.try_get("owner_id")?,
-        book: Book::new(currency.parse().map_err(corrupt)?, row.try_get("livemode")?),
-        debits_posted: row.try_get("debits_posted")?,
-        credits_posted: row.try_get("credits_posted")?,
-        debits_pending: row.try_get("debits_pending")?,
-        credits_pending: row.try_get("credits_pending")?,
+        id: row.text("id")?,
+        kind: parse_stored(&row.text("kind")?, "account kind")?,
+        owner_id: row.text("owner_id")?,
+        book: Book::new(
+            row.text("currency")?.parse().map_err(corrupt)?,
+            row.flag("livemode")?,
+        ),
+        debits_posted: row.int("debits_posted")?,
+        credits_posted: row.int("credits_posted")?,
+        debits_pending: row.int("debits_pending")?,
+        credits_pending: row.int("credits_pending")?,
     })
 }
 
-pub(super) fn transfer_from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
-    let state: String = row.try_get("state")?;
-    let currency: String = row.try_get("currency")?;
+pub(super) fn transfer_from_row(row: &impl Columns) -> Result<Transfer, StoreError> {
     Ok(Transfer {
-        id: row.try_get("id")?,
-        debit_account: row.try_get("debit_account")?,
-        credit_account: row.try_get("credit_account")?,
-        amount: row.try_get("amount")?,
-        book: Book::new(currency.parse().map_err(corrupt)?, row.try_get("livemode")?),
-        state: parse_stored(&state, "transfer state")?,
-        kind: parse_stored(&row.try_get::<String, _>("kind")?, "transfer kind")?,
-        session_id: row.try_get("session_id")?,
-        memo: row.try_get("memo")?,
-        created_at: row.try_get("created_at")?,
-        lapses_at: row.try_get("lapses_at")?,
-        resolved_at: row.try_get("resolved_at")?,
+        id: row.text("id")?,
+        debit_account: row.text("debit_account")?,
+        credit_account: row.text("credit_account")?,
+        amount: row.int("amount")?,
+        book: Book::new(
+            row.text("currency")?.parse().map_err(corrupt)?,
+            row.flag("livemode")?,
+        ),
+        state: parse_stored(&row.text("state")?, "transfer state")?,
+        kind: parse_stored(&row.text("kind")?, "transfer kind")?,
+        session_id: row.text_or_null("session_id")?,
+        memo: row.text_or_null("memo")?,
+        created_at: row.int("created_at")?,
+        lapses_at: row.int_or_null("lapses_at")?,
+        resolved_at: row.int_or_null("resolved_at")?,
     })
 }
 
-pub(super) fn voucher_from_row(row: &SqliteRow) -> Result<Voucher, StoreError> {
-    let currency: String = row.try_get("currency")?;
+pub(super) fn voucher_from_row(row: &impl Columns) -> Result<Voucher, StoreError> {
     Ok(Voucher {
-        id: row.try_get("id")?,
-        code_hash: row.try_get("code_hash")?,
-        amount: row.try_get("amount")?,
-        book: Book::new(currency.parse().map_err(corrupt)?, row.try_get("livemode")?),
-        created_at: row.try_get("created_at")?,
-        redeemed_by: row.try_get("redeemed_by")?,
-        redeemed_at: row.try_get("redeemed_at")?,
+        id: row.text("id")?,
+        code_hash: row.text("code_hash")?,
+        amount: row.int("amount")?,
+        book: Book::new(
+            row.text("currency")?.parse().map_err(corrupt)?,
+            row.flag("livemode")?,
+        ),
+        created_at: row.int("created_at")?,
+        redeemed_by: row.text_or_null("redeemed_by")?,
+        redeemed_at: row.int_or_null("redeemed_at")?,
     })
 }
 
 /// The account `r` names, opened if it does not exist yet. Accounts are read first: on
 /// the hot path they exist, and one statement is cheaper than two.
-pub(super) async fn open_account(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn open_account(
+    db: &Connection,
     r: &AccountRef,
     now_ms: i64,
 ) -> Result<Account, StoreError> {
@@ -79,86 +84,118 @@ pub(super) async fn open_account(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts \
          WHERE kind = ? AND owner_id = ? AND currency = ? AND livemode = ?"
     );
-    let lookup = || {
-        sqlx::query(&find)
-            .bind(r.kind.as_str())
-            .bind(r.owner_id.clone())
-            .bind(r.book.currency.code().to_string())
-            .bind(r.book.livemode)
-    };
-    if let Some(row) = lookup().fetch_optional(&mut **tx).await? {
-        return account_from_row(&row);
+    let key = params![
+        r.kind.as_str(),
+        r.owner_id,
+        r.book.currency.code(),
+        r.book.livemode
+    ];
+    let mut lookup = db.prepare_cached(&find)?;
+    if let Some(found) = lookup
+        .query_row(key, |row| Ok(account_from_row(row)))
+        .optional()?
+    {
+        return found;
     }
-    sqlx::query(
+    db.prepare_cached(
         "INSERT OR IGNORE INTO accounts (id, kind, owner_id, currency, livemode, no_overdraft, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(ids::new_id("acct"))
-    .bind(r.kind.as_str())
-    .bind(&r.owner_id)
-    .bind(r.book.currency.code())
-    .bind(r.book.livemode)
-    .bind(!r.kind.may_overdraw())
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
-    let row = lookup().fetch_one(&mut **tx).await?;
-    account_from_row(&row)
+    )?
+    .execute(params![
+        ids::new_id("acct"),
+        r.kind.as_str(),
+        r.owner_id,
+        r.book.currency.code(),
+        r.book.livemode,
+        !r.kind.may_overdraw(),
+        now_ms,
+    ])?;
+    lookup.query_row(key, |row| Ok(account_from_row(row)))?
 }
 
-/// Applies a transfer inside `tx`: both accounts' totals and the transfer's row.
-pub(super) async fn transfer_in(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Applies a transfer in the writer's transaction: both accounts' totals and the
+/// transfer's row.
+pub(super) fn transfer_in(
+    db: &Connection,
     spec: &TransferSpec,
     now_ms: i64,
 ) -> Result<Transfer, StoreError> {
-    transfer_with_id(tx, ids::new_id("tr"), spec, now_ms).await
+    transfer_with_id(db, ids::new_id("tr"), spec, now_ms)
 }
 
-/// [`transfer_in`] under an id chosen beforehand (by a plan).
-pub(super) async fn transfer_with_id(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Adds `amount` to `column` of the account `r` names, within the overdraft guard if
+/// `guarded`: one statement, the account's id; `None` when the account does not exist
+/// yet or the guard refused.
+fn add_to(
+    db: &Connection,
+    r: &AccountRef,
+    column: &str,
+    amount: i64,
+    guarded: bool,
+) -> Result<Option<String>, StoreError> {
+    let guard = if guarded {
+        " AND credits_posted - debits_posted - debits_pending >= ?1"
+    } else {
+        ""
+    };
+    Ok(db
+        .prepare_cached(&format!(
+            "UPDATE accounts SET {column} = {column} + ?1 \
+             WHERE kind = ?2 AND owner_id = ?3 AND currency = ?4 AND livemode = ?5{guard} \
+             RETURNING id"
+        ))?
+        .query_row(
+            params![
+                amount,
+                r.kind.as_str(),
+                r.owner_id,
+                r.book.currency.code(),
+                r.book.livemode
+            ],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// [`transfer_in`] under an id chosen beforehand (by a plan). On the hot path both
+/// accounts exist and each takes one statement.
+pub(super) fn transfer_with_id(
+    db: &Connection,
     id: String,
     spec: &TransferSpec,
     now_ms: i64,
 ) -> Result<Transfer, StoreError> {
     spec.check()?;
-    let debit = open_account(tx, &spec.debit, now_ms).await?;
-    let credit = open_account(tx, &spec.credit, now_ms).await?;
     let (debit_column, credit_column) = match spec.hold_until {
         Some(_) => ("debits_pending", "credits_pending"),
         None => ("debits_posted", "credits_posted"),
     };
-    let guard = if spec.debit.kind.may_overdraw() {
-        ""
-    } else {
-        " AND credits_posted - debits_posted - debits_pending >= ?2"
-    };
-    let debited = sqlx::query(&format!(
-        "UPDATE accounts SET {debit_column} = {debit_column} + ?2 WHERE id = ?1{guard}"
-    ))
-    .bind(&debit.id)
-    .bind(spec.amount)
-    .execute(&mut **tx)
-    .await?;
-    if debited.rows_affected() != 1 {
-        return Err(LedgerError::InsufficientFunds {
-            available: debit.available(),
-            needed: spec.amount,
+    let guarded = !spec.debit.kind.may_overdraw();
+    let debit_account = match add_to(db, &spec.debit, debit_column, spec.amount, guarded)? {
+        Some(id) => id,
+        // A new account, or one that cannot cover the amount.
+        None => {
+            let debit = open_account(db, &spec.debit, now_ms)?;
+            add_to(db, &spec.debit, debit_column, spec.amount, guarded)?.ok_or(
+                LedgerError::InsufficientFunds {
+                    available: debit.available(),
+                    needed: spec.amount,
+                },
+            )?
         }
-        .into());
-    }
-    sqlx::query(&format!(
-        "UPDATE accounts SET {credit_column} = {credit_column} + ? WHERE id = ?"
-    ))
-    .bind(spec.amount)
-    .bind(&credit.id)
-    .execute(&mut **tx)
-    .await?;
+    };
+    let credit_account = match add_to(db, &spec.credit, credit_column, spec.amount, false)? {
+        Some(id) => id,
+        None => {
+            open_account(db, &spec.credit, now_ms)?;
+            add_to(db, &spec.credit, credit_column, spec.amount, false)?
+                .ok_or_else(|| corrupt("an account just opened is missing"))?
+        }
+    };
     let transfer = Transfer {
         id,
-        debit_account: debit.id,
-        credit_account: credit.id,
+        debit_account,
+        credit_account,
         amount: spec.amount,
         book: spec.debit.book,
         state: if spec.hold_until.is_some() {
@@ -173,30 +210,31 @@ pub(super) async fn transfer_with_id(
         lapses_at: spec.hold_until,
         resolved_at: None,
     };
-    sqlx::query(&format!(
+    db.prepare_cached(&format!(
         "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(&transfer.id)
-    .bind(&transfer.debit_account)
-    .bind(&transfer.credit_account)
-    .bind(transfer.amount)
-    .bind(transfer.book.currency.code())
-    .bind(transfer.book.livemode)
-    .bind(transfer.state.as_str())
-    .bind(transfer.kind.as_str())
-    .bind(&transfer.session_id)
-    .bind(&transfer.memo)
-    .bind(transfer.created_at)
-    .bind(transfer.lapses_at)
-    .bind(transfer.resolved_at)
-    .execute(&mut **tx)
-    .await?;
+    ))?
+    .execute(params![
+        transfer.id,
+        transfer.debit_account,
+        transfer.credit_account,
+        transfer.amount,
+        transfer.book.currency.code(),
+        transfer.book.livemode,
+        transfer.state.as_str(),
+        transfer.kind.as_str(),
+        transfer.session_id,
+        transfer.memo,
+        transfer.created_at,
+        transfer.lapses_at,
+        transfer.resolved_at,
+    ])?;
     Ok(transfer)
 }
 
-/// Moves a pending transfer to `to` inside `tx`, releasing or posting its amounts.
-pub(super) async fn resolve_in(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Moves a pending transfer to `to` in the writer's transaction, releasing or posting
+/// its amounts.
+pub(super) fn resolve_in(
+    db: &Connection,
     transfer_id: &str,
     to: TransferState,
     now_ms: i64,
@@ -204,27 +242,26 @@ pub(super) async fn resolve_in(
     if to == TransferState::Pending {
         return Err(LedgerError::NotPending.into());
     }
-    let row = sqlx::query(&format!(
-        "UPDATE transfers SET state = ?, resolved_at = ? WHERE id = ? AND state = 'pending' \
-         RETURNING {TRANSFER_COLUMNS}"
-    ))
-    .bind(to.as_str())
-    .bind(now_ms)
-    .bind(transfer_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM transfers WHERE id = ?")
-            .bind(transfer_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        return Err(match exists {
-            Some(_) => LedgerError::NotPending,
-            None => LedgerError::NotFound,
+    let resolved = db
+        .prepare_cached(&format!(
+            "UPDATE transfers SET state = ?, resolved_at = ? WHERE id = ? AND state = 'pending' \
+             RETURNING {TRANSFER_COLUMNS}"
+        ))?
+        .query_row(params![to.as_str(), now_ms, transfer_id], |row| {
+            Ok(transfer_from_row(row))
+        })
+        .optional()?;
+    let Some(transfer) = resolved.transpose()? else {
+        let exists = db
+            .prepare_cached("SELECT 1 FROM transfers WHERE id = ?")?
+            .exists([transfer_id])?;
+        return Err(if exists {
+            LedgerError::NotPending
+        } else {
+            LedgerError::NotFound
         }
         .into());
     };
-    let transfer = transfer_from_row(&row)?;
     let posted = to == TransferState::Posted;
     let (debit_add, credit_add) = if posted {
         (
@@ -234,30 +271,32 @@ pub(super) async fn resolve_in(
     } else {
         ("", "")
     };
-    sqlx::query(&format!(
+    db.prepare_cached(&format!(
         "UPDATE accounts SET {debit_add} debits_pending = debits_pending - ?1 WHERE id = ?2"
-    ))
-    .bind(transfer.amount)
-    .bind(&transfer.debit_account)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(&format!(
+    ))?
+    .execute(params![transfer.amount, transfer.debit_account])?;
+    db.prepare_cached(&format!(
         "UPDATE accounts SET {credit_add} credits_pending = credits_pending - ?1 WHERE id = ?2"
-    ))
-    .bind(transfer.amount)
-    .bind(&transfer.credit_account)
-    .execute(&mut **tx)
-    .await?;
+    ))?
+    .execute(params![transfer.amount, transfer.credit_account])?;
     Ok(transfer)
 }
+
+/// The transfer holding a session's funds.
+static HOLD_OF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id WHERE s.id = ?",
+        *super::TRANSFER_COLUMNS_T
+    )
+});
 
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn transfer(&self, spec: &TransferSpec, now_ms: i64) -> Result<Transfer, StoreError> {
-        let mut tx = self.write().await?;
-        let transfer = transfer_in(&mut tx, spec, now_ms).await?;
-        tx.commit().await?;
-        Ok(transfer)
+        let spec = spec.clone();
+        self.writer
+            .run(move |db| transfer_in(db, &spec, now_ms))
+            .await
     }
 
     async fn resolve_transfer(
@@ -266,10 +305,10 @@ impl LedgerStore for SqliteStore {
         to: TransferState,
         now_ms: i64,
     ) -> Result<Transfer, StoreError> {
-        let mut tx = self.write().await?;
-        let transfer = resolve_in(&mut tx, transfer_id, to, now_ms).await?;
-        tx.commit().await?;
-        Ok(transfer)
+        let transfer_id = transfer_id.to_string();
+        self.writer
+            .run(move |db| resolve_in(db, &transfer_id, to, now_ms))
+            .await
     }
 
     async fn accounts_of(
@@ -350,22 +389,26 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn insert_vouchers(&self, vouchers: &[Voucher]) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        for v in vouchers {
-            sqlx::query(
-                "INSERT INTO vouchers (id, code_hash, amount, currency, livemode, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&v.id)
-            .bind(&v.code_hash)
-            .bind(v.amount)
-            .bind(v.book.currency.code())
-            .bind(v.book.livemode)
-            .bind(v.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let vouchers = vouchers.to_vec();
+        self.writer
+            .run(move |db| {
+                let mut insert = db.prepare_cached(
+                    "INSERT INTO vouchers (id, code_hash, amount, currency, livemode, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )?;
+                for v in &vouchers {
+                    insert.execute(params![
+                        v.id,
+                        v.code_hash,
+                        v.amount,
+                        v.book.currency.code(),
+                        v.book.livemode,
+                        v.created_at,
+                    ])?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn apply_plan_answering(
@@ -373,26 +416,40 @@ impl LedgerStore for SqliteStore {
         plan: &Plan,
         answer: Option<&crate::domain::ports::IdempotencyCompletion>,
     ) -> Result<PlanOutcome<SessionRecord>, StoreError> {
-        self.group_write(|done| super::WriteJob::Plan {
-            plan: plan.clone(),
-            answer: answer.cloned().map(Box::new),
-            done,
-        })
-        .await
+        let (plan, answer) = (plan.clone(), answer.cloned());
+        let outcome = self
+            .writer
+            .run(move |db| {
+                let outcome = super::plans::apply_in(db, &plan)?;
+                if let (PlanOutcome::Applied(_), Some(answer)) = (&outcome, &answer) {
+                    super::idempotency::complete_in(db, answer)?;
+                }
+                Ok(outcome)
+            })
+            .await?;
+        if let PlanOutcome::Applied(session) = &outcome {
+            self.changed(&session.id);
+        }
+        Ok(outcome)
     }
 
     async fn apply_plans(&self, plans: &[Plan]) -> Result<usize, StoreError> {
         if plans.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.write().await?;
-        let mut applied = Vec::new();
-        for plan in plans {
-            if let PlanOutcome::Applied(session) = super::plans::apply_in(&mut tx, plan).await? {
-                applied.push(session.id);
-            }
-        }
-        tx.commit().await?;
+        let plans = plans.to_vec();
+        let applied = self
+            .writer
+            .run(move |db| {
+                let mut applied = Vec::new();
+                for plan in &plans {
+                    if let PlanOutcome::Applied(session) = super::plans::apply_in(db, plan)? {
+                        applied.push(session.id);
+                    }
+                }
+                Ok(applied)
+            })
+            .await?;
         for id in &applied {
             self.changed(id);
         }
@@ -400,17 +457,19 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn hold_of(&self, session_id: &str) -> Result<Option<Transfer>, StoreError> {
-        let columns = &*super::TRANSFER_COLUMNS_T;
-        sqlx::query(&format!(
-            "SELECT {columns} FROM sessions s JOIN transfers t ON t.id = s.hold_transfer_id \
-             WHERE s.id = ?"
-        ))
-        .bind(session_id)
-        .fetch_optional(&self.reader)
-        .await?
-        .as_ref()
-        .map(transfer_from_row)
-        .transpose()
+        let sql = &*HOLD_OF;
+        if let Some(read) =
+            self.read_now(|now| now.row(sql, [session_id], |r| transfer_from_row(r)))
+        {
+            return read;
+        }
+        sqlx::query(sql)
+            .bind(session_id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(transfer_from_row)
+            .transpose()
     }
 
     async fn due_holds(
@@ -460,10 +519,10 @@ impl LedgerStore for SqliteStore {
         &self,
         redemption: &Redemption,
     ) -> Result<PlanOutcome<Voucher>, StoreError> {
-        let mut tx = self.write().await?;
-        let outcome = super::plans::redeem_in(&mut tx, redemption).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        let redemption = redemption.clone();
+        self.writer
+            .run(move |db| super::plans::redeem_in(db, &redemption))
+            .await
     }
 
     async fn approval_of(&self, session_id: &str) -> Result<Option<Approval>, StoreError> {

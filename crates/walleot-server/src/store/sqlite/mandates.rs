@@ -1,48 +1,47 @@
 //! Mandates in SQLite, and the budget check of a payment under one.
 
+use super::columns::Columns;
 use super::{corrupt, parse_stored, SqliteStore};
 use crate::domain::mandates::{MandateEvent, MandateLimits, MandateRecord, Usage};
 use crate::domain::payments::{MandateBudget, MandateSpend};
 use crate::domain::ports::{MandateStore, StoreError};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
+use sqlx::Row;
 use walleot_api::{Currency, MandateStatus};
 
 const MANDATE_COLUMNS: &str = "id, merchant_id, livemode, customer, payer_id, currency, \
                                per_call_limit, period, period_limit, total_limit, granted_with, \
                                created_at, expires_at, revoked_at";
 
-fn mandate_from_row(row: &SqliteRow) -> Result<MandateRecord, StoreError> {
-    let currency: String = row.try_get("currency")?;
+fn mandate_from_row(row: &impl Columns) -> Result<MandateRecord, StoreError> {
     let period = row
-        .try_get::<Option<String>, _>("period")?
+        .text_or_null("period")?
         .map(|p| parse_stored(&p, "mandate period"))
         .transpose()?;
-    let period_limit: Option<i64> = row.try_get("period_limit")?;
-    let period = match (period, period_limit) {
+    let period = match (period, row.int_or_null("period_limit")?) {
         (Some(period), Some(limit)) => Some((period, limit)),
         (None, None) => None,
         _ => return Err(corrupt("a mandate period without its limit")),
     };
     let limits = MandateLimits::new(
-        row.try_get("per_call_limit")?,
+        row.int_or_null("per_call_limit")?,
         period,
-        row.try_get("total_limit")?,
+        row.int_or_null("total_limit")?,
     )
     .map_err(|e| corrupt(format!("mandate limits: {e}")))?;
     Ok(MandateRecord {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        livemode: row.try_get("livemode")?,
-        customer: row.try_get("customer")?,
-        payer_id: row.try_get("payer_id")?,
-        currency: currency.parse().map_err(corrupt)?,
+        id: row.text("id")?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
+        customer: row.text("customer")?,
+        payer_id: row.text("payer_id")?,
+        currency: row.text("currency")?.parse().map_err(corrupt)?,
         limits,
-        granted_with: row.try_get("granted_with")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        granted_with: row.text("granted_with")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        revoked_at: row.int_or_null("revoked_at")?,
     })
 }
 
@@ -54,57 +53,51 @@ fn event_kind(raw: &str) -> Result<&'static str, StoreError> {
         .ok_or_else(|| corrupt(format!("unknown mandate event `{raw}`")))
 }
 
-async fn insert_event(
-    tx: &mut Transaction<'static, Sqlite>,
-    event: &MandateEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_event(db: &Connection, event: &MandateEvent) -> Result<(), StoreError> {
+    db.prepare_cached(
         "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
          VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&event.mandate_id)
-    .bind(event.kind)
-    .bind(event.from_status.map(MandateStatus::as_str))
-    .bind(event.to_status.as_str())
-    .bind(event.created_at)
-    .execute(&mut **tx)
-    .await?;
+    )?
+    .execute(params![
+        event.mandate_id,
+        event.kind,
+        event.from_status.map(MandateStatus::as_str),
+        event.to_status.as_str(),
+        event.created_at,
+    ])?;
     Ok(())
 }
 
-/// Whether a payment of `budget.amount` still fits the mandate, read in the writing
+/// Whether a payment of `budget.amount` still fits the mandate, read in the writer's
 /// transaction: not revoked, not expired, and within its period and total limits.
-pub(super) async fn budget_holds(
-    tx: &mut Transaction<'static, Sqlite>,
-    budget: &MandateBudget,
-) -> Result<bool, StoreError> {
-    let active: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM mandates WHERE id = ? AND revoked_at IS NULL AND expires_at > ?",
-    )
-    .bind(&budget.mandate_id)
-    .bind(budget.now_ms)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if active.is_none() {
+pub(super) fn budget_holds(db: &Connection, budget: &MandateBudget) -> Result<bool, StoreError> {
+    let active = db
+        .prepare_cached(
+            "SELECT 1 FROM mandates WHERE id = ? AND revoked_at IS NULL AND expires_at > ?",
+        )?
+        .exists(params![budget.mandate_id, budget.now_ms])?;
+    if !active {
         return Ok(false);
     }
-    let usage = usage_in(&mut **tx, &budget.mandate_id, budget.period_start).await?;
+    let usage = db
+        .prepare_cached(USAGE)?
+        .query_row(
+            params![budget.mandate_id, budget.period_start.unwrap_or(i64::MIN)],
+            |row| Ok(usage_from_row(row, budget.period_start)),
+        )
+        .optional()?
+        .transpose()?
+        .unwrap_or_default();
     let fits =
         |spent: i64, limit: Option<i64>| limit.is_none_or(|max| spent + budget.amount <= max);
     Ok(fits(usage.in_period, budget.period_limit) && fits(usage.total, budget.total_limit))
 }
 
 /// Adds a payment to (or gives one back from) the mandate's counters, in the plan's
-/// transaction.
-pub(super) async fn spend_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    spend: &MandateSpend,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE mandates SET spent_total = spent_total + ? WHERE id = ?")
-        .bind(spend.amount)
-        .bind(&spend.mandate_id)
-        .execute(&mut **tx)
-        .await?;
+/// write.
+pub(super) fn spend_in(db: &Connection, spend: &MandateSpend) -> Result<(), StoreError> {
+    db.prepare_cached("UPDATE mandates SET spent_total = spent_total + ? WHERE id = ?")?
+        .execute(params![spend.amount, spend.mandate_id])?;
     let Some(start) = spend.period_start else {
         return Ok(());
     };
@@ -116,41 +109,27 @@ pub(super) async fn spend_in(
     } else {
         "UPDATE mandate_spending SET spent = spent + ?3 WHERE mandate_id = ?1 AND period_start = ?2"
     };
-    sqlx::query(sql)
-        .bind(&spend.mandate_id)
-        .bind(start)
-        .bind(spend.amount)
-        .execute(&mut **tx)
-        .await?;
+    db.prepare_cached(sql)?
+        .execute(params![spend.mandate_id, start, spend.amount])?;
     Ok(())
 }
 
-/// What was spent under a mandate, from its counters: two reads of one row each.
-async fn usage_in<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
-    mandate_id: &str,
-    period_start: Option<i64>,
-) -> Result<Usage, StoreError> {
-    let row = sqlx::query(
-        "SELECT m.spent_total AS total, \
-                COALESCE((SELECT spent FROM mandate_spending \
-                          WHERE mandate_id = m.id AND period_start = ?2), 0) AS in_period \
-         FROM mandates m WHERE m.id = ?1",
-    )
-    .bind(mandate_id)
-    .bind(period_start.unwrap_or(i64::MIN))
-    .fetch_optional(db)
-    .await?;
-    let Some(row) = row else {
-        return Ok(Usage::default());
-    };
+/// What was spent under a mandate, from its counters: one row, read in the writer's
+/// transaction by [`budget_holds`] and through the pool by `mandate_usage`. `?1` is the
+/// mandate, `?2` the start of its period (`i64::MIN` without one).
+const USAGE: &str = "SELECT m.spent_total AS total, \
+                            COALESCE((SELECT spent FROM mandate_spending \
+                                      WHERE mandate_id = m.id AND period_start = ?2), 0) AS in_period \
+                     FROM mandates m WHERE m.id = ?1";
+
+/// A row of [`USAGE`]; callers read a missing row as nothing spent.
+fn usage_from_row(row: &impl Columns, period_start: Option<i64>) -> Result<Usage, StoreError> {
     Ok(Usage {
-        in_period: if period_start.is_some() {
-            row.try_get("in_period")?
-        } else {
-            0
+        in_period: match period_start {
+            Some(_) => row.int("in_period")?,
+            None => 0,
         },
-        total: row.try_get("total")?,
+        total: row.int("total")?,
     })
 }
 
@@ -161,32 +140,34 @@ impl MandateStore for SqliteStore {
         mandate: &MandateRecord,
         granted: &MandateEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        let limits = &mandate.limits;
-        sqlx::query(
-            "INSERT INTO mandates (id, merchant_id, livemode, customer, payer_id, currency, \
-                                   per_call_limit, period, period_limit, total_limit, \
-                                   granted_with, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&mandate.id)
-        .bind(&mandate.merchant_id)
-        .bind(mandate.livemode)
-        .bind(&mandate.customer)
-        .bind(&mandate.payer_id)
-        .bind(mandate.currency.code())
-        .bind(limits.per_call)
-        .bind(limits.period.map(|(p, _)| p.as_str()))
-        .bind(limits.period.map(|(_, max)| max))
-        .bind(limits.total)
-        .bind(&mandate.granted_with)
-        .bind(mandate.created_at)
-        .bind(mandate.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(&mut tx, granted).await?;
-        tx.commit().await?;
-        Ok(())
+        let (mandate, granted) = (mandate.clone(), granted.clone());
+        self.writer
+            .run(move |db| {
+                let limits = &mandate.limits;
+                db.prepare_cached(
+                    "INSERT INTO mandates (id, merchant_id, livemode, customer, payer_id, currency, \
+                                           per_call_limit, period, period_limit, total_limit, \
+                                           granted_with, created_at, expires_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    mandate.id,
+                    mandate.merchant_id,
+                    mandate.livemode,
+                    mandate.customer,
+                    mandate.payer_id,
+                    mandate.currency.code(),
+                    limits.per_call,
+                    limits.period.map(|(p, _)| p.as_str()),
+                    limits.period.map(|(_, max)| max),
+                    limits.total,
+                    mandate.granted_with,
+                    mandate.created_at,
+                    mandate.expires_at,
+                ])?;
+                insert_event(db, &granted)
+            })
+            .await
     }
 
     async fn find_mandate(&self, id: &str) -> Result<Option<MandateRecord>, StoreError> {
@@ -206,32 +187,32 @@ impl MandateStore for SqliteStore {
         id: &str,
         revoked: &MandateEvent,
     ) -> Result<MandateRecord, StoreError> {
-        let mut tx = self.write().await?;
-        let changed = sqlx::query(&format!(
-            "UPDATE mandates SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
-             RETURNING {MANDATE_COLUMNS}"
-        ))
-        .bind(revoked.created_at)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = match changed {
-            Some(row) => {
-                insert_event(&mut tx, revoked).await?;
-                row
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {MANDATE_COLUMNS} FROM mandates WHERE id = ?"
-                ))
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
-        let mandate = mandate_from_row(&row)?;
-        tx.commit().await?;
-        Ok(mandate)
+        let (id, revoked) = (id.to_owned(), revoked.clone());
+        self.writer
+            .run(move |db| {
+                let changed = db
+                    .prepare_cached(&format!(
+                        "UPDATE mandates SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
+                         RETURNING {MANDATE_COLUMNS}"
+                    ))?
+                    .query_row(params![revoked.created_at, id], |row| {
+                        Ok(mandate_from_row(row))
+                    })
+                    .optional()?
+                    .transpose()?;
+                match changed {
+                    Some(mandate) => {
+                        insert_event(db, &revoked)?;
+                        Ok(mandate)
+                    }
+                    None => db
+                        .prepare_cached(&format!(
+                            "SELECT {MANDATE_COLUMNS} FROM mandates WHERE id = ?"
+                        ))?
+                        .query_row([id], |row| Ok(mandate_from_row(row)))?,
+                }
+            })
+            .await
     }
 
     async fn mandates_for_customer(
@@ -325,21 +306,20 @@ impl MandateStore for SqliteStore {
     }
 
     async fn record_mandate_expiries(&self, now_ms: i64, batch: i64) -> Result<usize, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
-             SELECT m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
-             WHERE m.revoked_at IS NULL AND m.expires_at <= ?1 \
-               AND NOT EXISTS (SELECT 1 FROM mandate_events e \
-                               WHERE e.mandate_id = m.id AND e.type = 'mandate.expired') \
-             ORDER BY m.expires_at LIMIT ?2",
-        )
-        .bind(now_ms)
-        .bind(batch)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() as usize)
+        self.writer
+            .run(move |db| {
+                Ok(db
+                    .prepare_cached(
+                        "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
+                         SELECT m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
+                         WHERE m.revoked_at IS NULL AND m.expires_at <= ?1 \
+                           AND NOT EXISTS (SELECT 1 FROM mandate_events e \
+                                           WHERE e.mandate_id = m.id AND e.type = 'mandate.expired') \
+                         ORDER BY m.expires_at LIMIT ?2",
+                    )?
+                    .execute(params![now_ms, batch])?)
+            })
+            .await
     }
 
     async fn mandate_events(&self, id: &str) -> Result<Vec<MandateEvent>, StoreError> {
@@ -373,6 +353,14 @@ impl MandateStore for SqliteStore {
         id: &str,
         period_start: Option<i64>,
     ) -> Result<Usage, StoreError> {
-        usage_in(&self.reader, id, period_start).await
+        let row = sqlx::query(USAGE)
+            .bind(id)
+            .bind(period_start.unwrap_or(i64::MIN))
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row
+            .map(|row| usage_from_row(&row, period_start))
+            .transpose()?
+            .unwrap_or_default())
     }
 }

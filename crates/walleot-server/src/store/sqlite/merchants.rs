@@ -4,19 +4,19 @@ use super::SqliteStore;
 use super::{key_from_row, merchant_from_row, KEY};
 use crate::domain::ports::{ApiKeyRecord, Merchant, MerchantStore, StoreError};
 use async_trait::async_trait;
+use rusqlite::params;
 
 #[async_trait]
 impl MerchantStore for SqliteStore {
     async fn insert_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO merchants (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(&merchant.id)
-            .bind(&merchant.name)
-            .bind(merchant.created_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let merchant = merchant.clone();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached("INSERT INTO merchants (id, name, created_at) VALUES (?, ?, ?)")?
+                    .execute(params![merchant.id, merchant.name, merchant.created_at])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn find_merchant(&self, id_or_name: &str) -> Result<Option<Merchant>, StoreError> {
@@ -39,22 +39,26 @@ impl MerchantStore for SqliteStore {
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, merchant_id, livemode, hash, prefix, created_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.id)
-        .bind(&key.merchant_id)
-        .bind(key.mode.is_live())
-        .bind(&key.hash)
-        .bind(&key.prefix)
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let key = key.clone();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO api_keys (id, merchant_id, livemode, hash, prefix, created_at, \
+                                           revoked_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    key.id,
+                    key.merchant_id,
+                    key.mode.is_live(),
+                    key.hash,
+                    key.prefix,
+                    key.created_at,
+                    key.revoked_at,
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -86,14 +90,16 @@ impl MerchantStore for SqliteStore {
     }
 
     async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        let id = id.to_owned();
+        self.writer
+            .run(move |db| {
+                let changed = db
+                    .prepare_cached(
+                        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                    )?
+                    .execute(params![now_ms, id])?;
+                Ok(changed == 1)
+            })
+            .await
     }
 }

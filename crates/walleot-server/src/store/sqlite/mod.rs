@@ -1,8 +1,7 @@
 //! The SQLite store: one file, zero set-up.
 //!
-//! Writes go through a pool of a single connection and start with `BEGIN IMMEDIATE`,
-//! so that writers queue for the lock instead of failing with "database is locked";
-//! reads use a separate pool and, thanks to WAL, never wait for a writer. Commits use
+//! Writes run on one thread, one connection, in groups (see [`writer`]); reads use a
+//! pool of their own and, thanks to WAL, never wait for the writer. Commits use
 //! `synchronous = FULL`: an answer is sent only once its change is on disk.
 
 mod columns;
@@ -14,8 +13,8 @@ mod payers;
 mod plans;
 mod point_reads;
 mod sessions;
+mod writer;
 
-use crate::domain::payments::Plan;
 use crate::domain::ports::{
     ApiKeyRecord, CoveredPayment, IdempotencyCompletion, Merchant, PlanOutcome, Store, StoreError,
 };
@@ -23,11 +22,11 @@ use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Livemode;
 use async_trait::async_trait;
 use columns::Columns;
+use rusqlite::{params, Connection};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 use std::str::FromStr;
 use std::time::Duration;
 use walleot_api::SessionStatus;
@@ -56,11 +55,9 @@ static TRANSFER_COLUMNS_T: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| aliased(ledger::TRANSFER_COLUMNS, "t"));
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    /// Every write, on the writer's thread (see [`writer`]).
+    writer: writer::Writer,
     reader: SqlitePool,
-    /// New sessions and plans (payments, captures, …) go to the group committer (see
-    /// [`group_commit`]).
-    jobs: tokio::sync::mpsc::Sender<WriteJob>,
     /// Ids of sessions whose status changed, after commit (see `session_changes`).
     changes: tokio::sync::broadcast::Sender<String>,
     /// Reads of the status check on the calling thread; none for a database in memory.
@@ -70,240 +67,69 @@ pub struct SqliteStore {
 /// Ids kept for slow receivers of session changes before they lag.
 const CHANGES_BUFFER: usize = 4096;
 
-type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
-
-/// A write of the hot paths, with the answer channel of the request that sent it.
-enum WriteJob {
-    NewSession {
-        session: SessionRecord,
-        created: SessionEvent,
-        completion: Option<IdempotencyCompletion>,
-        covered: Option<Box<CoveredPayment>>,
-        done: Reply<Option<SessionRecord>>,
-    },
-    /// A plan of the domain: a payment, or another change of a session.
-    Plan {
-        plan: Plan,
-        /// Kept with the change if the plan is applied.
-        answer: Option<Box<IdempotencyCompletion>>,
-        done: Reply<PlanOutcome<SessionRecord>>,
-    },
-    /// The kept answer of a request whose change (if any) is written already.
-    Answer {
-        done: IdempotencyCompletion,
-        reply: Reply<()>,
-    },
-}
-
-/// What one job of a group came to, kept until the group's commit.
-enum Outcome {
-    NewSession(
-        Result<Option<SessionRecord>, StoreError>,
-        Reply<Option<SessionRecord>>,
-    ),
-    Answer(Result<(), StoreError>, Reply<()>),
-    Plan(
-        Result<PlanOutcome<SessionRecord>, StoreError>,
-        Reply<PlanOutcome<SessionRecord>>,
-    ),
-}
-
-impl Outcome {
-    /// Answers the request: its own result once committed, else the commit's failure.
-    fn answer(self, commit: &Result<(), String>) {
-        let failed = |e: &String| StoreError::WriteFailed(e.clone());
-        match (self, commit) {
-            (Outcome::NewSession(r, done), Ok(())) => drop(done.send(r)),
-            (Outcome::NewSession(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
-            (Outcome::Plan(r, done), Ok(())) => drop(done.send(r)),
-            (Outcome::Plan(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
-            (Outcome::Answer(r, done), Ok(())) => drop(done.send(r)),
-            (Outcome::Answer(_, done), Err(e)) => drop(done.send(Err(failed(e)))),
-        }
-    }
-}
-
-/// Most sessions committed by one transaction.
-const GROUP_MAX: usize = 256;
-
-/// Group commit of the hot writes (new sessions, plans): whatever jobs are waiting
-/// when the writer is free go into one transaction, each in a savepoint of its own, in
-/// arrival order, and one `fsync` makes them all durable before any is answered. Under
-/// load many requests share a sync; alone, a request commits at once. A job that fails
-/// is rolled back to its savepoint and fails alone.
-async fn group_commit(
-    writer: SqlitePool,
-    mut queue: tokio::sync::mpsc::Receiver<WriteJob>,
-    changes: tokio::sync::broadcast::Sender<String>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut group = vec![first];
-        while group.len() < GROUP_MAX {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut jobs = group.into_iter();
-        let committed: Result<(), StoreError> = async {
-            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            for job in jobs.by_ref() {
-                sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
-                let (failed, outcome) = match job {
-                    WriteJob::NewSession {
-                        session,
-                        created,
-                        completion,
-                        covered,
-                        done,
-                    } => {
-                        let r = new_session_in(
-                            &mut tx,
-                            &session,
-                            &created,
-                            completion.as_ref(),
-                            covered.as_deref(),
-                        )
-                        .await;
-                        (r.is_err(), Outcome::NewSession(r, done))
-                    }
-                    WriteJob::Plan { plan, answer, done } => {
-                        let r = match (plans::apply_in(&mut tx, &plan).await, answer) {
-                            (Ok(PlanOutcome::Applied(changed)), Some(answer)) => {
-                                idempotency::complete_in(&mut tx, &answer)
-                                    .await
-                                    .map(|()| PlanOutcome::Applied(changed))
-                            }
-                            (r, _) => r,
-                        };
-                        (r.is_err(), Outcome::Plan(r, done))
-                    }
-                    WriteJob::Answer { done, reply } => {
-                        let r = idempotency::complete_in(&mut tx, &done).await;
-                        (r.is_err(), Outcome::Answer(r, reply))
-                    }
-                };
-                outcomes.push(outcome);
-                if failed {
-                    sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
-                }
-                sqlx::query("RELEASE job").execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        let commit = committed.map_err(|e| e.to_string());
-        if commit.is_ok() {
-            for outcome in &outcomes {
-                match outcome {
-                    Outcome::Plan(Ok(PlanOutcome::Applied(changed)), _)
-                    | Outcome::NewSession(Ok(Some(changed)), _) => {
-                        let _ = changes.send(changed.id.clone());
-                    }
-                    _ => {}
-                }
-            }
-        }
-        for outcome in outcomes {
-            outcome.answer(&commit);
-        }
-        // Jobs never reached because the transaction failed early.
-        for job in jobs {
-            let e = commit.clone().err().unwrap_or_default();
-            match job {
-                WriteJob::NewSession { done, .. } => {
-                    drop(done.send(Err(StoreError::WriteFailed(e))))
-                }
-                WriteJob::Plan { done, .. } => drop(done.send(Err(StoreError::WriteFailed(e)))),
-                WriteJob::Answer { reply, .. } => drop(reply.send(Err(StoreError::WriteFailed(e)))),
-            }
-        }
-    }
-}
-
-impl SqliteStore {
-    /// Queues a hot write for the group committer and waits for its answer.
-    async fn group_write<T>(
-        &self,
-        job: impl FnOnce(Reply<T>) -> WriteJob,
-    ) -> Result<T, StoreError> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let gone = || StoreError::WriteFailed("the group committer has stopped".into());
-        self.jobs.send(job(done)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
 /// A new session, and the payment that covers it when its precondition holds: the
 /// payment is tried in a savepoint of its own, so that a stale budget or an empty wallet
 /// leaves the session pending with its pending answer.
-async fn new_session_in(
-    tx: &mut Transaction<'static, Sqlite>,
+fn new_session_in(
+    db: &Connection,
     session: &SessionRecord,
     created: &SessionEvent,
     completion: Option<&IdempotencyCompletion>,
     covered: Option<&CoveredPayment>,
 ) -> Result<Option<SessionRecord>, StoreError> {
-    insert_session_in(tx, session, created).await?;
+    insert_session_in(db, session, created)?;
     if let Some(covered) = covered {
-        sqlx::query("SAVEPOINT covered").execute(&mut **tx).await?;
-        let paid = match plans::apply_in(tx, &covered.plan).await {
+        db.execute_batch("SAVEPOINT covered")?;
+        let paid = match plans::apply_in(db, &covered.plan) {
             Ok(PlanOutcome::Applied(paid)) => Some(paid),
             Ok(_) | Err(StoreError::Ledger(_)) => None,
             Err(e) => return Err(e),
         };
         if paid.is_none() {
-            sqlx::query("ROLLBACK TO covered")
-                .execute(&mut **tx)
-                .await?;
+            db.execute_batch("ROLLBACK TO covered")?;
         }
-        sqlx::query("RELEASE covered").execute(&mut **tx).await?;
+        db.execute_batch("RELEASE covered")?;
         if let Some(paid) = paid {
             if let Some(done) = &covered.completion {
-                idempotency::complete_in(tx, done).await?;
+                idempotency::complete_in(db, done)?;
             }
             return Ok(Some(paid));
         }
     }
     if let Some(done) = completion {
-        idempotency::complete_in(tx, done).await?;
+        idempotency::complete_in(db, done)?;
     }
     Ok(None)
 }
 
-async fn insert_session_in(
-    tx: &mut Transaction<'static, Sqlite>,
+fn insert_session_in(
+    db: &Connection,
     session: &SessionRecord,
     created: &SessionEvent,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    db.prepare_cached(
         "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
                                status, created_at, expires_at, updated_at, capture_method, metadata, \
                                customer) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&session.id)
-    .bind(&session.merchant_id)
-    .bind(session.livemode)
-    .bind(session.amount)
-    .bind(session.currency.code())
-    .bind(&session.description)
-    .bind(session.status.as_str())
-    .bind(session.created_at)
-    .bind(session.expires_at)
-    .bind(session.updated_at)
-    .bind(session.capture_method.as_str())
-    .bind(
+    )?
+    .execute(params![
+        session.id,
+        session.merchant_id,
+        session.livemode,
+        session.amount,
+        session.currency.code(),
+        session.description,
+        session.status.as_str(),
+        session.created_at,
+        session.expires_at,
+        session.updated_at,
+        session.capture_method.as_str(),
         (!session.metadata.is_empty())
             .then(|| serde_json::to_string(&session.metadata).expect("string maps serialize")),
-    )
-    .bind(&session.customer)
-    .execute(&mut **tx)
-    .await?;
-    insert_event(tx, created).await?;
-    Ok(())
+        session.customer,
+    ])?;
+    insert_event(db, created)
 }
 
 impl SqliteStore {
@@ -316,13 +142,20 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
+        // Migrations run through sqlx, on a connection of their own.
+        let migrations = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
+        MIGRATOR.run(&migrations).await?;
+        // A database in memory lives in its connections alone: the writer's keeps it.
+        let path = options.get_filename();
+        let in_memory = url.contains(":memory:")
+            || url.contains("mode=memory")
+            || path.to_string_lossy().starts_with("file:sqlx-in-memory");
+        let writer = writer::Writer::open(path, in_memory)?;
+        migrations.close().await;
         // Reads run on connections of their own (WAL lets them proceed beside the writer);
         // enough of them that concurrent requests rarely queue for one.
         let reader = SqlitePoolOptions::new()
@@ -330,11 +163,6 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone().read_only(true))
             .await?;
-        // A database in memory lives in its pool's connections alone.
-        let path = options.get_filename();
-        let in_memory = url.contains(":memory:")
-            || url.contains("mode=memory")
-            || path.to_string_lossy().starts_with("file:sqlx-in-memory");
         let point_reads = if in_memory {
             None
         } else {
@@ -348,20 +176,22 @@ impl SqliteStore {
                 }
             }
         };
-        let (jobs, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 4);
         let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFER);
-        tokio::spawn(group_commit(writer.clone(), queue, changes.clone()));
         Ok(SqliteStore {
             writer,
             reader,
-            jobs,
             changes,
             point_reads,
         })
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// What `read` finds on the calling thread (see [`point_reads`]); `None` when it
+    /// cannot read now, and the caller reads through the pool.
+    fn read_now<T>(
+        &self,
+        read: impl FnOnce(&point_reads::PointReads) -> Option<Result<T, StoreError>>,
+    ) -> Option<Result<T, StoreError>> {
+        self.point_reads.as_ref().and_then(read)
     }
 
     /// Tells the watchers of a session that it changed; nobody listening is fine.
@@ -438,30 +268,27 @@ fn key_from_row(row: &impl Columns, names: &KeyColumns) -> Result<ApiKeyRecord, 
     })
 }
 
-fn merchant_from_row(row: &SqliteRow) -> Result<Merchant, StoreError> {
+fn merchant_from_row(row: &impl Columns) -> Result<Merchant, StoreError> {
     Ok(Merchant {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
+        id: row.text("id")?,
+        name: row.text("name")?,
+        created_at: row.int("created_at")?,
     })
 }
 
-async fn insert_event(
-    tx: &mut Transaction<'static, Sqlite>,
-    event: &SessionEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_event(db: &Connection, event: &SessionEvent) -> Result<(), StoreError> {
+    db.prepare_cached(
         "INSERT INTO session_events (id, session_id, type, from_status, to_status, created_at) \
          VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event.id)
-    .bind(&event.session_id)
-    .bind(&event.kind)
-    .bind(event.from_status.map(|s| s.as_str()))
-    .bind(event.to_status.as_str())
-    .bind(event.created_at)
-    .execute(&mut **tx)
-    .await?;
+    )?
+    .execute(params![
+        event.id,
+        event.session_id,
+        event.kind,
+        event.from_status.map(|s| s.as_str()),
+        event.to_status.as_str(),
+        event.created_at,
+    ])?;
     Ok(())
 }
 
@@ -483,18 +310,16 @@ impl Store for SqliteStore {
     }
 
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
-            .bind(name)
-            .bind(&fresh)
-            .execute(&mut *tx)
-            .await?;
-        let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(value)
+        let name = name.to_string();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")?
+                    .execute(params![name, fresh])?;
+                Ok(db
+                    .prepare_cached("SELECT value FROM settings WHERE name = ?")?
+                    .query_row([&name], |row| row.get(0))?)
+            })
+            .await
     }
 }
 

@@ -1,29 +1,42 @@
 //! Payers, their factors, logins and WebAuthn challenges in SQLite.
 
+use super::columns::Columns;
 use super::{parse_stored, SqliteStore};
 use crate::domain::payers::{Challenge, Passkey, Payer, TotpRecord};
 use crate::store::{PayerStore, StoreError};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::{params, OptionalExtension};
 use sqlx::Row;
 use walleot_api::Currency;
 
-fn payer_from_row(row: &SqliteRow) -> Result<Payer, StoreError> {
+fn payer_from_row(row: &impl Columns) -> Result<Payer, StoreError> {
     Ok(Payer {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        failed_attempts: row.try_get("failed_attempts")?,
-        locked_until: row.try_get("locked_until")?,
+        id: row.text("id")?,
+        created_at: row.int("created_at")?,
+        failed_attempts: row.int("failed_attempts")?,
+        locked_until: row.int("locked_until")?,
     })
 }
 
-fn passkey_from_row(row: &SqliteRow) -> Result<Passkey, StoreError> {
+fn passkey_from_row(row: &impl Columns) -> Result<Passkey, StoreError> {
     Ok(Passkey {
-        credential_id: row.try_get("credential_id")?,
-        payer_id: row.try_get("payer_id")?,
-        public_key: row.try_get("public_key")?,
-        sign_count: row.try_get("sign_count")?,
-        created_at: row.try_get("created_at")?,
+        credential_id: row.bytes("credential_id")?,
+        payer_id: row.text("payer_id")?,
+        public_key: row.bytes("public_key")?,
+        sign_count: row.int("sign_count")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+fn challenge_from_row(row: &impl Columns) -> Result<Challenge, StoreError> {
+    Ok(Challenge {
+        id: row.text("id")?,
+        purpose: parse_stored(&row.text("purpose")?, "challenge purpose")?,
+        payer_id: row.text_or_null("payer_id")?,
+        session_id: row.text_or_null("session_id")?,
+        challenge: row.bytes("challenge")?,
+        nonce: row.bytes("nonce")?,
+        expires_at: row.int("expires_at")?,
     })
 }
 
@@ -40,16 +53,22 @@ const PASSKEY_COLUMNS: &str = "credential_id, payer_id, public_key, sign_count, 
 #[async_trait]
 impl PayerStore for SqliteStore {
     async fn insert_payer(&self, payer: &Payer) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO payers (id, created_at, failed_attempts, locked_until) VALUES (?, ?, ?, ?)")
-            .bind(&payer.id)
-            .bind(payer.created_at)
-            .bind(payer.failed_attempts)
-            .bind(payer.locked_until)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let payer = payer.clone();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO payers (id, created_at, failed_attempts, locked_until) \
+                     VALUES (?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    payer.id,
+                    payer.created_at,
+                    payer.failed_attempts,
+                    payer.locked_until
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn get_payer(&self, id: &str) -> Result<Option<Payer>, StoreError> {
@@ -69,32 +88,33 @@ impl PayerStore for SqliteStore {
         max: i64,
         lock_ms: i64,
     ) -> Result<Payer, StoreError> {
-        let mut tx = self.write().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE payers SET \
-                 locked_until = CASE WHEN failed_attempts + 1 >= ?2 THEN ?3 + ?4 ELSE locked_until END, \
-                 failed_attempts = CASE WHEN failed_attempts + 1 >= ?2 THEN 0 ELSE failed_attempts + 1 END \
-             WHERE id = ?1 RETURNING {PAYER_COLUMNS}"
-        ))
-        .bind(payer_id)
-        .bind(max)
-        .bind(now_ms)
-        .bind(lock_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let payer = payer_from_row(&row)?;
-        tx.commit().await?;
-        Ok(payer)
+        let payer_id = payer_id.to_owned();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(&format!(
+                    "UPDATE payers SET \
+                         locked_until = CASE WHEN failed_attempts + 1 >= ?2 THEN ?3 + ?4 ELSE locked_until END, \
+                         failed_attempts = CASE WHEN failed_attempts + 1 >= ?2 THEN 0 ELSE failed_attempts + 1 END \
+                     WHERE id = ?1 RETURNING {PAYER_COLUMNS}"
+                ))?
+                .query_row(params![payer_id, max, now_ms, lock_ms], |row| {
+                    Ok(payer_from_row(row))
+                })?
+            })
+            .await
     }
 
     async fn clear_failed_attempts(&self, payer_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE payers SET failed_attempts = 0 WHERE id = ? AND failed_attempts <> 0")
-            .bind(payer_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let payer_id = payer_id.to_owned();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "UPDATE payers SET failed_attempts = 0 WHERE id = ? AND failed_attempts <> 0",
+                )?
+                .execute([payer_id])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn auto_approvals_since(
@@ -137,34 +157,36 @@ impl PayerStore for SqliteStore {
         currency: Currency,
         amount: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO payer_thresholds (payer_id, currency, amount) VALUES (?, ?, ?) \
-             ON CONFLICT (payer_id, currency) DO UPDATE SET amount = excluded.amount",
-        )
-        .bind(payer_id)
-        .bind(currency.code())
-        .bind(amount)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let payer_id = payer_id.to_owned();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO payer_thresholds (payer_id, currency, amount) VALUES (?, ?, ?) \
+                     ON CONFLICT (payer_id, currency) DO UPDATE SET amount = excluded.amount",
+                )?
+                .execute(params![payer_id, currency.code(), amount])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn insert_passkey(&self, passkey: &Passkey) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(&format!(
-            "INSERT INTO passkeys ({PASSKEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-        ))
-        .bind(&passkey.credential_id)
-        .bind(&passkey.payer_id)
-        .bind(&passkey.public_key)
-        .bind(passkey.sign_count)
-        .bind(passkey.created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let passkey = passkey.clone();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(&format!(
+                    "INSERT INTO passkeys ({PASSKEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+                ))?
+                .execute(params![
+                    passkey.credential_id,
+                    passkey.payer_id,
+                    passkey.public_key,
+                    passkey.sign_count,
+                    passkey.created_at
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn passkeys_of(&self, payer_id: &str) -> Result<Vec<Passkey>, StoreError> {
@@ -196,35 +218,42 @@ impl PayerStore for SqliteStore {
         credential_id: &[u8],
         count: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        // Authenticators that keep no counter always report 0.
-        let done = sqlx::query(
-            "UPDATE passkeys SET sign_count = ?2 WHERE credential_id = ?1 AND (?2 > sign_count OR (?2 = 0 AND sign_count = 0))",
-        )
-        .bind(credential_id)
-        .bind(count)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        let credential_id = credential_id.to_vec();
+        self.writer
+            .run(move |db| {
+                // Authenticators that keep no counter always report 0.
+                let changed = db
+                    .prepare_cached(
+                        "UPDATE passkeys SET sign_count = ?2 WHERE credential_id = ?1 \
+                         AND (?2 > sign_count OR (?2 = 0 AND sign_count = 0))",
+                    )?
+                    .execute(params![credential_id, count])?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn put_totp(&self, record: &TotpRecord) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO totp_secrets (payer_id, secret, confirmed, last_step, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (payer_id) DO UPDATE SET secret = excluded.secret, confirmed = excluded.confirmed, \
-                 last_step = excluded.last_step, created_at = excluded.created_at",
-        )
-        .bind(&record.payer_id)
-        .bind(&record.secret)
-        .bind(record.confirmed)
-        .bind(record.last_step)
-        .bind(record.created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let record = record.clone();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO totp_secrets (payer_id, secret, confirmed, last_step, created_at) \
+                     VALUES (?, ?, ?, ?, ?) \
+                     ON CONFLICT (payer_id) DO UPDATE SET secret = excluded.secret, \
+                         confirmed = excluded.confirmed, last_step = excluded.last_step, \
+                         created_at = excluded.created_at",
+                )?
+                .execute(params![
+                    record.payer_id,
+                    record.secret,
+                    record.confirmed,
+                    record.last_step,
+                    record.created_at
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn totp_of(&self, payer_id: &str) -> Result<Option<TotpRecord>, StoreError> {
@@ -250,17 +279,18 @@ impl PayerStore for SqliteStore {
         step: i64,
         confirm: bool,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "UPDATE totp_secrets SET last_step = ?2, confirmed = MAX(confirmed, ?3) WHERE payer_id = ?1 AND last_step < ?2",
-        )
-        .bind(payer_id)
-        .bind(step)
-        .bind(confirm)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        let payer_id = payer_id.to_owned();
+        self.writer
+            .run(move |db| {
+                let changed = db
+                    .prepare_cached(
+                        "UPDATE totp_secrets SET last_step = ?2, confirmed = MAX(confirmed, ?3) \
+                         WHERE payer_id = ?1 AND last_step < ?2",
+                    )?
+                    .execute(params![payer_id, step, confirm])?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn insert_login(
@@ -270,16 +300,17 @@ impl PayerStore for SqliteStore {
         now_ms: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO payer_logins (token_hash, payer_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(token_hash)
-            .bind(payer_id)
-            .bind(now_ms)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let (token_hash, payer_id) = (token_hash.to_owned(), payer_id.to_owned());
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO payer_logins (token_hash, payer_id, created_at, expires_at) \
+                     VALUES (?, ?, ?, ?)",
+                )?
+                .execute(params![token_hash, payer_id, now_ms, expires_at])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn find_login(
@@ -297,62 +328,58 @@ impl PayerStore for SqliteStore {
     }
 
     async fn delete_login(&self, token_hash: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM payer_logins WHERE token_hash = ?")
-            .bind(token_hash)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let token_hash = token_hash.to_owned();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached("DELETE FROM payer_logins WHERE token_hash = ?")?
+                    .execute([token_hash])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn insert_challenge(&self, c: &Challenge) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO challenges (id, purpose, payer_id, session_id, challenge, nonce, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&c.id)
-        .bind(c.purpose.as_str())
-        .bind(&c.payer_id)
-        .bind(&c.session_id)
-        .bind(&c.challenge)
-        .bind(&c.nonce)
-        .bind(c.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let c = c.clone();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO challenges (id, purpose, payer_id, session_id, challenge, nonce, \
+                                             expires_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    c.id,
+                    c.purpose.as_str(),
+                    c.payer_id,
+                    c.session_id,
+                    c.challenge,
+                    c.nonce,
+                    c.expires_at
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn take_challenge(&self, id: &str, now_ms: i64) -> Result<Option<Challenge>, StoreError> {
-        let mut tx = self.write().await?;
-        let row = sqlx::query(
-            "DELETE FROM challenges WHERE id = ? \
-             RETURNING id, purpose, payer_id, session_id, challenge, nonce, expires_at",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // Expired challenges of anyone go too.
-        sqlx::query("DELETE FROM challenges WHERE expires_at <= ?")
-            .bind(now_ms)
-            .execute(&mut *tx)
+        let id = id.to_owned();
+        let taken = self
+            .writer
+            .run(move |db| {
+                let taken = db
+                    .prepare_cached(
+                        "DELETE FROM challenges WHERE id = ? \
+                         RETURNING id, purpose, payer_id, session_id, challenge, nonce, expires_at",
+                    )?
+                    .query_row([id], |row| Ok(challenge_from_row(row)))
+                    .optional()?
+                    .transpose()?;
+                // Expired challenges of anyone go too.
+                db.prepare_cached("DELETE FROM challenges WHERE expires_at <= ?")?
+                    .execute([now_ms])?;
+                Ok(taken)
+            })
             .await?;
-        tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        let expires_at: i64 = row.try_get("expires_at")?;
-        if expires_at <= now_ms {
-            return Ok(None);
-        }
-        let purpose: String = row.try_get("purpose")?;
-        Ok(Some(Challenge {
-            id: row.try_get("id")?,
-            purpose: parse_stored(&purpose, "challenge purpose")?,
-            payer_id: row.try_get("payer_id")?,
-            session_id: row.try_get("session_id")?,
-            challenge: row.try_get("challenge")?,
-            nonce: row.try_get("nonce")?,
-            expires_at,
-        }))
+        Ok(taken.filter(|c| c.expires_at > now_ms))
     }
 }

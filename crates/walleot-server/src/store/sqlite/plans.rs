@@ -1,6 +1,6 @@
-//! Plans of the domain (`crate::domain::payments`) written to SQLite: the precondition is
-//! checked by the statements that write, so a plan made from an earlier read is
-//! written only if that read still holds.
+//! Plans of the domain (`crate::domain::payments`) written to SQLite by the writer: the
+//! precondition is checked by the statements that write, so a plan made from an
+//! earlier read is written only if that read still holds.
 
 use super::ledger::{
     open_account, resolve_in, transfer_from_row, transfer_with_id, voucher_from_row,
@@ -11,13 +11,15 @@ use crate::domain::payers::Voucher;
 use crate::domain::payments::{LedgerStep, Plan, Precondition, Redemption};
 use crate::domain::sessions::SessionRecord;
 use crate::store::{PlanOutcome, StoreError};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension};
+use sqlx::Row;
 
-/// Writes `plan` inside `tx` if its precondition holds. The session's row is written
-/// first, guarded by the precondition, so that a stale plan writes nothing; an error
-/// after it leaves `tx` to be rolled back.
-pub(super) async fn apply_in(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Writes `plan` in the writer's transaction if its precondition holds. The session's
+/// row is written first, guarded by the precondition, so that a stale plan writes
+/// nothing; an error after it leaves the write to be rolled back.
+pub(super) fn apply_in(
+    db: &Connection,
     plan: &Plan,
 ) -> Result<PlanOutcome<SessionRecord>, StoreError> {
     if let Precondition::Pending {
@@ -25,15 +27,14 @@ pub(super) async fn apply_in(
         ..
     } = &plan.precondition
     {
-        let used: i64 = sqlx::query_scalar(super::payers::AUTO_APPROVALS_SINCE)
-            .bind(&cap.payer_id)
-            .bind(cap.since_ms)
-            .bind(&cap.merchant_id)
-            .bind(cap.livemode)
-            .fetch_one(&mut **tx)
-            .await?;
+        let used: i64 = db
+            .prepare_cached(super::payers::AUTO_APPROVALS_SINCE)?
+            .query_row(
+                params![cap.payer_id, cap.since_ms, cap.merchant_id, cap.livemode],
+                |row| row.get(0),
+            )?;
         if used >= cap.limit {
-            return stale(tx, &plan.session_id).await;
+            return stale(db, &plan.session_id);
         }
     }
     if let Precondition::Pending {
@@ -41,20 +42,27 @@ pub(super) async fn apply_in(
         ..
     } = &plan.precondition
     {
-        if !super::mandates::budget_holds(tx, budget).await? {
-            return stale(tx, &plan.session_id).await;
+        if !super::mandates::budget_holds(db, budget)? {
+            return stale(db, &plan.session_id);
         }
     }
     let change = &plan.change;
-    let guard = match &plan.precondition {
+    // ?6 is the guard's value; where the guard needs none, it is bound unused.
+    let (guard, guarded) = match &plan.precondition {
         Precondition::Pending {
-            unexpired_at: Some(_),
+            unexpired_at: Some(at),
             ..
-        } => "status = 'pending' AND expires_at > ?6",
+        } => (
+            "status = 'pending' AND expires_at > ?6",
+            Value::Integer(*at),
+        ),
         Precondition::Pending {
             unexpired_at: None, ..
-        } => "status = 'pending'",
-        Precondition::Held { .. } => "capture_status = 'held' AND hold_transfer_id = ?6",
+        } => ("status = 'pending'", Value::Null),
+        Precondition::Held { hold_transfer_id } => (
+            "capture_status = 'held' AND hold_transfer_id = ?6",
+            Value::Text(hold_transfer_id.clone()),
+        ),
     };
     let sql = format!(
         "UPDATE sessions SET status = ?1, capture_status = ?2, \
@@ -63,135 +71,120 @@ pub(super) async fn apply_in(
              mandate_period = COALESCE(?8, mandate_period) \
          WHERE id = ?5 AND {guard} RETURNING {SESSION_COLUMNS}"
     );
-    let query = sqlx::query(&sql)
-        .bind(change.status.as_str())
-        .bind(change.capture_status.map(|c| c.as_str()))
-        .bind(change.expires_at)
-        .bind(change.updated_at)
-        .bind(&plan.session_id);
-    let query = match &plan.precondition {
-        Precondition::Pending {
-            unexpired_at: Some(at),
-            ..
-        } => query.bind(*at),
-        Precondition::Pending {
-            unexpired_at: None, ..
-        } => query,
-        Precondition::Held { hold_transfer_id } => query.bind(hold_transfer_id),
+    let changed = db
+        .prepare_cached(&sql)?
+        .query_row(
+            params![
+                change.status.as_str(),
+                change.capture_status.map(|c| c.as_str()),
+                change.expires_at,
+                change.updated_at,
+                plan.session_id,
+                guarded,
+                change.mandate_id,
+                change.mandate_period,
+            ],
+            |row| Ok(session_from_row(row)),
+        )
+        .optional()?;
+    let Some(session) = changed.transpose()? else {
+        return stale(db, &plan.session_id);
     };
-    // ?6 is the guard's; where the guard binds none, it is bound unused.
-    let query = match &plan.precondition {
-        Precondition::Pending {
-            unexpired_at: None, ..
-        } => query.bind(None::<i64>),
-        _ => query,
-    };
-    let query = query.bind(&change.mandate_id).bind(change.mandate_period);
-    let Some(row) = query.fetch_optional(&mut **tx).await? else {
-        return stale(tx, &plan.session_id).await;
-    };
-    let session = session_from_row(&row)?;
     let at = change.updated_at;
     for step in &plan.ledger {
         match step {
             LedgerStep::Transfer { id, spec } => {
-                transfer_with_id(tx, id.clone(), spec, at).await?;
+                transfer_with_id(db, id.clone(), spec, at)?;
             }
             LedgerStep::CoverShortfall { id, spec } => {
-                let account = open_account(tx, &spec.credit, at).await?;
+                let account = open_account(db, &spec.credit, at)?;
                 let short = spec.amount - account.available();
                 if short > 0 {
                     let cover = TransferSpec {
                         amount: short,
                         ..spec.clone()
                     };
-                    transfer_with_id(tx, id.clone(), &cover, at).await?;
+                    transfer_with_id(db, id.clone(), &cover, at)?;
                 }
             }
             LedgerStep::Resolve { transfer_id, to } => {
-                resolve_in(tx, transfer_id, *to, at).await?;
+                resolve_in(db, transfer_id, *to, at)?;
             }
         }
     }
     // Linked once the hold exists: the column refers to the transfer.
     if let Some(hold) = &change.hold_transfer_id {
-        sqlx::query("UPDATE sessions SET hold_transfer_id = ? WHERE id = ?")
-            .bind(hold)
-            .bind(&plan.session_id)
-            .execute(&mut **tx)
-            .await?;
+        db.prepare_cached("UPDATE sessions SET hold_transfer_id = ? WHERE id = ?")?
+            .execute(params![hold, plan.session_id])?;
     }
     if let Some(spend) = &plan.mandate_spend {
-        super::mandates::spend_in(tx, spend).await?;
+        super::mandates::spend_in(db, spend)?;
     }
-    insert_event(tx, &plan.event).await?;
+    insert_event(db, &plan.event)?;
     if let Some(approval) = &plan.approval {
-        sqlx::query(
+        db.prepare_cached(
             "INSERT INTO approvals (session_id, payer_id, method, evidence, created_at) \
              VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&approval.session_id)
-        .bind(&approval.payer_id)
-        .bind(approval.method.as_str())
-        .bind(&approval.evidence)
-        .bind(approval.created_at)
-        .execute(&mut **tx)
-        .await?;
+        )?
+        .execute(params![
+            approval.session_id,
+            approval.payer_id,
+            approval.method.as_str(),
+            approval.evidence,
+            approval.created_at,
+        ])?;
     }
     Ok(PlanOutcome::Applied(session))
 }
 
 /// The session as it now is, for a plan whose precondition no longer holds.
-async fn stale(
-    tx: &mut Transaction<'static, Sqlite>,
-    session_id: &str,
-) -> Result<PlanOutcome<SessionRecord>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
-    ))
-    .bind(session_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(match row {
-        Some(row) => PlanOutcome::Stale(session_from_row(&row)?),
+fn stale(db: &Connection, session_id: &str) -> Result<PlanOutcome<SessionRecord>, StoreError> {
+    let current = db
+        .prepare_cached(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+        ))?
+        .query_row([session_id], |row| Ok(session_from_row(row)))
+        .optional()?;
+    Ok(match current.transpose()? {
+        Some(session) => PlanOutcome::Stale(session),
         None => PlanOutcome::NotFound,
     })
 }
 
-/// Writes a voucher's redemption inside `tx` if the voucher is still unused.
-pub(super) async fn redeem_in(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Writes a voucher's redemption in the writer's transaction if the voucher is still
+/// unused.
+pub(super) fn redeem_in(
+    db: &Connection,
     redemption: &Redemption,
 ) -> Result<PlanOutcome<Voucher>, StoreError> {
     const COLUMNS: &str =
         "id, code_hash, amount, currency, livemode, created_at, redeemed_by, redeemed_at";
-    let row = sqlx::query(&format!(
-        "UPDATE vouchers SET redeemed_by = ?, redeemed_at = ? \
-         WHERE id = ? AND redeemed_by IS NULL RETURNING {COLUMNS}"
-    ))
-    .bind(&redemption.payer_id)
-    .bind(redemption.at)
-    .bind(&redemption.voucher_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        let current = sqlx::query(&format!("SELECT {COLUMNS} FROM vouchers WHERE id = ?"))
-            .bind(&redemption.voucher_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        return Ok(match current {
-            Some(row) => PlanOutcome::Stale(voucher_from_row(&row)?),
+    let redeemed = db
+        .prepare_cached(&format!(
+            "UPDATE vouchers SET redeemed_by = ?, redeemed_at = ? \
+             WHERE id = ? AND redeemed_by IS NULL RETURNING {COLUMNS}"
+        ))?
+        .query_row(
+            params![redemption.payer_id, redemption.at, redemption.voucher_id],
+            |row| Ok(voucher_from_row(row)),
+        )
+        .optional()?;
+    let Some(voucher) = redeemed.transpose()? else {
+        let current = db
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM vouchers WHERE id = ?"))?
+            .query_row([&redemption.voucher_id], |row| Ok(voucher_from_row(row)))
+            .optional()?;
+        return Ok(match current.transpose()? {
+            Some(voucher) => PlanOutcome::Stale(voucher),
             None => PlanOutcome::NotFound,
         });
     };
-    let voucher = voucher_from_row(&row)?;
     transfer_with_id(
-        tx,
+        db,
         redemption.transfer_id.clone(),
         &redemption.credit,
         redemption.at,
-    )
-    .await?;
+    )?;
     Ok(PlanOutcome::Applied(voucher))
 }
 

@@ -1,4 +1,5 @@
-//! Point reads on the calling thread.
+//! Point reads on the calling thread: the status check's key and session, and the
+//! single rows a payment or capture reads before it writes.
 //!
 //! A status check is one indexed read of some ten microseconds of SQLite work. Through
 //! the sqlx pool it also pays a hand-off to a worker thread and back for every query and
@@ -80,6 +81,22 @@ impl PointReads {
             }
             Err(e) => Some(Err(e.into())),
         }
+    }
+
+    /// The one row (or none) that `sql` reads with `params`, mapped by `map`.
+    pub(super) fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Option<Result<Option<T>, StoreError>> {
+        self.run(|connection| {
+            let found = connection
+                .prepare_cached(sql)?
+                .query_row(params, |row| Ok(map(row)))
+                .optional()?;
+            Ok(found.transpose())
+        })
     }
 
     /// See `Store::key_and_session_now`.

@@ -1,10 +1,19 @@
-//! Payment sessions and their events in SQLite; new sessions go through the group
-//! committer.
+//! Payment sessions and their events in SQLite.
 
 use super::SqliteStore;
 use super::*;
 use crate::domain::ports::{CoveredPayment, SessionPage, SessionStore};
 use async_trait::async_trait;
+use std::sync::LazyLock;
+
+/// A session by its id; of a merchant and mode.
+static SESSION_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"));
+static SESSION_OF_MERCHANT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ? AND merchant_id = ? AND livemode = ?"
+    )
+});
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -19,14 +28,24 @@ impl SessionStore for SqliteStore {
         completion: Option<&IdempotencyCompletion>,
         covered: Option<&CoveredPayment>,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.group_write(|done| WriteJob::NewSession {
-            session: session.clone(),
-            created: created.clone(),
-            completion: completion.cloned(),
-            covered: covered.cloned().map(Box::new),
-            done,
-        })
-        .await
+        let (session, created) = (session.clone(), created.clone());
+        let (completion, covered) = (completion.cloned(), covered.cloned());
+        let paid = self
+            .writer
+            .run(move |db| {
+                new_session_in(
+                    db,
+                    &session,
+                    &created,
+                    completion.as_ref(),
+                    covered.as_ref(),
+                )
+            })
+            .await?;
+        if let Some(paid) = &paid {
+            self.changed(&paid.id);
+        }
+        Ok(paid)
     }
 
     async fn get_session(
@@ -35,17 +54,20 @@ impl SessionStore for SqliteStore {
         livemode: bool,
         id: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ? AND merchant_id = ? AND livemode = ?"
-        ))
-        .bind(id)
-        .bind(merchant_id)
-        .bind(livemode)
-        .fetch_optional(&self.reader)
-        .await?
-        .as_ref()
-        .map(session_from_row)
-        .transpose()
+        let sql = &*SESSION_OF_MERCHANT;
+        let params = (id, merchant_id, livemode);
+        if let Some(read) = self.read_now(|now| now.row(sql, params, |r| session_from_row(r))) {
+            return read;
+        }
+        sqlx::query(sql)
+            .bind(id)
+            .bind(merchant_id)
+            .bind(livemode)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
     }
 
     async fn session_seq(
@@ -125,15 +147,17 @@ impl SessionStore for SqliteStore {
     }
 
     async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?
-        .as_ref()
-        .map(session_from_row)
-        .transpose()
+        let sql = &*SESSION_BY_ID;
+        if let Some(read) = self.read_now(|now| now.row(sql, [id], |r| session_from_row(r))) {
+            return read;
+        }
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
     }
 
     async fn due_sessions(
