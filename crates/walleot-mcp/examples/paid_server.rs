@@ -4,6 +4,7 @@
 //! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --mode two-step
 //! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --mode resubmit --http 127.0.0.1:3001
 //! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --store sqlite:payments.db
+//! WALLEOT_API_KEY=sk_test_… cargo run -p walleot-mcp --example paid_server -- --http 127.0.0.1:3001 --store redis://127.0.0.1:6379
 //! ```
 //! Over stdio by default; with `--http ADDR` a streamable HTTP endpoint at `/mcp`, with
 //! `--stateless` one that keeps no MCP sessions.
@@ -16,7 +17,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use std::sync::Arc;
-use walleot_mcp::store::{MemoryStore, PaymentStore, SqliteStore};
+use walleot_mcp::store::{MemoryStore, PaymentStore, RedisStore, SqliteStore};
 use walleot_mcp::{Mode, Walleot};
 
 #[derive(Clone)]
@@ -93,8 +94,9 @@ struct Args {
     /// With --http, serve without MCP sessions (MCP 2026-07-28 requests never have one).
     #[arg(long, requires = "http")]
     stateless: bool,
-    /// Where open payments are kept: `memory` (lost on restart), or `sqlite:PATH`, a
-    /// file that survives restarts and can be shared by several server processes.
+    /// Where open payments are kept: `memory` (lost on restart), `sqlite:PATH`, a file
+    /// that survives restarts and can be shared by several server processes on one
+    /// machine, or `redis://HOST:PORT[/DB]`, shared by instances behind a balancer.
     #[arg(long, default_value = "memory")]
     store: String,
     /// Also serve `fragile_report(data)` at 0.05 USD, which always fails: its payment
@@ -116,9 +118,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let store: Arc<dyn PaymentStore> = match args.store.split_once(':') {
         Some(("sqlite", path)) => Arc::new(SqliteStore::open(std::path::Path::new(path)).await?),
+        Some(("redis", _)) => Arc::new(RedisStore::open(&args.store).await?),
         None if args.store == "memory" => Arc::new(MemoryStore::new()),
         _ => {
-            return Err(format!("unknown store `{}`: use memory or sqlite:PATH", args.store).into())
+            return Err(format!(
+                "unknown store `{}`: use memory, sqlite:PATH or redis://HOST:PORT",
+                args.store
+            )
+            .into())
         }
     };
     let walleot = Walleot::from_env()?

@@ -435,6 +435,49 @@ async fn the_example_server_keeps_payments_across_a_restart_with_a_sqlite_store(
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Two instances of a paid server, as behind a load balancer, on one Redis: a payment
+/// opened through one is confirmed through the other, its result is the same through
+/// both, and its funds are captured once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_servers_sharing_a_redis_store_confirm_each_others_payments() {
+    let service = TestServer::start().await;
+    let args = ["--mode", "two-step", "--store", "redis://127.0.0.1:6379"];
+    let first = Recorder::default()
+        .serve(example_child_with(&service, &args))
+        .await
+        .unwrap();
+    let second = Recorder::default()
+        .serve(example_child_with(&service, &args))
+        .await
+        .unwrap();
+    let answer = call(&first, "add", json!({"a": 20, "b": 1})).await;
+    let confirm = json!({"payment_id": payment_id_of(&answer)});
+    // Unpaid, the other instance knows the payment and says so.
+    let unpaid = call(&second, "confirm_add_payment", confirm.clone()).await;
+    assert_eq!(structured(&unpaid)["status"], "pending", "{unpaid:?}");
+    pay_with(&service, &session_of(&answer)).await;
+    let done = call(&second, "confirm_add_payment", confirm.clone()).await;
+    assert_eq!(text(&done), "21");
+    let again = call(&first, "confirm_add_payment", confirm).await;
+    assert_eq!(text(&again), "21");
+    let session: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/sessions/{}",
+            service.base_url,
+            session_of(&answer)
+        ))
+        .bearer_auth(&service.test_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["captureStatus"], "captured", "{session}");
+    first.cancel().await.unwrap();
+    second.cancel().await.unwrap();
+}
+
 /// A shared store is not trusted to say which session pays for which call: the service
 /// keeps each session's tool and argument hash, and a confirmation checks them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,10 @@
 //! expires (a payer may have paid just before), a kept result a while after it was
 //! made, and the memory store also keeps within a byte budget.
 
+mod redis;
+
+pub use self::redis::RedisStore;
+
 use crate::price::Price;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -118,8 +122,9 @@ impl Default for Retention {
     }
 }
 
-/// Where pending payments live: in memory by default; a persistent store lets them
-/// survive a restart of the MCP server and be shared by several instances.
+/// Where pending payments live: in memory by default; a SQLite file lets them survive a
+/// restart of the MCP server and be shared by its processes on one machine; Redis, by
+/// several instances behind a load balancer.
 #[async_trait]
 pub trait PaymentStore: Send + Sync + 'static {
     /// Keeps a new payment, dropping what its retention no longer keeps.
@@ -726,6 +731,90 @@ mod tests {
             }
         );
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// The local Redis (started by `.ci/run`), under a prefix of this test's own.
+    async fn redis() -> RedisStore {
+        let prefix = format!("walleot-test:{}:", uuid::Uuid::new_v4());
+        RedisStore::open_with_prefix("redis://127.0.0.1:6379", &prefix)
+            .await
+            .expect("the local Redis at 127.0.0.1:6379")
+    }
+
+    #[tokio::test]
+    async fn a_redis_payment_is_claimed_once_and_is_seen_by_another_connection() {
+        let store = redis().await;
+        claims_once(&store).await;
+        let other = RedisStore::open_with_prefix("redis://127.0.0.1:6379", &store.prefix)
+            .await
+            .unwrap();
+        assert_eq!(
+            other.claim("p").await.unwrap(),
+            Claim::Done {
+                result: json!({"ok": 1}),
+                succeeded: true
+            }
+        );
+        counts_open_payments_by_owner(&redis().await).await;
+    }
+
+    /// Instances racing to confirm one payment: exactly one runs its tool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_redis_claims_run_the_tool_once() {
+        let store = std::sync::Arc::new(redis().await);
+        store.put(sample("p", "c", now_unix() + 600)).await.unwrap();
+        let claims: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.claim("p").await.unwrap() })
+            })
+            .collect();
+        let mut runs = 0;
+        for claim in claims {
+            match claim.await.unwrap() {
+                Claim::Run => runs += 1,
+                other => assert_eq!(other, Claim::Running),
+            }
+        }
+        assert_eq!(runs, 1);
+    }
+
+    #[tokio::test]
+    async fn a_redis_store_drops_what_its_retention_no_longer_keeps() {
+        let retention = Retention {
+            after_expiry: Duration::from_secs(60),
+            results: Duration::from_secs(3600),
+        };
+        let store = redis().await.retention(retention);
+        let now = now_unix();
+        store.put(sample("old", "c", now - 61)).await.unwrap();
+        store.put(sample("recent", "c", now - 30)).await.unwrap();
+        assert!(store.get("old").await.unwrap().is_none());
+        assert!(store.get("recent").await.unwrap().is_some());
+        // Being run, a payment is never dropped; settled, its result is kept an hour.
+        let mut redis = store.redis.clone();
+        let ttl = |key: &'static str| {
+            let key = store.payment_key(key);
+            let mut redis = redis.clone();
+            async move {
+                ::redis::AsyncCommands::ttl::<_, i64>(&mut redis, key)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!((1..=30).contains(&ttl("recent").await));
+        assert_eq!(store.claim("recent").await.unwrap(), Claim::Run);
+        assert_eq!(ttl("recent").await, -1);
+        store.ran("recent", json!(1), true).await.unwrap();
+        assert_eq!(ttl("recent").await, -1);
+        store.finish("recent", json!(1), true).await.unwrap();
+        assert!((3590..=3600).contains(&ttl("recent").await));
+        // A result for a payment no longer kept does not bring it back.
+        store.finish("old", json!(1), true).await.unwrap();
+        assert!(store.get("old").await.unwrap().is_none());
+        let _: () = ::redis::AsyncCommands::del(&mut redis, store.payment_key("recent"))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
