@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// Base URL of the checkout links handed to payers (default: http://LISTEN).
     #[arg(long, env = "WALLEOT_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// A Redis (`redis://HOST:PORT[/DB]`) in which several instances count the rate
+    /// limits together; without it each instance counts its own.
+    #[arg(long, env = "WALLEOT_REDIS_URL")]
+    pub redis_url: Option<String>,
     /// Session creations (and other POSTs) allowed per key per minute.
     #[arg(long, env = "WALLEOT_RATE_LIMIT_SESSIONS", default_value_t = Limits::default().sessions_per_window)]
     pub rate_limit_sessions: u32,
@@ -281,6 +285,7 @@ async fn serve(
         database_url,
         public_url: args.public_url,
         key_secret,
+        redis_url: args.redis_url,
         ..Config::default()
     };
     config.limits.sessions_per_window = args.rate_limit_sessions;

@@ -1,11 +1,15 @@
-//! Per-key request budgets in fixed one-minute windows, kept in memory; the payer's
-//! pages count their own buckets per client address, in windows of their own length.
+//! Per-key request budgets in fixed one-minute windows; the payer's pages count their
+//! own buckets per client address, in windows of their own length.
 //!
-//! Each instance of the service counts on its own; with several instances behind a
-//! balancer a key's effective budget is the per-instance budget times their number.
+//! Counted in memory, each instance of the service counts on its own: with several
+//! instances behind a balancer a key's effective budget is the per-instance budget
+//! times their number. Counted in Redis (`--redis-url`), the instances share every
+//! budget: one counter per window, made and expired by Redis, one round trip per
+//! request. Should Redis fail, the instance counts in memory meanwhile rather than
+//! refuse or let everything through.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 /// What a request is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,17 +98,68 @@ struct Window {
 pub struct RateLimiter {
     limits: Limits,
     windows: Mutex<HashMap<(Bucket, String), Window>>,
+    shared: Option<redis::aio::ConnectionManager>,
+    /// Until when Redis is left alone after it failed, so that requests are not each
+    /// made to wait for it meanwhile.
+    shared_resting_until: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long Redis is left alone after it failed.
+const SHARED_REST: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One more request in the window of `KEYS[1]`, which starts with the first and lasts
+/// `ARGV[1]` milliseconds: the requests counted so far and the milliseconds left.
+static COUNT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local used = redis.call('INCR', KEYS[1])
+        if used == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+        local left = redis.call('PTTL', KEYS[1])
+        if left < 0 then
+          redis.call('PEXPIRE', KEYS[1], ARGV[1])
+          left = tonumber(ARGV[1])
+        end
+        return {used, left}
+        ",
+    )
+});
 
 /// Above this many tracked windows, finished ones are dropped on the next check.
 const PRUNE_ABOVE: usize = 10_000;
 
 impl RateLimiter {
+    /// Counting in this process's memory.
     pub fn new(limits: Limits) -> Self {
         RateLimiter {
             limits,
             windows: Mutex::new(HashMap::new()),
+            shared: None,
+            shared_resting_until: Mutex::new(None),
         }
+    }
+
+    /// Counting in the Redis at `url`, shared with every instance counting there. A
+    /// request waits for Redis a quarter of a second at most, then is counted here.
+    pub async fn shared(limits: Limits, url: &str) -> Result<Self, redis::RedisError> {
+        let patience = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(std::time::Duration::from_millis(250))
+            .set_response_timeout(std::time::Duration::from_millis(250))
+            .set_number_of_retries(1);
+        let redis = redis::Client::open(url)?
+            .get_connection_manager_with_config(patience)
+            .await?;
+        Ok(RateLimiter {
+            shared: Some(redis),
+            ..RateLimiter::new(limits)
+        })
+    }
+
+    /// Whether the Redis the budgets are counted in answers; `None` when they are
+    /// counted in memory.
+    pub async fn shared_store_answers(&self) -> Option<bool> {
+        let mut redis = self.shared.clone()?;
+        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
+        Some(pong.is_ok())
     }
 
     pub fn limits(&self) -> Limits {
@@ -112,7 +167,7 @@ impl RateLimiter {
     }
 
     /// Counts one request of `who` against `bucket` at `now_ms`.
-    pub fn check(&self, bucket: Bucket, who: &str, now_ms: i64) -> Decision {
+    pub async fn check(&self, bucket: Bucket, who: &str, now_ms: i64) -> Decision {
         self.check_budget(
             bucket,
             self.limits.of(bucket),
@@ -120,11 +175,60 @@ impl RateLimiter {
             who,
             now_ms,
         )
+        .await
     }
 
     /// Counts one request of `who` against `bucket`, whose budget is `limit` requests
     /// per `window_secs`.
-    pub fn check_budget(
+    pub async fn check_budget(
+        &self,
+        bucket: Bucket,
+        limit: u32,
+        window_secs: u32,
+        who: &str,
+        now_ms: i64,
+    ) -> Decision {
+        let window_ms = i64::from(window_secs.max(1)) * 1000;
+        if let Some(redis) = self.shared.as_ref().filter(|_| !self.shared_resting()) {
+            let key = format!("walleot:rate:{}:{who}", bucket.policy_name());
+            let counted: Result<(i64, i64), _> = COUNT
+                .key(key)
+                .arg(window_ms)
+                .invoke_async(&mut redis.clone())
+                .await;
+            match counted {
+                Ok((used, left_ms)) => {
+                    let used = u32::try_from(used).unwrap_or(u32::MAX);
+                    return Decision {
+                        allowed: used <= limit,
+                        bucket,
+                        limit,
+                        remaining: limit.saturating_sub(used),
+                        reset_secs: (left_ms.max(1) as u64).div_ceil(1000),
+                        window_secs,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rate limits counted in memory for a while: Redis failed");
+                    *self.resting_lock() = Some(std::time::Instant::now() + SHARED_REST);
+                }
+            }
+        }
+        self.count_here(bucket, limit, window_secs, who, now_ms)
+    }
+
+    fn resting_lock(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.shared_resting_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shared_resting(&self) -> bool {
+        self.resting_lock()
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    fn count_here(
         &self,
         bucket: Bucket,
         limit: u32,
@@ -177,61 +281,144 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_budget_is_spent_then_refused_until_the_window_resets() {
+    #[tokio::test]
+    async fn a_budget_is_spent_then_refused_until_the_window_resets() {
         let l = limiter(2);
         let t = 1_000_000;
-        let first = l.check(Bucket::Sessions, "k", t);
+        let first = l.check(Bucket::Sessions, "k", t).await;
         assert!(first.allowed);
         assert_eq!((first.limit, first.remaining, first.reset_secs), (2, 1, 60));
-        assert!(l.check(Bucket::Sessions, "k", t + 1).allowed);
-        let refused = l.check(Bucket::Sessions, "k", t + 30_500);
+        assert!(l.check(Bucket::Sessions, "k", t + 1).await.allowed);
+        let refused = l.check(Bucket::Sessions, "k", t + 30_500).await;
         assert!(!refused.allowed);
         assert_eq!((refused.remaining, refused.reset_secs), (0, 30));
-        let next = l.check(Bucket::Sessions, "k", t + 60_000);
+        let next = l.check(Bucket::Sessions, "k", t + 60_000).await;
         assert!(next.allowed);
         assert_eq!(next.remaining, 1);
     }
 
-    #[test]
-    fn keys_and_buckets_count_apart() {
+    #[tokio::test]
+    async fn keys_and_buckets_count_apart() {
         let l = limiter(1);
-        assert!(l.check(Bucket::Sessions, "a", 0).allowed);
-        assert!(!l.check(Bucket::Sessions, "a", 1).allowed);
-        assert!(l.check(Bucket::Sessions, "b", 1).allowed);
-        assert!(l.check(Bucket::Status, "a", 1).allowed);
+        assert!(l.check(Bucket::Sessions, "a", 0).await.allowed);
+        assert!(!l.check(Bucket::Sessions, "a", 1).await.allowed);
+        assert!(l.check(Bucket::Sessions, "b", 1).await.allowed);
+        assert!(l.check(Bucket::Status, "a", 1).await.allowed);
     }
 
-    #[test]
-    fn budgets_named_by_the_caller_keep_their_own_window() {
+    #[tokio::test]
+    async fn budgets_named_by_the_caller_keep_their_own_window() {
         let l = limiter(5);
         let t = 1_000_000;
-        assert!(l.check_budget(Bucket::Wallets, 1, 3600, "a", t).allowed);
-        let refused = l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 120_000);
+        assert!(
+            l.check_budget(Bucket::Wallets, 1, 3600, "a", t)
+                .await
+                .allowed
+        );
+        let refused = l
+            .check_budget(Bucket::Wallets, 1, 3600, "a", t + 120_000)
+            .await;
         assert!(!refused.allowed);
         assert_eq!((refused.reset_secs, refused.window_secs), (3480, 3600));
         // Pruning for the one-minute API windows keeps the hour's.
         for i in 0..=PRUNE_ABOVE {
-            l.check(Bucket::Status, &i.to_string(), t + 120_000);
+            l.check(Bucket::Status, &i.to_string(), t + 120_000).await;
         }
-        l.check(Bucket::Status, "late", t + 240_000);
+        l.check(Bucket::Status, "late", t + 240_000).await;
         assert!(
             !l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 240_000)
+                .await
                 .allowed
         );
         assert!(
             l.check_budget(Bucket::Wallets, 1, 3600, "a", t + 3_600_000)
+                .await
                 .allowed
         );
     }
 
-    #[test]
-    fn finished_windows_are_pruned() {
+    #[tokio::test]
+    async fn finished_windows_are_pruned() {
         let l = limiter(5);
         for i in 0..=PRUNE_ABOVE {
-            l.check(Bucket::Status, &i.to_string(), 0);
+            l.check(Bucket::Status, &i.to_string(), 0).await;
         }
-        l.check(Bucket::Status, "late", 120_000);
+        l.check(Bucket::Status, "late", 120_000).await;
         assert_eq!(l.windows.lock().unwrap().len(), 1);
+    }
+
+    /// Two instances counting in the local Redis (started by `.ci/run`) share a budget.
+    #[tokio::test]
+    async fn instances_counting_in_redis_share_one_budget() {
+        let limits = Limits {
+            sessions_per_window: 3,
+            ..Limits::default()
+        };
+        let url = "redis://127.0.0.1:6379";
+        let one = RateLimiter::shared(limits, url)
+            .await
+            .expect("the local Redis");
+        let two = RateLimiter::shared(limits, url).await.unwrap();
+        let key = format!("key_{}", crate::domain::ids::random_base62(24));
+        let mut seen = Vec::new();
+        for limiter in [&one, &two, &one, &two] {
+            let d = limiter.check(Bucket::Sessions, &key, 0).await;
+            seen.push((d.allowed, d.remaining));
+            assert!((59..=60).contains(&d.reset_secs), "{d:?}");
+        }
+        assert_eq!(seen, [(true, 2), (true, 1), (true, 0), (false, 0)]);
+        // Another bucket, another key: budgets of their own.
+        assert!(two.check(Bucket::Status, &key, 0).await.allowed);
+        let other = one.check(Bucket::Sessions, &format!("{key}-2"), 0).await;
+        assert_eq!((other.allowed, other.remaining), (true, 2));
+        assert_eq!(one.shared_store_answers().await, Some(true));
+        assert_eq!(RateLimiter::new(limits).shared_store_answers().await, None);
+    }
+
+    /// A Redis that stops answering leaves the instance counting in memory.
+    #[tokio::test]
+    async fn a_failing_redis_leaves_the_count_to_this_instance() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut limiter = None;
+        for _ in 0..100 {
+            if let Ok(l) = RateLimiter::shared(limiter_limits(), &url).await {
+                limiter = Some(l);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let limiter = limiter.expect("the Redis started for this test");
+        assert!(limiter.check(Bucket::Sessions, "k", 0).await.allowed);
+        redis.kill().unwrap();
+        redis.wait().unwrap();
+        assert_eq!(limiter.shared_store_answers().await, Some(false));
+        // Counted here now: one left of two, then refused.
+        assert!(limiter.check(Bucket::Sessions, "k", 0).await.allowed);
+        assert!(limiter.check(Bucket::Sessions, "k", 1).await.allowed);
+        assert!(!limiter.check(Bucket::Sessions, "k", 2).await.allowed);
+    }
+
+    fn limiter_limits() -> Limits {
+        Limits {
+            sessions_per_window: 2,
+            ..Limits::default()
+        }
     }
 }

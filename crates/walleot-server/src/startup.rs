@@ -41,6 +41,8 @@ pub struct Config {
     pub key_secret: Option<String>,
     /// Read deadlines and the bound on open connections.
     pub connections: ConnectionLimits,
+    /// The Redis that instances share rate limits in; counted per instance without one.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             sweep_every: Duration::from_secs(5),
             key_secret: None,
             connections: ConnectionLimits::default(),
+            redis_url: None,
         }
     }
 }
@@ -157,6 +160,17 @@ impl Application {
             clock.clone(),
             config.wallets.clone(),
         );
+        let limiter = match &config.redis_url {
+            Some(url) => RateLimiter::shared(config.limits, url)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to Redis at --redis-url: {e}"))?,
+            None => {
+                tracing::warn!(
+                    "rate limits are counted by this instance alone; with several instances, give them --redis-url to share them"
+                );
+                RateLimiter::new(config.limits)
+            }
+        };
         let (closing, _) = tokio::sync::watch::channel(false);
         let mandates = Mandates::new(services.store.clone(), clock.clone());
         let sessions = Sessions::new(
@@ -182,7 +196,7 @@ impl Application {
             keys: services.keys,
             store: services.store,
             clock,
-            limiter: Arc::new(RateLimiter::new(config.limits)),
+            limiter: Arc::new(limiter),
             idempotency: config.idempotency,
             idempotent_in_flight: Default::default(),
             pages: Arc::new(PageContext::new(

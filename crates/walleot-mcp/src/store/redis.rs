@@ -17,6 +17,7 @@ use ::redis::{AsyncCommands, Script};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 pub struct RedisStore {
     pub(super) redis: ConnectionManager,
@@ -70,8 +71,17 @@ impl RedisStore {
     /// Keys under `prefix`, so that several servers of different merchants can share
     /// one Redis without seeing each other's payments or counting them in their caps.
     pub async fn open_with_prefix(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        // A Redis that stops answering fails the call that needs it within seconds,
+        // with a store failure the caller is told about, rather than holding it.
+        let patience = ::redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(5))
+            .set_number_of_retries(2);
         let client = ::redis::Client::open(url).map_err(fail)?;
-        let redis = client.get_connection_manager().await.map_err(fail)?;
+        let redis = client
+            .get_connection_manager_with_config(patience)
+            .await
+            .map_err(fail)?;
         Ok(RedisStore {
             redis,
             prefix: prefix.to_string(),

@@ -38,10 +38,11 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let anonymous = |state: &AppState| state.limiter.check(Bucket::Anonymous, &client, now);
+    let limiter = state.limiter.clone();
+    let anonymous = || limiter.check(Bucket::Anonymous, &client, now);
 
     if PUBLIC.contains(&full_path(&req)) {
-        let decision = anonymous(&state);
+        let decision = anonymous().await;
         return finish(decision, || next.run(req)).await;
     }
 
@@ -70,12 +71,12 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
             } else {
                 Bucket::Status
             };
-            let decision = state.limiter.check(bucket, &principal.key_id, now);
+            let decision = state.limiter.check(bucket, &principal.key_id, now).await;
             req.extensions_mut().insert(principal);
             finish(decision, || next.run(req)).await
         }
         Err(AuthenticateError::Refused(refused)) => {
-            let decision = anonymous(&state);
+            let decision = anonymous().await;
             finish(decision, || async {
                 ApiError::from(refused).into_response()
             })

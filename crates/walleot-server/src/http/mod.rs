@@ -67,15 +67,28 @@ async fn method_not_allowed() -> ApiError {
 }
 
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable"})),
-            )
-                .into_response()
-        }
+    let database = state.store.ping().await;
+    if let Err(e) = &database {
+        tracing::error!(error = %e, "health check: the database does not answer");
     }
+    let redis = state.limiter.shared_store_answers().await;
+    if redis == Some(false) {
+        tracing::error!("health check: Redis does not answer");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    // Without Redis the instance still serves, counting its own rate limits: degraded,
+    // not out of the balancer.
+    let (status, overall) = match (&database, redis) {
+        (Err(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (Ok(()), Some(false)) => (StatusCode::OK, "degraded"),
+        (Ok(()), _) => (StatusCode::OK, "ok"),
+    };
+    let mut body = serde_json::json!({
+        "status": overall,
+        "database": word(database.is_ok()),
+    });
+    if let Some(redis) = redis {
+        body["redis"] = word(redis).into();
+    }
+    (status, Json(body)).into_response()
 }

@@ -294,7 +294,7 @@ async fn grant_with_code(
     client: ClientAddr,
     CheckedForm { visitor, form }: CheckedForm<GrantForm>,
 ) -> Result<Response, PageError> {
-    spend(&state, Bucket::Approvals, &client)?;
+    spend(&state, Bucket::Approvals, &client).await?;
     let (session, merchant) = state.sessions.for_checkout(&id).await?;
     let back = format!("/checkout/{}", session.id);
     let Some(payer) = &visitor.payer else {
@@ -349,7 +349,7 @@ async fn pay_with_click(
     client: ClientAddr,
     CheckedForm { visitor, .. }: CheckedForm<PlainForm>,
 ) -> Result<Response, PageError> {
-    spend(&state, Bucket::Approvals, &client)?;
+    spend(&state, Bucket::Approvals, &client).await?;
     let (session, _) = state.sessions.for_checkout(&id).await?;
     let back = format!("/checkout/{}", session.id);
     let Some(payer) = &visitor.payer else {
@@ -403,7 +403,7 @@ async fn approve_with_code(
     client: ClientAddr,
     CheckedForm { visitor, form }: CheckedForm<CodeForm>,
 ) -> Result<Response, PageError> {
-    spend(&state, Bucket::Approvals, &client)?;
+    spend(&state, Bucket::Approvals, &client).await?;
     let back = format!("/checkout/{id}");
     let Some(payer) = &visitor.payer else {
         let (session, _) = state.sessions.for_checkout(&id).await?;

@@ -86,12 +86,13 @@ const LIMIT_WINDOW_SECS: u32 = 3600;
 
 /// Spends one request of `client` from a page budget; a spent budget is refused with
 /// the wait until it refills.
-pub fn spend(state: &AppState, bucket: Bucket, client: &ClientAddr) -> Result<(), PageError> {
+pub async fn spend(state: &AppState, bucket: Bucket, client: &ClientAddr) -> Result<(), PageError> {
     let limit = state.pages.limits.of(bucket);
     let now = state.clock.now_ms();
     let decision = state
         .limiter
-        .check_budget(bucket, limit, LIMIT_WINDOW_SECS, &client.0, now);
+        .check_budget(bucket, limit, LIMIT_WINDOW_SECS, &client.0, now)
+        .await;
     if decision.allowed {
         Ok(())
     } else {

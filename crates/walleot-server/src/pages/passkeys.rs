@@ -110,8 +110,8 @@ impl Ceremony {
     }
 }
 
-fn spend(state: &AppState, bucket: Bucket, client: &ClientAddr) -> Result<(), ApiError> {
-    Ok(super::spend(state, bucket, client)?)
+async fn spend(state: &AppState, bucket: Bucket, client: &ClientAddr) -> Result<(), ApiError> {
+    Ok(super::spend(state, bucket, client).await?)
 }
 
 async fn register_options(
@@ -120,7 +120,7 @@ async fn register_options(
     ceremony: Ceremony,
 ) -> Response {
     let result = async {
-        spend(&state, Bucket::Enrolments, &client)?;
+        spend(&state, Bucket::Enrolments, &client).await?;
         let prompt = state
             .factors
             .passkey_options(ceremony.visitor.payer.as_ref(), &ceremony.rp)
@@ -148,7 +148,7 @@ async fn register_finish(
     body: Result<ApiJson<Registration>, ApiError>,
 ) -> Response {
     let result = async {
-        spend(&state, Bucket::Enrolments, &client)?;
+        spend(&state, Bucket::Enrolments, &client).await?;
         let ApiJson(body) = body?;
         let enrolment = state
             .factors
@@ -169,7 +169,7 @@ async fn register_finish(
                 .await?
                 .ok_or_else(|| ApiError::invalid("unknown payer"))?,
             None => {
-                spend(&state, Bucket::Wallets, &client)?;
+                spend(&state, Bucket::Wallets, &client).await?;
                 state.wallets.register().await?
             }
         };
@@ -199,7 +199,7 @@ async fn approve_options(
     body: Result<ApiJson<ApproveStart>, ApiError>,
 ) -> Response {
     let result = async {
-        spend(&state, Bucket::Approvals, &client)?;
+        spend(&state, Bucket::Approvals, &client).await?;
         let ApiJson(body) = body?;
         let prompt = state
             .approvals
@@ -229,7 +229,7 @@ async fn approve_finish(
     body: Result<ApiJson<Assertion>, ApiError>,
 ) -> Response {
     let result = async {
-        spend(&state, Bucket::Approvals, &client)?;
+        spend(&state, Bucket::Approvals, &client).await?;
         let ApiJson(body) = body?;
         let assertion = body.into_domain();
         let approval = Approval::Passkey {
@@ -268,7 +268,7 @@ async fn grant_options(
     body: Result<ApiJson<GrantStart>, ApiError>,
 ) -> Response {
     let result = async {
-        spend(&state, Bucket::Approvals, &client)?;
+        spend(&state, Bucket::Approvals, &client).await?;
         let ApiJson(body) = body?;
         let (session, _) = state.sessions.for_checkout(&body.session_id).await?;
         let expires_at = expiry_in(&state, &body.days)?;
@@ -309,7 +309,7 @@ async fn grant_finish(
     body: Result<ApiJson<GrantFinish>, ApiError>,
 ) -> Response {
     let result = async {
-        spend(&state, Bucket::Approvals, &client)?;
+        spend(&state, Bucket::Approvals, &client).await?;
         let ApiJson(body) = body?;
         let (session, _) = state.sessions.for_checkout(&body.session_id).await?;
         let terms = body.fields.terms(&session, body.expires_at)?;

@@ -277,7 +277,7 @@ async fn top_up(
         .ok_or(PageError::NotFound)?
         .clone();
     wallet_form(state, visitor, return_to, notice, |payer| async move {
-        spend(state, Bucket::TopUps, client)?;
+        spend(state, Bucket::TopUps, client).await?;
         source.top_up(&payer, &request).await?;
         Ok(())
     })
@@ -399,7 +399,7 @@ async fn totp_confirm(
     client: ClientAddr,
     CheckedForm { mut visitor, form }: CheckedForm<TotpConfirm>,
 ) -> Result<Response, PageError> {
-    spend(&state, Bucket::Enrolments, &client)?;
+    spend(&state, Bucket::Enrolments, &client).await?;
     let payer_id = visitor.payer.as_ref().map(|p| p.id.clone());
     let expected = seal(&state, &form.secret, payer_id.as_deref());
     if !bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -417,7 +417,7 @@ async fn totp_confirm(
     let payer = match &visitor.payer {
         Some(p) => p.clone(),
         None => {
-            spend(&state, Bucket::Wallets, &client)?;
+            spend(&state, Bucket::Wallets, &client).await?;
             state.wallets.register().await?
         }
     };

@@ -90,3 +90,77 @@ async fn requests_without_a_valid_key_are_limited_per_client() {
     // A valid key is not held back by someone else's guessing.
     assert_eq!(app.get("/v1/sessions", app.key()).await.status(), 200);
 }
+
+/// Two instances on one database and one Redis (the local one, started by `.ci/run`),
+/// as behind a balancer: a key's budget is spent across both, and each reports Redis
+/// in its health check.
+#[tokio::test]
+async fn instances_sharing_a_redis_share_each_keys_budget() {
+    let redis = Some("redis://127.0.0.1:6379".to_string());
+    let limits = |c: &mut walleot_server::startup::Config| {
+        c.limits.status_per_window = 3;
+        c.redis_url = redis.clone();
+    };
+    let one = spawn_app_with(limits).await;
+    let database = one.server.database_path.display().to_string();
+    let two = spawn_app_with(|c| {
+        limits(c);
+        c.database_url = format!("sqlite://{database}");
+    })
+    .await;
+    let mut seen = Vec::new();
+    for app in [&one, &two, &one, &two] {
+        // `one`'s key, valid on both: they share the database.
+        let response = app.get("/v1/sessions", one.key()).await;
+        seen.push((
+            response.status().as_u16(),
+            header(&response, "x-ratelimit-remaining"),
+        ));
+    }
+    let remaining = |n: &str| n.to_string();
+    assert_eq!(
+        seen,
+        [
+            (200, remaining("2")),
+            (200, remaining("1")),
+            (200, remaining("0")),
+            (429, remaining("0"))
+        ]
+    );
+    let health: serde_json::Value = one
+        .request(reqwest::Method::GET, "/healthz", None, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "ok", "database": "ok", "redis": "ok"})
+    );
+}
+
+/// An unreachable Redis given at start is a clear failure to start, not a silent
+/// fallback.
+#[tokio::test]
+async fn an_unreachable_redis_stops_the_start() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let services = walleot_server::startup::Services::open("sqlite::memory:", None)
+        .await
+        .unwrap();
+    let config = walleot_server::startup::Config {
+        listen: "127.0.0.1:0".into(),
+        redis_url: Some(format!("redis://127.0.0.1:{closed}")),
+        ..Default::default()
+    };
+    let clock = std::sync::Arc::new(walleot_server::domain::SystemClock);
+    let failed = walleot_server::startup::Application::build(config, services, clock).await;
+    let error = failed
+        .err()
+        .expect("no start without its Redis")
+        .to_string();
+    assert!(error.contains("--redis-url"), "{error}");
+}

@@ -108,7 +108,9 @@ fn serve(db: Connection, mut queue: mpsc::Receiver<Job>) {
         let mut ran = Vec::with_capacity(group.len());
         let committed = commit_group(&db, group, &mut ran);
         if committed.is_err() && !db.is_autocommit() {
-            let _ = db.execute_batch("ROLLBACK");
+            if let Err(e) = db.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "the writer could not roll back a failed group");
+            }
         }
         let commit = committed.map_err(|e| e.to_string());
         for write in ran {
@@ -121,6 +123,13 @@ fn serve(db: Connection, mut queue: mpsc::Receiver<Job>) {
 /// to `ran` whatever happens, so that each is answered.
 fn commit_group(db: &Connection, group: Vec<Job>, ran: &mut Vec<Ran>) -> rusqlite::Result<()> {
     let run = |sql: &str| db.prepare_cached(sql)?.execute([]).map(drop);
+    // A transaction left open by a group whose rollback failed would make every later
+    // BEGIN fail: it is ended first.
+    if !db.is_autocommit() {
+        if let Err(e) = db.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "the writer could not end a failed transaction");
+        }
+    }
     run("BEGIN IMMEDIATE")?;
     for job in group {
         run("SAVEPOINT write")?;
@@ -205,6 +214,23 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(kept, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_ended_before_the_next_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = table(&dir);
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch("BEGIN; INSERT INTO t (n) VALUES (1);")
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut ran = Vec::new();
+        commit_group(&db, vec![insert(2, false, tx)], &mut ran).unwrap();
+        for write in ran {
+            (write.answer)(Ok(()));
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![(2, true)]);
+        assert_eq!(count(&path), 1);
     }
 
     #[tokio::test]
