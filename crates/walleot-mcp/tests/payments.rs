@@ -460,19 +460,7 @@ async fn example_servers_sharing_a_redis_store_confirm_each_others_payments() {
     assert_eq!(text(&done), "21");
     let again = call(&first, "confirm_add_payment", confirm).await;
     assert_eq!(text(&again), "21");
-    let session: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/sessions/{}",
-            service.base_url,
-            session_of(&answer)
-        ))
-        .bearer_auth(&service.test_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = session_at(&service, &session_of(&answer)).await;
     assert_eq!(session["captureStatus"], "captured", "{session}");
     first.cancel().await.unwrap();
     second.cancel().await.unwrap();
@@ -518,19 +506,7 @@ async fn a_session_paid_for_another_call_does_not_pay_this_one() {
         "{}",
         text(&refused)
     );
-    let session: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/sessions/{}",
-            service.base_url,
-            session_of(&large)
-        ))
-        .bearer_auth(&service.test_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = session_at(&service, &session_of(&large)).await;
     assert_eq!(session["captureStatus"], "held", "nothing was captured");
     let done = call(
         &client,

@@ -214,7 +214,7 @@ impl RateLimiter {
                 }
             }
         }
-        self.count_here(bucket, limit, window_secs, who, now_ms)
+        self.count_here(bucket, limit, window_secs, window_ms, who, now_ms)
     }
 
     fn resting_lock(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
@@ -233,10 +233,10 @@ impl RateLimiter {
         bucket: Bucket,
         limit: u32,
         window_secs: u32,
+        window_ms: i64,
         who: &str,
         now_ms: i64,
     ) -> Decision {
-        let window_ms = i64::from(window_secs.max(1)) * 1000;
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > PRUNE_ABOVE {
             windows.retain(|_, w| now_ms - w.started_ms < w.length_ms);
@@ -274,11 +274,15 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    fn limiter(sessions: u32) -> RateLimiter {
-        RateLimiter::new(Limits {
+    fn limits(sessions: u32) -> Limits {
+        Limits {
             sessions_per_window: sessions,
             ..Limits::default()
-        })
+        }
+    }
+
+    fn limiter(sessions: u32) -> RateLimiter {
+        RateLimiter::new(limits(sessions))
     }
 
     #[tokio::test]
@@ -350,10 +354,7 @@ mod tests {
     /// Two instances counting in the local Redis (started by `.ci/run`) share a budget.
     #[tokio::test]
     async fn instances_counting_in_redis_share_one_budget() {
-        let limits = Limits {
-            sessions_per_window: 3,
-            ..Limits::default()
-        };
+        let limits = limits(3);
         let url = "redis://127.0.0.1:6379";
         let one = RateLimiter::shared(limits, url)
             .await
@@ -398,7 +399,7 @@ mod tests {
         let url = format!("redis://127.0.0.1:{port}");
         let mut limiter = None;
         for _ in 0..100 {
-            if let Ok(l) = RateLimiter::shared(limiter_limits(), &url).await {
+            if let Ok(l) = RateLimiter::shared(limits(2), &url).await {
                 limiter = Some(l);
                 break;
             }
@@ -413,12 +414,5 @@ mod tests {
         assert!(limiter.check(Bucket::Sessions, "k", 0).await.allowed);
         assert!(limiter.check(Bucket::Sessions, "k", 1).await.allowed);
         assert!(!limiter.check(Bucket::Sessions, "k", 2).await.allowed);
-    }
-
-    fn limiter_limits() -> Limits {
-        Limits {
-            sessions_per_window: 2,
-            ..Limits::default()
-        }
     }
 }

@@ -175,18 +175,7 @@ impl Setup {
     }
 
     pub async fn session(&self, payment_id: &str) -> Value {
-        self.http
-            .get(format!(
-                "{}/v1/sessions/{payment_id}",
-                self.service.base_url
-            ))
-            .bearer_auth(&self.service.test_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        session_at(&self.service, payment_id).await
     }
 
     pub async fn merchant_balance(&self) -> i64 {
@@ -437,6 +426,19 @@ pub async fn client_with_token(url: &str, token: &str) -> RunningService<RoleCli
         .auth_header(token.to_string());
     Recorder::default()
         .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap()
+}
+
+/// The session `id` as the service answers it.
+pub async fn session_at(service: &TestServer, id: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/v1/sessions/{id}", service.base_url))
+        .bearer_auth(&service.test_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap()
 }

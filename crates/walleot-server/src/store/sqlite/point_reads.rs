@@ -105,21 +105,14 @@ impl PointReads {
         key_hash: &str,
         session_id: &str,
     ) -> Option<Result<KeyAndSession, StoreError>> {
-        self.run(|connection| {
-            let mut statement = connection.prepare_cached(&KEY_AND_SESSION)?;
-            let row = statement
-                .query_row((key_hash, session_id), |row| {
-                    Ok((|| {
-                        let key = key_from_row(row, &JOINED_KEY)?;
-                        let session = match row.text_or_null("id")? {
-                            Some(_) => Some(session_from_row(row)?),
-                            None => None,
-                        };
-                        Ok((Some(key), session))
-                    })())
-                })
-                .optional()?;
-            Ok(row.unwrap_or(Ok((None, None))))
-        })
+        let read = self.row(&KEY_AND_SESSION, (key_hash, session_id), |row| {
+            let key = key_from_row(row, &JOINED_KEY)?;
+            let session = match row.text_or_null("id")? {
+                Some(_) => Some(session_from_row(row)?),
+                None => None,
+            };
+            Ok((Some(key), session))
+        })?;
+        Some(read.map(|found| found.unwrap_or((None, None))))
     }
 }
