@@ -59,6 +59,9 @@ pub enum Command {
     /// Create voucher codes that payers redeem on their wallet page.
     #[command(subcommand)]
     Vouchers(VouchersCommand),
+    /// Bring the database's schema up to date and exit (`serve` does it too, at start;
+    /// instances starting together take turns).
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,7 +177,7 @@ pub enum MerchantsCommand {
     List,
 }
 
-/// `sqlite://PATH` stays as is; a bare path becomes one.
+/// `sqlite://PATH` and `postgres://…` stay as they are; a bare path becomes a SQLite URL.
 pub fn normalize_database_url(raw: &str) -> String {
     if raw.contains("://") || raw.starts_with("sqlite:") {
         raw.to_string()
@@ -190,6 +193,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let now = clock.now_ms();
     match cli.command {
         Command::Serve(args) => serve(args, url, cli.key_secret, services, clock).await,
+        Command::Migrate => {
+            println!("the database is up to date");
+            Ok(())
+        }
         Command::Keys(KeysCommand::Create { mode, merchant }) => {
             let merchant = match merchant {
                 Some(name) => services.merchants.find(&name).await?,

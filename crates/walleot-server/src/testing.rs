@@ -1,6 +1,10 @@
 //! A real service for tests: the full application on a random loopback port, over a
-//! fresh SQLite file, with a clock the test can move. Enabled by the `test-support`
+//! fresh database, with a clock the test can move. Enabled by the `test-support`
 //! feature; used by the integration tests of the service, the client and the SDKs.
+//!
+//! The database is a new SQLite file, or, when `WALLEOT_TEST_POSTGRES` names a
+//! PostgreSQL database (`postgres://USER@HOST:PORT/DB`), a new schema of it: each test
+//! has its own, so tests run in parallel against either store.
 
 use crate::domain::wallets::{WalletPolicy, Wallets};
 use crate::domain::{Livemode, ManualClock};
@@ -19,8 +23,96 @@ pub struct TestServer {
     pub test_key: String,
     pub live_key: String,
     pub merchant_id: String,
+    /// The database the server runs on (see [`test_database_url`]).
+    pub database_url: String,
+    /// Its SQLite file; none on PostgreSQL.
     pub database_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// The variable naming the PostgreSQL database of a run against PostgreSQL.
+pub const POSTGRES_VARIABLE: &str = "WALLEOT_TEST_POSTGRES";
+
+/// The PostgreSQL database the tests run against, if this run uses one.
+pub fn test_postgres() -> Option<String> {
+    std::env::var(POSTGRES_VARIABLE)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// A database of its own for one test: `walleot.db` in `dir`, or, on a run against
+/// PostgreSQL, a new schema there (the URL sets its `search_path`). Schemas of runs
+/// more than a day old are dropped on the way.
+pub fn test_database_url(dir: &std::path::Path) -> String {
+    match test_postgres() {
+        None => format!("sqlite://{}", dir.join("walleot.db").display()),
+        Some(base) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_millis() as i64;
+            let schema = format!(
+                "t_{now}_{}",
+                crate::domain::ids::random_base62(10).to_lowercase()
+            );
+            // On a thread of its own, so that it works inside and outside a runtime.
+            let (admin, made) = (base.clone(), schema.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(create_schema(&admin, &made, now - 86_400_000))
+            })
+            .join()
+            .expect("the schema thread")
+            .unwrap_or_else(|e| panic!("creating a schema in {base}: {e}"));
+            let separator = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{separator}options=-c%20search_path%3D{schema}")
+        }
+    }
+}
+
+/// Runs one statement on a database from outside the service, as an operator's SQL
+/// client would; answers the rows changed or the database's error.
+pub async fn execute_sql(database_url: &str, sql: &str) -> Result<u64, String> {
+    let done = if database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = sqlx::query(sql).execute(&pool).await;
+        pool.close().await;
+        done.map(|d| d.rows_affected())
+    } else {
+        let pool = sqlx::PgPool::connect(database_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = sqlx::query(sql).execute(&pool).await;
+        pool.close().await;
+        done.map(|d| d.rows_affected())
+    };
+    done.map_err(|e| e.to_string())
+}
+
+async fn create_schema(base: &str, schema: &str, older_than_ms: i64) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(base).await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut db)
+        .await?;
+    let old: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::TEXT FROM pg_namespace WHERE nspname ~ '^t_[0-9]+_[a-z0-9]+$' \
+         AND split_part(nspname, '_', 2)::BIGINT < $1",
+    )
+    .bind(older_than_ms)
+    .fetch_all(&mut db)
+    .await?;
+    for old in old {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))
+            .execute(&mut db)
+            .await?;
+    }
+    db.close().await
 }
 
 impl TestServer {
@@ -35,11 +127,12 @@ impl TestServer {
         let database_path = dir.path().join("walleot.db");
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
-            database_url: format!("sqlite://{}", database_path.display()),
+            database_url: test_database_url(dir.path()),
             sweep_every: Duration::from_secs(3600),
             ..Config::default()
         };
         configure(&mut config);
+        let database_url = config.database_url.clone();
         let services = Services::open(&config.database_url, config.key_secret.as_deref())
             .await
             .expect("open the database");
@@ -75,9 +168,49 @@ impl TestServer {
             test_key: test_key.expose_secret().to_string(),
             live_key: live_key.expose_secret().to_string(),
             merchant_id: merchant.id,
+            database_url,
             database_path,
             _dir: dir,
         }
+    }
+
+    /// Runs one statement on the server's database from outside the service (see
+    /// [`execute_sql`]).
+    pub async fn execute_sql(&self, sql: &str) -> Result<u64, String> {
+        execute_sql(&self.database_url, sql).await
+    }
+
+    /// Everything the database keeps, as bytes: the SQLite files, or every row of
+    /// every table of the PostgreSQL schema as text.
+    pub async fn database_contents(&self) -> Vec<u8> {
+        let mut stored = Vec::new();
+        if self.database_url.starts_with("sqlite:") {
+            for suffix in ["", "-wal", "-shm"] {
+                let path = format!("{}{suffix}", self.database_path.display());
+                stored.extend(std::fs::read(&path).unwrap_or_default());
+            }
+            return stored;
+        }
+        let pool = sqlx::PgPool::connect(&self.database_url)
+            .await
+            .expect("the database");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::TEXT FROM pg_tables WHERE schemaname = current_schema()",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("the tables");
+        for table in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::TEXT FROM {table} t"))
+                .fetch_all(&pool)
+                .await
+                .expect("the rows");
+            for row in rows {
+                stored.extend(row.into_bytes());
+            }
+        }
+        pool.close().await;
+        stored
     }
 
     /// The wallet service over this server's store and clock.

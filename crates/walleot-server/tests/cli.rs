@@ -7,17 +7,19 @@ use std::time::Duration;
 
 struct Workdir {
     dir: tempfile::TempDir,
+    /// A SQLite file in `dir`, or a schema of the run's PostgreSQL.
+    database_url: String,
 }
 
 impl Workdir {
     fn new() -> Self {
-        Workdir {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = walleot_server::testing::test_database_url(dir.path());
+        Workdir { dir, database_url }
     }
 
     fn database_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("ops.db").display())
+        self.database_url.clone()
     }
 
     fn command(&self) -> Command {
@@ -64,12 +66,14 @@ impl Drop for Served {
 }
 
 fn serve(work: &Workdir, extra: &[&str]) -> Served {
+    // Its log, to show if it fails to start.
+    let log = tempfile::NamedTempFile::new_in(work.dir.path()).unwrap();
     let mut child = work
         .command()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -96,7 +100,10 @@ fn serve(work: &Workdir, extra: &[&str]) -> Served {
     }
     Served {
         child,
-        base: base.expect("serve printed its address"),
+        base: base.unwrap_or_else(|| {
+            let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+            panic!("serve printed no address; it said: {said}")
+        }),
         stdout: lines,
     }
 }
@@ -201,11 +208,31 @@ fn bad_arguments_fail_with_a_message() {
     }
     let out = work
         .command()
-        .args(["keys", "list", "--database-url", "postgres://nowhere/db"])
+        .args(["keys", "list", "--database-url", "mysql://nowhere/db"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sqlite"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("sqlite://") && said.contains("postgres://"),
+        "{said}"
+    );
+    // A PostgreSQL that is not there: a clear error, not a hang.
+    let started = std::time::Instant::now();
+    let out = work
+        .command()
+        .args([
+            "keys",
+            "list",
+            "--database-url",
+            "postgres://walleot@127.0.0.1:1/db",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("opening the database"), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[test]
@@ -416,13 +443,12 @@ async fn ledger_verify_passes_on_a_sound_ledger_and_fails_on_a_tampered_one() {
     let sound = work.ok(&["ledger", "verify"]);
     assert!(sound.contains("consistent"), "{sound}");
 
-    let pool = sqlx::SqlitePool::connect(&work.database_url())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE accounts SET credits_posted = credits_posted + 1 WHERE kind = 'merchant'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    walleot_server::testing::execute_sql(
+        &work.database_url(),
+        "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE kind = 'merchant'",
+    )
+    .await
+    .unwrap();
     let tampered = work.run(&["ledger", "verify"]);
     assert!(!tampered.status.success());
     let report = String::from_utf8_lossy(&tampered.stdout);
@@ -450,4 +476,331 @@ async fn the_sandbox_credit_of_new_test_wallets_is_configurable() {
     assert!(!wallet.contains("10.00 USD"));
     let refused = work.run(&["serve", "--listen", "127.0.0.1:0", "--sandbox-credit", "-1"]);
     assert!(!refused.status.success());
+}
+
+/// Two `walleot serve` processes on the work directory's database, started at once.
+fn serve_two(work: &Workdir, extra: &[&str]) -> (Served, Served) {
+    let url = work.database_url();
+    let args: Vec<&str> = ["--database-url", url.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    std::thread::scope(|s| {
+        let one = s.spawn(|| serve(work, &args));
+        let two = s.spawn(|| serve(work, &args));
+        (one.join().unwrap(), two.join().unwrap())
+    })
+}
+
+/// Limits high enough that a load test never meets them.
+const NO_LIMITS: [&str; 4] = [
+    "--rate-limit-sessions",
+    "1000000",
+    "--rate-limit-status",
+    "1000000",
+];
+
+#[tokio::test]
+async fn two_instances_start_together_and_a_revoked_key_stops_on_both_at_once() {
+    let work = Workdir::new();
+    // On an empty database: both create the schema and the demo merchant, one each time.
+    let (one, two) = serve_two(&work, &[]);
+    let key = work
+        .ok(&["keys", "create", "--mode", "test"])
+        .trim()
+        .to_string();
+    assert_eq!(status_with(&one.base, &key).await, 200);
+    assert_eq!(status_with(&two.base, &key).await, 200);
+    let list = work.ok(&["keys", "list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains(&key[..12]))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the key is listed")
+        .to_string();
+    work.ok(&["keys", "revoke", &id]);
+    assert_eq!(status_with(&one.base, &key).await, 401);
+    assert_eq!(status_with(&two.base, &key).await, 401);
+    let merchants = work.ok(&["merchants", "list"]);
+    let rows = merchants.lines().filter(|l| l.starts_with("mer_")).count();
+    assert_eq!(rows, 1, "{merchants}");
+}
+
+/// One paid session through `base`: its id once created, and whether its payment was
+/// acknowledged too.
+async fn create_and_pay(http: &reqwest::Client, base: &str, key: &str) -> (Option<String>, bool) {
+    let created = http
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"amount": 120, "currency": "usd"}))
+        .send()
+        .await;
+    let Ok(created) = created else {
+        return (None, false);
+    };
+    if created.status() != 200 {
+        return (None, false);
+    }
+    let Ok(body) = created.json::<serde_json::Value>().await else {
+        return (None, false);
+    };
+    let id = body["sessionId"].as_str().unwrap().to_string();
+    let paid = http
+        .post(format!("{base}/v1/test_helpers/sessions/{id}/pay"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200);
+    (Some(id), paid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_instances_killed_under_load_loses_nothing_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let work = Workdir::new();
+    let key = work
+        .ok(&["keys", "create", "--mode", "test"])
+        .trim()
+        .to_string();
+    let (mut one, two) = serve_two(&work, &NO_LIMITS);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Four clients on each instance; the survivor's must all succeed.
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let base = if i % 2 == 0 {
+                one.base.clone()
+            } else {
+                two.base.clone()
+            };
+            let (http, key, stop) = (http.clone(), key.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let (id, paid) = create_and_pay(&http, &base, &key).await;
+                    if i % 2 == 1 {
+                        assert!(id.is_some() && paid, "the survivor failed a request");
+                    }
+                    if let Some(id) = id {
+                        done.push((id, paid));
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    one.child.kill().unwrap(); // SIGKILL, mid-request
+    one.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+    assert!(acknowledged.len() > 20, "{} requests", acknowledged.len());
+    for (id, paid) in &acknowledged {
+        let read: serde_json::Value = http
+            .get(format!("{}/v1/sessions/{id}", two.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if *paid {
+            assert_eq!(read["status"], "paid", "{read}");
+        } else {
+            assert!(read["sessionId"] == id.as_str(), "{read}");
+        }
+    }
+    let verified = work.ok(&["ledger", "verify"]);
+    assert!(verified.contains("consistent"), "{verified}");
+}
+
+/// A PostgreSQL server of a test's own, in a temporary directory, that the test can
+/// stop and start again.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Option<Child>,
+}
+
+impl PrivatePostgres {
+    fn binary(name: &str) -> std::path::PathBuf {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|version| version.path().join("bin").join(name))
+            .find(|path| path.exists())
+            .unwrap_or_else(|| name.into())
+    }
+
+    /// The command as the `postgres` user when run as root (PostgreSQL refuses root).
+    fn command(name: &str) -> Command {
+        let binary = Self::binary(name);
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if is_root {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(binary);
+            cmd
+        } else {
+            Command::new(binary)
+        }
+    }
+
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Command::new("chmod")
+            .arg("777")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let data = dir.path().join("data");
+        let made = Self::command("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .expect("initdb of PostgreSQL");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut postgres = PrivatePostgres {
+            dir,
+            port,
+            server: None,
+        };
+        postgres.start();
+        postgres
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = Self::command("postgres")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-k",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the private PostgreSQL did not start");
+    }
+
+    /// A fast shutdown: open connections are ended, as in a restart.
+    fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            // SIGINT to the postmaster itself (runuser, its parent, does not pass it on).
+            let pid_file = self.dir.path().join("data").join("postmaster.pid");
+            let postmaster = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.lines().next().map(str::to_string))
+                .unwrap_or_else(|| server.id().to_string());
+            let _ = Command::new("kill").args(["-INT", &postmaster]).status();
+            let _ = server.wait();
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_answers_503_then_the_service_recovers_by_itself() {
+    let mut postgres = PrivatePostgres::new();
+    let work = Workdir::new();
+    let url = postgres.url();
+    let created = work
+        .command()
+        .args(["keys", "create", "--mode", "test", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut args = vec!["--database-url", url.as_str()];
+    args.extend(NO_LIMITS);
+    let served = serve(&work, &args);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let (id, paid) = create_and_pay(&http, &served.base, &key).await;
+    assert!(id.is_some() && paid);
+
+    postgres.stop();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let response = http
+            .post(format!("{}/v1/sessions", served.base))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"amount": 120, "currency": "usd"}))
+            .send()
+            .await
+            .expect("an answer, not a hang");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "server_error", "{body}");
+    }
+    let health = http
+        .get(format!("{}/healthz", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+
+    postgres.start();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if let (Some(_), true) = create_and_pay(&http, &served.base, &key).await {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "the service did not recover");
+    let status = status_with(&served.base, &key).await;
+    assert_eq!(status, 200);
 }

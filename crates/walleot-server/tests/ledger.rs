@@ -387,20 +387,20 @@ async fn the_database_refuses_an_overdraft_even_from_outside_the_service() {
     let server = TestServer::start().await;
     let wallets = server.wallets();
     let payer = wallets.register().await.unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.database_path.display()))
-        .await
-        .unwrap();
-    let overdraw = sqlx::query("UPDATE accounts SET debits_posted = credits_posted + 1 WHERE kind = 'wallet' AND owner_id = ?")
-        .bind(&payer.id)
-        .execute(&pool)
+    let overdraw = server
+        .execute_sql(&format!(
+            "UPDATE accounts SET debits_posted = credits_posted + 1 \
+             WHERE kind = 'wallet' AND owner_id = '{}'",
+            payer.id
+        ))
         .await;
-    assert!(overdraw.unwrap_err().to_string().contains("CHECK"));
-    let rewrite = sqlx::query("UPDATE transfers SET amount = amount + 1")
-        .execute(&pool)
+    assert!(overdraw.unwrap_err().to_lowercase().contains("check"));
+    let rewrite = server
+        .execute_sql("UPDATE transfers SET amount = amount + 1")
         .await;
-    assert!(rewrite.unwrap_err().to_string().contains("immutable"));
-    let delete = sqlx::query("DELETE FROM transfers").execute(&pool).await;
-    assert!(delete.unwrap_err().to_string().contains("never deleted"));
+    assert!(rewrite.unwrap_err().contains("immutable"));
+    let delete = server.execute_sql("DELETE FROM transfers").await;
+    assert!(delete.unwrap_err().contains("never deleted"));
 }
 
 #[derive(Debug, Clone)]

@@ -356,17 +356,24 @@ async fn a_passkey_stored_before_the_crate_still_approves() {
         .to_encoded_point(false)
         .as_bytes()
         .to_vec();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.database_path.display()))
+    // Bytes as SQL literals: X'…' in SQLite, '\x…' in PostgreSQL.
+    let literal = |bytes: &[u8]| {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        if server.database_url.starts_with("sqlite:") {
+            format!("X'{hex}'")
+        } else {
+            format!("'\\x{hex}'::BYTEA")
+        }
+    };
+    let updated = server
+        .execute_sql(&format!(
+            "UPDATE passkeys SET public_key = {} WHERE credential_id = {}",
+            literal(&point),
+            literal(&authenticator.credential_id)
+        ))
         .await
         .unwrap();
-    let updated = sqlx::query("UPDATE passkeys SET public_key = ?1 WHERE credential_id = ?2")
-        .bind(&point)
-        .bind(&authenticator.credential_id)
-        .execute(&pool)
-        .await
-        .unwrap();
-    assert_eq!(updated.rows_affected(), 1);
-    pool.close().await;
+    assert_eq!(updated, 1);
 
     let id = session(&server, 400).await;
     let (code, body) = browser.approve(&mut authenticator, &id).await;

@@ -56,7 +56,12 @@ impl Merchants {
     pub async fn default_merchant(&self, now_ms: i64) -> Result<Merchant, DomainError> {
         let all = self.list().await?;
         match all.as_slice() {
-            [] => self.create(DEMO_MERCHANT, now_ms).await,
+            // Instances starting together on an empty database race to create it:
+            // the one that loses finds the winner's.
+            [] => match self.create(DEMO_MERCHANT, now_ms).await {
+                Ok(created) => Ok(created),
+                Err(e) => self.find(DEMO_MERCHANT).await.map_err(|_| e),
+            },
             [only] => Ok(only.clone()),
             many => many
                 .iter()

@@ -90,6 +90,19 @@ impl From<StoreError> for ApiError {
             conflict.retryable = true;
             return conflict;
         }
+        if let StoreError::Unavailable(_) | StoreError::Contended(_) = err {
+            // Passing: the same request is expected to succeed shortly.
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError {
+                retryable: true,
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorType::ServerError,
+                    "the database is unavailable; retry the request shortly",
+                )
+            };
+        }
         tracing::error!(error = %err, "storage failed");
         ApiError::internal()
     }

@@ -221,15 +221,13 @@ async fn a_racing_cancel_and_payment_leave_exactly_one_outcome() {
 async fn the_event_record_is_append_only() {
     let app = spawn_app().await;
     let id = app.create_session().await;
-    let url = format!("sqlite://{}", app.server.database_path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let update = sqlx::query("UPDATE session_events SET type = 'forged' WHERE session_id = ?")
-        .bind(&id)
-        .execute(&pool)
+    let update = app
+        .server
+        .execute_sql(&format!(
+            "UPDATE session_events SET type = 'forged' WHERE session_id = '{id}'"
+        ))
         .await;
-    assert!(update.unwrap_err().to_string().contains("append-only"));
-    let delete = sqlx::query("DELETE FROM session_events")
-        .execute(&pool)
-        .await;
-    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    assert!(update.unwrap_err().contains("append-only"));
+    let delete = app.server.execute_sql("DELETE FROM session_events").await;
+    assert!(delete.unwrap_err().contains("append-only"));
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use walleot_server::domain::payments::{self, Closing};
 use walleot_server::domain::Clock;
-use walleot_server::store::{LedgerStore, SessionStore, SqliteStore, Transition};
+use walleot_server::store::Transition;
 
 /// Starts a waiting read in the background; it resolves to the answer and its status.
 fn wait_in_background(app: &App, id: &str, wait: &str) -> tokio::task::JoinHandle<(u16, Value)> {
@@ -93,7 +93,7 @@ async fn a_change_made_by_another_process_is_seen_while_waiting() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Another process on the same database: its changes never reach this process's
     // notifications, only the database.
-    let other = SqliteStore::open(&format!("sqlite://{}", app.server.database_path.display()))
+    let other = walleot_server::store::open(&app.server.database_url)
         .await
         .unwrap();
     let cancelled_at = Instant::now();
@@ -155,7 +155,7 @@ async fn a_shutdown_answers_waiting_reads_at_once_and_finishes_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         listen: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("w.db").display()),
+        database_url: walleot_server::testing::test_database_url(dir.path()),
         ..Config::default()
     };
     let services = Services::open(&config.database_url, None).await.unwrap();

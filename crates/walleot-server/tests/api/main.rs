@@ -1,5 +1,6 @@
 //! Integration tests of the `/v1` API: the real service on a random port over a fresh
-//! SQLite file, spoken to over real HTTP.
+//! database (a SQLite file, or a PostgreSQL schema when `WALLEOT_TEST_POSTGRES` is
+//! set), spoken to over real HTTP.
 
 mod auth;
 mod capture;
@@ -8,6 +9,7 @@ mod create;
 mod fuzz;
 mod helpers;
 mod idempotency;
+mod instances;
 mod lifecycle;
 mod list;
 mod long_poll;

@@ -102,10 +102,9 @@ async fn instances_sharing_a_redis_share_each_keys_budget() {
         c.redis_url = redis.clone();
     };
     let one = spawn_app_with(limits).await;
-    let database = one.server.database_path.display().to_string();
     let two = spawn_app_with(|c| {
         limits(c);
-        c.database_url = format!("sqlite://{database}");
+        c.database_url = one.server.database_url.clone();
     })
     .await;
     let mut seen = Vec::new();

@@ -31,7 +31,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database write failed: {0}")]
     WriteFailed(String),
-    #[error("unsupported database URL `{0}`: use sqlite://PATH")]
+    /// The database cannot be reached (down, restarting, or no connection free in
+    /// time); nothing was written, or the outcome of a commit is unknown.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database ended the transaction to settle a conflict with another one
+    /// (a deadlock); nothing was written, and running it again is expected to succeed.
+    #[error("the database ended the transaction in a conflict: {0}")]
+    Contended(String),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST:PORT/DB")]
     UnsupportedUrl(String),
     /// Another request with the same idempotency key was answered first (by another
     /// process sharing the database); nothing was written.

@@ -2,76 +2,19 @@
 //! row in the writer's transaction; the overdraft guard is part of the update's
 //! WHERE clause, and a CHECK constraint of the table repeats it.
 
-use super::columns::Columns;
-use super::{corrupt, parse_stored, SqliteStore, SESSION_COLUMNS};
+use super::{corrupt, SqliteStore, SESSION_COLUMNS};
 use crate::domain::ids;
 use crate::domain::ledger::{
-    Account, AccountKind, AccountRef, Book, LedgerError, Transfer, TransferSpec, TransferState,
+    Account, AccountKind, AccountRef, LedgerError, Transfer, TransferSpec, TransferState,
 };
 use crate::domain::payers::{Approval, Voucher};
 use crate::domain::payments::{Plan, Redemption};
 use crate::domain::sessions::SessionRecord;
+use crate::store::rows::*;
 use crate::store::{HistoryEntry, LedgerStore, PlanOutcome, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::Row;
-
-const ACCOUNT_COLUMNS: &str = "id, kind, owner_id, currency, livemode, debits_posted, \
-                               credits_posted, debits_pending, credits_pending";
-pub(super) const TRANSFER_COLUMNS: &str =
-    "id, debit_account, credit_account, amount, currency, livemode, \
-     state, kind, session_id, memo, created_at, lapses_at, resolved_at";
-
-fn account_from_row(row: &impl Columns) -> Result<Account, StoreError> {
-    Ok(Account {
-        id: row.text("id")?,
-        kind: parse_stored(&row.text("kind")?, "account kind")?,
-        owner_id: row.text("owner_id")?,
-        book: Book::new(
-            row.text("currency")?.parse().map_err(corrupt)?,
-            row.flag("livemode")?,
-        ),
-        debits_posted: row.int("debits_posted")?,
-        credits_posted: row.int("credits_posted")?,
-        debits_pending: row.int("debits_pending")?,
-        credits_pending: row.int("credits_pending")?,
-    })
-}
-
-pub(super) fn transfer_from_row(row: &impl Columns) -> Result<Transfer, StoreError> {
-    Ok(Transfer {
-        id: row.text("id")?,
-        debit_account: row.text("debit_account")?,
-        credit_account: row.text("credit_account")?,
-        amount: row.int("amount")?,
-        book: Book::new(
-            row.text("currency")?.parse().map_err(corrupt)?,
-            row.flag("livemode")?,
-        ),
-        state: parse_stored(&row.text("state")?, "transfer state")?,
-        kind: parse_stored(&row.text("kind")?, "transfer kind")?,
-        session_id: row.text_or_null("session_id")?,
-        memo: row.text_or_null("memo")?,
-        created_at: row.int("created_at")?,
-        lapses_at: row.int_or_null("lapses_at")?,
-        resolved_at: row.int_or_null("resolved_at")?,
-    })
-}
-
-pub(super) fn voucher_from_row(row: &impl Columns) -> Result<Voucher, StoreError> {
-    Ok(Voucher {
-        id: row.text("id")?,
-        code_hash: row.text("code_hash")?,
-        amount: row.int("amount")?,
-        book: Book::new(
-            row.text("currency")?.parse().map_err(corrupt)?,
-            row.flag("livemode")?,
-        ),
-        created_at: row.int("created_at")?,
-        redeemed_by: row.text_or_null("redeemed_by")?,
-        redeemed_at: row.int_or_null("redeemed_at")?,
-    })
-}
 
 /// The account `r` names, opened if it does not exist yet. Accounts are read first: on
 /// the hot path they exist, and one statement is cheaper than two.
@@ -503,10 +446,9 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn find_voucher(&self, code_hash: &str) -> Result<Option<Voucher>, StoreError> {
-        sqlx::query(
-            "SELECT id, code_hash, amount, currency, livemode, created_at, redeemed_by, redeemed_at \
-             FROM vouchers WHERE code_hash = ?",
-        )
+        sqlx::query(&format!(
+            "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE code_hash = ?"
+        ))
         .bind(code_hash)
         .fetch_optional(&self.reader)
         .await?
@@ -526,22 +468,14 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn approval_of(&self, session_id: &str) -> Result<Option<Approval>, StoreError> {
-        let row = sqlx::query(
-            "SELECT session_id, payer_id, method, evidence, created_at FROM approvals WHERE session_id = ?",
-        )
+        sqlx::query(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE session_id = ?"
+        ))
         .bind(session_id)
         .fetch_optional(&self.reader)
-        .await?;
-        row.map(|row| {
-            let method: String = row.try_get("method")?;
-            Ok(Approval {
-                session_id: row.try_get("session_id")?,
-                payer_id: row.try_get("payer_id")?,
-                method: parse_stored(&method, "approval method")?,
-                evidence: row.try_get("evidence")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
+        .await?
+        .as_ref()
+        .map(approval_from_row)
         .transpose()
     }
 }

@@ -1,57 +1,13 @@
 //! Mandates in SQLite, and the budget check of a payment under one.
 
-use super::columns::Columns;
-use super::{corrupt, parse_stored, SqliteStore};
-use crate::domain::mandates::{MandateEvent, MandateLimits, MandateRecord, Usage};
+use super::SqliteStore;
+use crate::domain::mandates::{MandateEvent, MandateRecord, Usage};
 use crate::domain::payments::{MandateBudget, MandateSpend};
 use crate::domain::ports::{MandateStore, StoreError};
+use crate::store::rows::*;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use sqlx::Row;
 use walleot_api::{Currency, MandateStatus};
-
-const MANDATE_COLUMNS: &str = "id, merchant_id, livemode, customer, payer_id, currency, \
-                               per_call_limit, period, period_limit, total_limit, granted_with, \
-                               created_at, expires_at, revoked_at";
-
-fn mandate_from_row(row: &impl Columns) -> Result<MandateRecord, StoreError> {
-    let period = row
-        .text_or_null("period")?
-        .map(|p| parse_stored(&p, "mandate period"))
-        .transpose()?;
-    let period = match (period, row.int_or_null("period_limit")?) {
-        (Some(period), Some(limit)) => Some((period, limit)),
-        (None, None) => None,
-        _ => return Err(corrupt("a mandate period without its limit")),
-    };
-    let limits = MandateLimits::new(
-        row.int_or_null("per_call_limit")?,
-        period,
-        row.int_or_null("total_limit")?,
-    )
-    .map_err(|e| corrupt(format!("mandate limits: {e}")))?;
-    Ok(MandateRecord {
-        id: row.text("id")?,
-        merchant_id: row.text("merchant_id")?,
-        livemode: row.flag("livemode")?,
-        customer: row.text("customer")?,
-        payer_id: row.text("payer_id")?,
-        currency: row.text("currency")?.parse().map_err(corrupt)?,
-        limits,
-        granted_with: row.text("granted_with")?,
-        created_at: row.int("created_at")?,
-        expires_at: row.int("expires_at")?,
-        revoked_at: row.int_or_null("revoked_at")?,
-    })
-}
-
-/// The names of mandate events, as stored.
-fn event_kind(raw: &str) -> Result<&'static str, StoreError> {
-    ["mandate.granted", "mandate.revoked", "mandate.expired"]
-        .into_iter()
-        .find(|known| *known == raw)
-        .ok_or_else(|| corrupt(format!("unknown mandate event `{raw}`")))
-}
 
 fn insert_event(db: &Connection, event: &MandateEvent) -> Result<(), StoreError> {
     db.prepare_cached(
@@ -121,17 +77,6 @@ const USAGE: &str = "SELECT m.spent_total AS total, \
                             COALESCE((SELECT spent FROM mandate_spending \
                                       WHERE mandate_id = m.id AND period_start = ?2), 0) AS in_period \
                      FROM mandates m WHERE m.id = ?1";
-
-/// A row of [`USAGE`]; callers read a missing row as nothing spent.
-fn usage_from_row(row: &impl Columns, period_start: Option<i64>) -> Result<Usage, StoreError> {
-    Ok(Usage {
-        in_period: match period_start {
-            Some(_) => row.int("in_period")?,
-            None => 0,
-        },
-        total: row.int("total")?,
-    })
-}
 
 #[async_trait]
 impl MandateStore for SqliteStore {
@@ -323,29 +268,15 @@ impl MandateStore for SqliteStore {
     }
 
     async fn mandate_events(&self, id: &str) -> Result<Vec<MandateEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT type, from_status, to_status, created_at FROM mandate_events \
-             WHERE mandate_id = ? ORDER BY seq",
-        )
+        sqlx::query(&format!(
+            "SELECT {MANDATE_EVENT_COLUMNS} FROM mandate_events WHERE mandate_id = ? ORDER BY seq"
+        ))
         .bind(id)
         .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("type")?;
-                let status = |raw: String| parse_stored::<MandateStatus>(&raw, "mandate status");
-                Ok(MandateEvent {
-                    mandate_id: id.to_string(),
-                    kind: event_kind(&kind)?,
-                    from_status: row
-                        .try_get::<Option<String>, _>("from_status")?
-                        .map(status)
-                        .transpose()?,
-                    to_status: status(row.try_get("to_status")?)?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        .await?
+        .iter()
+        .map(mandate_event_from_row)
+        .collect()
     }
 
     async fn mandate_usage(

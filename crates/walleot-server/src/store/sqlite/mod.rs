@@ -4,7 +4,6 @@
 //! pool of their own and, thanks to WAL, never wait for the writer. Commits use
 //! `synchronous = FULL`: an answer is sent only once its change is on disk.
 
-mod columns;
 mod idempotency;
 mod ledger;
 mod mandates;
@@ -15,13 +14,11 @@ mod point_reads;
 mod sessions;
 mod writer;
 
-use crate::domain::ports::{
-    ApiKeyRecord, CoveredPayment, IdempotencyCompletion, Merchant, PlanOutcome, Store, StoreError,
-};
+use super::columns::{self};
+use super::rows::*;
+use crate::domain::ports::{CoveredPayment, IdempotencyCompletion, PlanOutcome, Store, StoreError};
 use crate::domain::sessions::{SessionEvent, SessionRecord};
-use crate::domain::Livemode;
 use async_trait::async_trait;
-use columns::Columns;
 use rusqlite::{params, Connection};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -32,27 +29,6 @@ use std::time::Duration;
 use walleot_api::SessionStatus;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
-                               status, created_at, expires_at, updated_at, capture_method, capture_status, \
-                               metadata, customer, mandate_id, mandate_period";
-
-/// A column list with every column named through a table alias (`s.id, s.status, …`),
-/// for joins; made once.
-fn aliased(columns: &str, alias: &str) -> String {
-    columns
-        .split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// [`SESSION_COLUMNS`] through the alias `s`.
-static SESSION_COLUMNS_S: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| aliased(SESSION_COLUMNS, "s"));
-/// The transfer columns through the alias `t`.
-static TRANSFER_COLUMNS_T: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| aliased(ledger::TRANSFER_COLUMNS, "t"));
 
 pub struct SqliteStore {
     /// Every write, on the writer's thread (see [`writer`]).
@@ -102,6 +78,26 @@ fn new_session_in(
     Ok(None)
 }
 
+/// An exclusive lock on `PATH.lock`, beside the database, held until dropped.
+async fn migration_turn(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::Database(e.to_string()))?
+    .map_err(|e: std::io::Error| {
+        StoreError::Database(format!("locking the database to migrate it: {e}"))
+    })
+}
+
 fn insert_session_in(
     db: &Connection,
     session: &SessionRecord,
@@ -142,6 +138,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let path = options.get_filename();
+        let in_memory = url.contains(":memory:")
+            || url.contains("mode=memory")
+            || path.to_string_lossy().starts_with("file:sqlx-in-memory");
+        // Processes starting together on one file take turns to migrate it: sqlx takes
+        // no lock of its own on SQLite, and two would apply the same migration.
+        let turn = match in_memory {
+            true => None,
+            false => Some(migration_turn(path).await?),
+        };
         // Migrations run through sqlx, on a connection of their own.
         let migrations = SqlitePoolOptions::new()
             .max_connections(1)
@@ -149,11 +155,8 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&migrations).await?;
+        drop(turn);
         // A database in memory lives in its connections alone: the writer's keeps it.
-        let path = options.get_filename();
-        let in_memory = url.contains(":memory:")
-            || url.contains("mode=memory")
-            || path.to_string_lossy().starts_with("file:sqlx-in-memory");
         let writer = writer::Writer::open(path, in_memory)?;
         migrations.close().await;
         // Reads run on connections of their own (WAL lets them proceed beside the writer);
@@ -200,82 +203,6 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// A stored name of an enum; one the code does not know is corrupt data, never
-/// silently read as some default.
-fn parse_stored<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, StoreError> {
-    raw.parse()
-        .map_err(|_| corrupt(format!("unknown {what} `{raw}`")))
-}
-
-fn session_from_row(row: &impl Columns) -> Result<SessionRecord, StoreError> {
-    Ok(SessionRecord {
-        id: row.text("id")?,
-        merchant_id: row.text("merchant_id")?,
-        livemode: row.flag("livemode")?,
-        amount: row.int("amount")?,
-        currency: row.text("currency")?.parse().map_err(corrupt)?,
-        description: row.text_or_null("description")?,
-        status: row.text("status")?.parse().map_err(corrupt)?,
-        created_at: row.int("created_at")?,
-        expires_at: row.int("expires_at")?,
-        updated_at: row.int("updated_at")?,
-        capture_method: parse_stored(&row.text("capture_method")?, "capture method")?,
-        capture_status: row
-            .text_or_null("capture_status")?
-            .map(|s| parse_stored(&s, "capture status"))
-            .transpose()?,
-        metadata: match row.text_or_null("metadata")? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| corrupt(format!("session metadata: {e}")))?,
-            None => Default::default(),
-        },
-        customer: row.text_or_null("customer")?,
-        mandate_id: row.text_or_null("mandate_id")?,
-        mandate_period: row.int_or_null("mandate_period")?,
-    })
-}
-
-/// The names a query gives the key columns that sessions also have.
-struct KeyColumns {
-    id: &'static str,
-    merchant_id: &'static str,
-    livemode: &'static str,
-    created_at: &'static str,
-}
-
-/// A key read on its own, its columns under their names.
-const KEY: KeyColumns = KeyColumns {
-    id: "id",
-    merchant_id: "merchant_id",
-    livemode: "livemode",
-    created_at: "created_at",
-};
-
-fn key_from_row(row: &impl Columns, names: &KeyColumns) -> Result<ApiKeyRecord, StoreError> {
-    Ok(ApiKeyRecord {
-        id: row.text(names.id)?,
-        merchant_id: row.text(names.merchant_id)?,
-        merchant_name: row.text("merchant_name")?,
-        mode: Livemode::from_flag(row.flag(names.livemode)?),
-        hash: row.text("hash")?,
-        prefix: row.text("prefix")?,
-        created_at: row.int(names.created_at)?,
-        revoked_at: row.int_or_null("revoked_at")?,
-    })
-}
-
-fn merchant_from_row(row: &impl Columns) -> Result<Merchant, StoreError> {
-    Ok(Merchant {
-        id: row.text("id")?,
-        name: row.text("name")?,
-        created_at: row.int("created_at")?,
-    })
-}
-
 fn insert_event(db: &Connection, event: &SessionEvent) -> Result<(), StoreError> {
     db.prepare_cached(
         "INSERT INTO session_events (id, session_id, type, from_status, to_status, created_at) \
@@ -320,17 +247,5 @@ impl Store for SqliteStore {
                     .query_row([&name], |row| row.get(0))?)
             })
             .await
-    }
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(e.to_string())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Database(format!("migration failed: {e}"))
     }
 }

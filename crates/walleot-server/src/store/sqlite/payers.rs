@@ -1,46 +1,13 @@
 //! Payers, their factors, logins and WebAuthn challenges in SQLite.
 
-use super::columns::Columns;
-use super::{parse_stored, SqliteStore};
+use super::SqliteStore;
 use crate::domain::payers::{Challenge, Passkey, Payer, TotpRecord};
+use crate::store::rows::*;
 use crate::store::{PayerStore, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use sqlx::Row;
 use walleot_api::Currency;
-
-fn payer_from_row(row: &impl Columns) -> Result<Payer, StoreError> {
-    Ok(Payer {
-        id: row.text("id")?,
-        created_at: row.int("created_at")?,
-        failed_attempts: row.int("failed_attempts")?,
-        locked_until: row.int("locked_until")?,
-    })
-}
-
-fn passkey_from_row(row: &impl Columns) -> Result<Passkey, StoreError> {
-    Ok(Passkey {
-        credential_id: row.bytes("credential_id")?,
-        payer_id: row.text("payer_id")?,
-        public_key: row.bytes("public_key")?,
-        sign_count: row.int("sign_count")?,
-        created_at: row.int("created_at")?,
-    })
-}
-
-fn challenge_from_row(row: &impl Columns) -> Result<Challenge, StoreError> {
-    Ok(Challenge {
-        id: row.text("id")?,
-        purpose: parse_stored(&row.text("purpose")?, "challenge purpose")?,
-        payer_id: row.text_or_null("payer_id")?,
-        session_id: row.text_or_null("session_id")?,
-        challenge: row.bytes("challenge")?,
-        nonce: row.bytes("nonce")?,
-        expires_at: row.int("expires_at")?,
-    })
-}
-
-const PAYER_COLUMNS: &str = "id, created_at, failed_attempts, locked_until";
 
 /// Approvals without a second factor of one payer for one merchant and mode since an
 /// instant: the figure the hourly limit of such approvals is checked against.
@@ -48,7 +15,6 @@ pub(super) const AUTO_APPROVALS_SINCE: &str = "SELECT COUNT(*) FROM approvals a 
      JOIN sessions s ON s.id = a.session_id \
      WHERE a.payer_id = ? AND a.method = 'auto' AND a.created_at > ? \
      AND s.merchant_id = ? AND s.livemode = ?";
-const PASSKEY_COLUMNS: &str = "credential_id, payer_id, public_key, sign_count, created_at";
 
 #[async_trait]
 impl PayerStore for SqliteStore {
@@ -257,19 +223,14 @@ impl PayerStore for SqliteStore {
     }
 
     async fn totp_of(&self, payer_id: &str) -> Result<Option<TotpRecord>, StoreError> {
-        let row = sqlx::query("SELECT payer_id, secret, confirmed, last_step, created_at FROM totp_secrets WHERE payer_id = ?")
-            .bind(payer_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|row| {
-            Ok(TotpRecord {
-                payer_id: row.try_get("payer_id")?,
-                secret: row.try_get("secret")?,
-                confirmed: row.try_get("confirmed")?,
-                last_step: row.try_get("last_step")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
+        sqlx::query(&format!(
+            "SELECT {TOTP_COLUMNS} FROM totp_secrets WHERE payer_id = ?"
+        ))
+        .bind(payer_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(totp_from_row)
         .transpose()
     }
 
@@ -367,10 +328,9 @@ impl PayerStore for SqliteStore {
             .writer
             .run(move |db| {
                 let taken = db
-                    .prepare_cached(
-                        "DELETE FROM challenges WHERE id = ? \
-                         RETURNING id, purpose, payer_id, session_id, challenge, nonce, expires_at",
-                    )?
+                    .prepare_cached(&format!(
+                        "DELETE FROM challenges WHERE id = ? RETURNING {CHALLENGE_COLUMNS}"
+                    ))?
                     .query_row([id], |row| Ok(challenge_from_row(row)))
                     .optional()?
                     .transpose()?;

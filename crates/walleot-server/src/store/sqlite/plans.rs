@@ -2,10 +2,9 @@
 //! precondition is checked by the statements that write, so a plan made from an
 //! earlier read is written only if that read still holds.
 
-use super::ledger::{
-    open_account, resolve_in, transfer_from_row, transfer_with_id, voucher_from_row,
-};
+use super::ledger::{open_account, resolve_in, transfer_with_id};
 use super::{insert_event, session_from_row, SESSION_COLUMNS};
+use super::{transfer_from_row, voucher_from_row, VOUCHER_COLUMNS};
 use crate::domain::ledger::{Transfer, TransferSpec};
 use crate::domain::payers::Voucher;
 use crate::domain::payments::{LedgerStep, Plan, Precondition, Redemption};
@@ -157,12 +156,10 @@ pub(super) fn redeem_in(
     db: &Connection,
     redemption: &Redemption,
 ) -> Result<PlanOutcome<Voucher>, StoreError> {
-    const COLUMNS: &str =
-        "id, code_hash, amount, currency, livemode, created_at, redeemed_by, redeemed_at";
     let redeemed = db
         .prepare_cached(&format!(
             "UPDATE vouchers SET redeemed_by = ?, redeemed_at = ? \
-             WHERE id = ? AND redeemed_by IS NULL RETURNING {COLUMNS}"
+             WHERE id = ? AND redeemed_by IS NULL RETURNING {VOUCHER_COLUMNS}"
         ))?
         .query_row(
             params![redemption.payer_id, redemption.at, redemption.voucher_id],
@@ -171,7 +168,9 @@ pub(super) fn redeem_in(
         .optional()?;
     let Some(voucher) = redeemed.transpose()? else {
         let current = db
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM vouchers WHERE id = ?"))?
+            .prepare_cached(&format!(
+                "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE id = ?"
+            ))?
             .query_row([&redemption.voucher_id], |row| Ok(voucher_from_row(row)))
             .optional()?;
         return Ok(match current.transpose()? {

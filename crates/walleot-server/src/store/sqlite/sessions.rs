@@ -3,6 +3,7 @@
 use super::SqliteStore;
 use super::*;
 use crate::domain::ports::{CoveredPayment, SessionPage, SessionStore};
+use crate::store::rows::*;
 use async_trait::async_trait;
 use std::sync::LazyLock;
 
@@ -179,26 +180,14 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, session_id, type, from_status, to_status, created_at \
-             FROM session_events WHERE session_id = ? ORDER BY seq",
-        )
+        sqlx::query(&format!(
+            "SELECT {SESSION_EVENT_COLUMNS} FROM session_events WHERE session_id = ? ORDER BY seq"
+        ))
         .bind(session_id)
         .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let from: Option<String> = row.try_get("from_status")?;
-                let to: String = row.try_get("to_status")?;
-                Ok(SessionEvent {
-                    id: row.try_get("id")?,
-                    session_id: row.try_get("session_id")?,
-                    kind: row.try_get("type")?,
-                    from_status: from.map(|s| s.parse()).transpose().map_err(corrupt)?,
-                    to_status: to.parse().map_err(corrupt)?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        .await?
+        .iter()
+        .map(session_event_from_row)
+        .collect()
     }
 }

@@ -1,6 +1,5 @@
 //! Reading a result row by column name, whichever driver produced it: the mapping of
-//! a stored row is written once for the reading pool (sqlx) and for the writer and the
-//! point reads (rusqlite).
+//! a stored row (`super::rows`) is written once for every database and driver.
 
 use crate::domain::ports::StoreError;
 use sqlx::sqlite::SqliteRow;
@@ -33,6 +32,28 @@ impl Columns for SqliteRow {
         Ok(self.try_get(name)?)
     }
     fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for sqlx::postgres::PgRow {
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn int_or_null(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn text_or_null(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    /// A BOOLEAN column.
+    fn flag(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.try_get(name)?)
     }
 }

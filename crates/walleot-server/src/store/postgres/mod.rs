@@ -1,0 +1,210 @@
+//! The PostgreSQL store: one database shared by several instances of the service.
+//!
+//! Every write is one transaction at READ COMMITTED on a pooled connection. What must
+//! happen once whichever instance asks is guarded by the statement that writes it (an
+//! `UPDATE … WHERE status = 'pending'`, an insert on a unique key): the second of two
+//! racing writers waits for the first's row lock, then finds its guard false and writes
+//! nothing. A transaction PostgreSQL ends to break a deadlock is run again. Budgets
+//! read before a write (mandate spending, approvals without a second factor) lock the
+//! row they are counted for first. Commits are durable when answered
+//! (`synchronous_commit` as the server has it, `on` by default); concurrent commits
+//! share the server's WAL flushes.
+
+mod idempotency;
+mod ledger;
+mod mandates;
+mod merchants;
+mod payers;
+mod plans;
+mod sessions;
+
+use crate::domain::ports::{CoveredPayment, IdempotencyCompletion, PlanOutcome, Store, StoreError};
+use crate::domain::sessions::{SessionEvent, SessionRecord};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections of one instance's pool.
+const POOL_SIZE: u32 = 16;
+/// How long a request waits for a connection (or for the database to accept one)
+/// before it fails with 503: a database that is down is reported, not waited for.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Runs of a transaction the database ended to break a deadlock.
+const ATTEMPTS: u32 = 5;
+
+/// A write's transaction, handed to the work and given back with its answer.
+pub(super) type Tx = Transaction<'static, Postgres>;
+
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Ids of sessions whose status this instance changed, after commit.
+    changes: tokio::sync::broadcast::Sender<String>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at a `postgres://` URL and brings its schema up to date
+    /// (the schema of the URL's `search_path`, `public` by default).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection the database dropped (a restart) is found out before use.
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await?;
+        // Instances starting together take turns: the migrator locks the database.
+        MIGRATOR.run(&pool).await?;
+        let (changes, _) = tokio::sync::broadcast::channel(4096);
+        Ok(PostgresStore { pool, changes })
+    }
+
+    /// Runs `work` in a transaction and commits it; runs it again (up to [`ATTEMPTS`]
+    /// times) when the database ended it to break a deadlock. `work` gets the
+    /// transaction and gives it back with its answer; an error rolls it back.
+    pub(super) async fn write<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: Future<Output = Result<(Tx, T), StoreError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let tx = self.pool.begin().await?;
+            let failed = match work(tx).await {
+                Ok((tx, answer)) => match tx.commit().await {
+                    Ok(()) => return Ok(answer),
+                    Err(e) => StoreError::from(e),
+                },
+                Err(e) => e,
+            };
+            match failed {
+                StoreError::Contended(_) if attempt < ATTEMPTS => {
+                    let pause = rand::random::<u64>() % (10 * u64::from(attempt)) + 1;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    attempt += 1;
+                }
+                e => return Err(e),
+            }
+        }
+    }
+
+    /// Tells the watchers of a session that it changed; nobody listening is fine.
+    fn changed(&self, session_id: &str) {
+        let _ = self.changes.send(session_id.to_string());
+    }
+}
+
+/// A new session, and the payment that covers it when its precondition holds: the
+/// payment is tried in a savepoint of its own, so that a stale budget or an empty wallet
+/// leaves the session pending with its pending answer.
+async fn new_session_in(
+    mut tx: Tx,
+    session: &SessionRecord,
+    created: &SessionEvent,
+    completion: Option<&IdempotencyCompletion>,
+    covered: Option<&CoveredPayment>,
+) -> Result<(Tx, Option<SessionRecord>), StoreError> {
+    insert_session_in(&mut tx, session, created).await?;
+    if let Some(covered) = covered {
+        sqlx::query("SAVEPOINT covered").execute(&mut *tx).await?;
+        let paid = match plans::apply_in(&mut tx, &covered.plan).await {
+            Ok(PlanOutcome::Applied(paid)) => Some(paid),
+            Ok(_) | Err(StoreError::Ledger(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if paid.is_none() {
+            sqlx::query("ROLLBACK TO SAVEPOINT covered")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT covered")
+            .execute(&mut *tx)
+            .await?;
+        if let Some(paid) = paid {
+            if let Some(done) = &covered.completion {
+                idempotency::complete_in(&mut tx, done).await?;
+            }
+            return Ok((tx, Some(paid)));
+        }
+    }
+    if let Some(done) = completion {
+        idempotency::complete_in(&mut tx, done).await?;
+    }
+    Ok((tx, None))
+}
+
+async fn insert_session_in(
+    db: &mut PgConnection,
+    session: &SessionRecord,
+    created: &SessionEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
+                               status, created_at, expires_at, updated_at, capture_method, metadata, \
+                               customer) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&session.id)
+    .bind(&session.merchant_id)
+    .bind(session.livemode)
+    .bind(session.amount)
+    .bind(session.currency.code())
+    .bind(&session.description)
+    .bind(session.status.as_str())
+    .bind(session.created_at)
+    .bind(session.expires_at)
+    .bind(session.updated_at)
+    .bind(session.capture_method.as_str())
+    .bind(
+        (!session.metadata.is_empty())
+            .then(|| serde_json::to_string(&session.metadata).expect("string maps serialize")),
+    )
+    .bind(&session.customer)
+    .execute(&mut *db)
+    .await?;
+    insert_event(db, created).await
+}
+
+async fn insert_event(db: &mut PgConnection, event: &SessionEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO session_events (id, session_id, type, from_status, to_status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event.id)
+    .bind(&event.session_id)
+    .bind(&event.kind)
+    .bind(event.from_status.map(|s| s.as_str()))
+    .bind(event.to_status.as_str())
+    .bind(event.created_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        // The first instance's secret stands; the others read it.
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .bind(fresh)
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,319 @@
+//! Stored rows read back into the domain's records, the same for every database: the
+//! column lists the stores select and the mapping of each row (see [`Columns`]).
+
+use super::columns::Columns;
+use crate::domain::ledger::{Account, Book, Transfer};
+use crate::domain::mandates::{MandateEvent, MandateLimits, MandateRecord, Usage};
+use crate::domain::payers::{Approval, Challenge, Passkey, Payer, TotpRecord, Voucher};
+use crate::domain::ports::{ApiKeyRecord, Merchant, StoreError};
+use crate::domain::sessions::{SessionEvent, SessionRecord};
+use crate::domain::Livemode;
+use walleot_api::MandateStatus;
+
+pub(super) const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
+                               status, created_at, expires_at, updated_at, capture_method, capture_status, \
+                               metadata, customer, mandate_id, mandate_period";
+
+/// A column list with every column named through a table alias (`s.id, s.status, …`),
+/// for joins; made once.
+pub(super) fn aliased(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`SESSION_COLUMNS`] through the alias `s`.
+pub(super) static SESSION_COLUMNS_S: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| aliased(SESSION_COLUMNS, "s"));
+/// The transfer columns through the alias `t`.
+pub(super) static TRANSFER_COLUMNS_T: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| aliased(TRANSFER_COLUMNS, "t"));
+
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// A stored name of an enum; one the code does not know is corrupt data, never
+/// silently read as some default.
+pub(super) fn parse_stored<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, StoreError> {
+    raw.parse()
+        .map_err(|_| corrupt(format!("unknown {what} `{raw}`")))
+}
+
+pub(super) fn session_from_row(row: &impl Columns) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id: row.text("id")?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?.parse().map_err(corrupt)?,
+        description: row.text_or_null("description")?,
+        status: row.text("status")?.parse().map_err(corrupt)?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        updated_at: row.int("updated_at")?,
+        capture_method: parse_stored(&row.text("capture_method")?, "capture method")?,
+        capture_status: row
+            .text_or_null("capture_status")?
+            .map(|s| parse_stored(&s, "capture status"))
+            .transpose()?,
+        metadata: match row.text_or_null("metadata")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| corrupt(format!("session metadata: {e}")))?,
+            None => Default::default(),
+        },
+        customer: row.text_or_null("customer")?,
+        mandate_id: row.text_or_null("mandate_id")?,
+        mandate_period: row.int_or_null("mandate_period")?,
+    })
+}
+
+/// The names a query gives the key columns that sessions also have.
+pub(super) struct KeyColumns {
+    pub(super) id: &'static str,
+    pub(super) merchant_id: &'static str,
+    pub(super) livemode: &'static str,
+    pub(super) created_at: &'static str,
+}
+
+/// A key read on its own, its columns under their names.
+pub(super) const KEY: KeyColumns = KeyColumns {
+    id: "id",
+    merchant_id: "merchant_id",
+    livemode: "livemode",
+    created_at: "created_at",
+};
+
+pub(super) fn key_from_row(
+    row: &impl Columns,
+    names: &KeyColumns,
+) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        id: row.text(names.id)?,
+        merchant_id: row.text(names.merchant_id)?,
+        merchant_name: row.text("merchant_name")?,
+        mode: Livemode::from_flag(row.flag(names.livemode)?),
+        hash: row.text("hash")?,
+        prefix: row.text("prefix")?,
+        created_at: row.int(names.created_at)?,
+        revoked_at: row.int_or_null("revoked_at")?,
+    })
+}
+
+pub(super) fn merchant_from_row(row: &impl Columns) -> Result<Merchant, StoreError> {
+    Ok(Merchant {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) const ACCOUNT_COLUMNS: &str = "id, kind, owner_id, currency, livemode, debits_posted, \
+                               credits_posted, debits_pending, credits_pending";
+pub(super) const TRANSFER_COLUMNS: &str =
+    "id, debit_account, credit_account, amount, currency, livemode, \
+     state, kind, session_id, memo, created_at, lapses_at, resolved_at";
+
+pub(super) fn account_from_row(row: &impl Columns) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: row.text("id")?,
+        kind: parse_stored(&row.text("kind")?, "account kind")?,
+        owner_id: row.text("owner_id")?,
+        book: Book::new(
+            row.text("currency")?.parse().map_err(corrupt)?,
+            row.flag("livemode")?,
+        ),
+        debits_posted: row.int("debits_posted")?,
+        credits_posted: row.int("credits_posted")?,
+        debits_pending: row.int("debits_pending")?,
+        credits_pending: row.int("credits_pending")?,
+    })
+}
+
+pub(super) fn transfer_from_row(row: &impl Columns) -> Result<Transfer, StoreError> {
+    Ok(Transfer {
+        id: row.text("id")?,
+        debit_account: row.text("debit_account")?,
+        credit_account: row.text("credit_account")?,
+        amount: row.int("amount")?,
+        book: Book::new(
+            row.text("currency")?.parse().map_err(corrupt)?,
+            row.flag("livemode")?,
+        ),
+        state: parse_stored(&row.text("state")?, "transfer state")?,
+        kind: parse_stored(&row.text("kind")?, "transfer kind")?,
+        session_id: row.text_or_null("session_id")?,
+        memo: row.text_or_null("memo")?,
+        created_at: row.int("created_at")?,
+        lapses_at: row.int_or_null("lapses_at")?,
+        resolved_at: row.int_or_null("resolved_at")?,
+    })
+}
+
+pub(super) fn voucher_from_row(row: &impl Columns) -> Result<Voucher, StoreError> {
+    Ok(Voucher {
+        id: row.text("id")?,
+        code_hash: row.text("code_hash")?,
+        amount: row.int("amount")?,
+        book: Book::new(
+            row.text("currency")?.parse().map_err(corrupt)?,
+            row.flag("livemode")?,
+        ),
+        created_at: row.int("created_at")?,
+        redeemed_by: row.text_or_null("redeemed_by")?,
+        redeemed_at: row.int_or_null("redeemed_at")?,
+    })
+}
+
+pub(super) fn payer_from_row(row: &impl Columns) -> Result<Payer, StoreError> {
+    Ok(Payer {
+        id: row.text("id")?,
+        created_at: row.int("created_at")?,
+        failed_attempts: row.int("failed_attempts")?,
+        locked_until: row.int("locked_until")?,
+    })
+}
+
+pub(super) fn passkey_from_row(row: &impl Columns) -> Result<Passkey, StoreError> {
+    Ok(Passkey {
+        credential_id: row.bytes("credential_id")?,
+        payer_id: row.text("payer_id")?,
+        public_key: row.bytes("public_key")?,
+        sign_count: row.int("sign_count")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn challenge_from_row(row: &impl Columns) -> Result<Challenge, StoreError> {
+    Ok(Challenge {
+        id: row.text("id")?,
+        purpose: parse_stored(&row.text("purpose")?, "challenge purpose")?,
+        payer_id: row.text_or_null("payer_id")?,
+        session_id: row.text_or_null("session_id")?,
+        challenge: row.bytes("challenge")?,
+        nonce: row.bytes("nonce")?,
+        expires_at: row.int("expires_at")?,
+    })
+}
+
+pub(super) const PAYER_COLUMNS: &str = "id, created_at, failed_attempts, locked_until";
+
+pub(super) const PASSKEY_COLUMNS: &str =
+    "credential_id, payer_id, public_key, sign_count, created_at";
+
+pub(super) const MANDATE_COLUMNS: &str =
+    "id, merchant_id, livemode, customer, payer_id, currency, \
+                               per_call_limit, period, period_limit, total_limit, granted_with, \
+                               created_at, expires_at, revoked_at";
+
+pub(super) fn mandate_from_row(row: &impl Columns) -> Result<MandateRecord, StoreError> {
+    let period = row
+        .text_or_null("period")?
+        .map(|p| parse_stored(&p, "mandate period"))
+        .transpose()?;
+    let period = match (period, row.int_or_null("period_limit")?) {
+        (Some(period), Some(limit)) => Some((period, limit)),
+        (None, None) => None,
+        _ => return Err(corrupt("a mandate period without its limit")),
+    };
+    let limits = MandateLimits::new(
+        row.int_or_null("per_call_limit")?,
+        period,
+        row.int_or_null("total_limit")?,
+    )
+    .map_err(|e| corrupt(format!("mandate limits: {e}")))?;
+    Ok(MandateRecord {
+        id: row.text("id")?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
+        customer: row.text("customer")?,
+        payer_id: row.text("payer_id")?,
+        currency: row.text("currency")?.parse().map_err(corrupt)?,
+        limits,
+        granted_with: row.text("granted_with")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        revoked_at: row.int_or_null("revoked_at")?,
+    })
+}
+
+/// The names of mandate events, as stored.
+pub(super) fn event_kind(raw: &str) -> Result<&'static str, StoreError> {
+    ["mandate.granted", "mandate.revoked", "mandate.expired"]
+        .into_iter()
+        .find(|known| *known == raw)
+        .ok_or_else(|| corrupt(format!("unknown mandate event `{raw}`")))
+}
+
+/// A row of a mandate usage read (`total`, `in_period`); callers read a missing row as nothing spent.
+pub(super) fn usage_from_row(
+    row: &impl Columns,
+    period_start: Option<i64>,
+) -> Result<Usage, StoreError> {
+    Ok(Usage {
+        in_period: match period_start {
+            Some(_) => row.int("in_period")?,
+            None => 0,
+        },
+        total: row.int("total")?,
+    })
+}
+
+pub(super) const VOUCHER_COLUMNS: &str =
+    "id, code_hash, amount, currency, livemode, created_at, redeemed_by, redeemed_at";
+pub(super) const CHALLENGE_COLUMNS: &str =
+    "id, purpose, payer_id, session_id, challenge, nonce, expires_at";
+pub(super) const TOTP_COLUMNS: &str = "payer_id, secret, confirmed, last_step, created_at";
+pub(super) const APPROVAL_COLUMNS: &str = "session_id, payer_id, method, evidence, created_at";
+pub(super) const SESSION_EVENT_COLUMNS: &str =
+    "id, session_id, type, from_status, to_status, created_at";
+pub(super) const MANDATE_EVENT_COLUMNS: &str =
+    "mandate_id, type, from_status, to_status, created_at";
+
+pub(super) fn totp_from_row(row: &impl Columns) -> Result<TotpRecord, StoreError> {
+    Ok(TotpRecord {
+        payer_id: row.text("payer_id")?,
+        secret: row.bytes("secret")?,
+        confirmed: row.flag("confirmed")?,
+        last_step: row.int("last_step")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn approval_from_row(row: &impl Columns) -> Result<Approval, StoreError> {
+    Ok(Approval {
+        session_id: row.text("session_id")?,
+        payer_id: row.text("payer_id")?,
+        method: parse_stored(&row.text("method")?, "approval method")?,
+        evidence: row.text_or_null("evidence")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn session_event_from_row(row: &impl Columns) -> Result<SessionEvent, StoreError> {
+    Ok(SessionEvent {
+        id: row.text("id")?,
+        session_id: row.text("session_id")?,
+        kind: row.text("type")?,
+        from_status: row
+            .text_or_null("from_status")?
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(corrupt)?,
+        to_status: row.text("to_status")?.parse().map_err(corrupt)?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn mandate_event_from_row(row: &impl Columns) -> Result<MandateEvent, StoreError> {
+    let status = |raw: String| parse_stored::<MandateStatus>(&raw, "mandate status");
+    Ok(MandateEvent {
+        mandate_id: row.text("mandate_id")?,
+        kind: event_kind(&row.text("type")?)?,
+        from_status: row.text_or_null("from_status")?.map(status).transpose()?,
+        to_status: status(row.text("to_status")?)?,
+        created_at: row.int("created_at")?,
+    })
+}
