@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p walleot-bench -- --short     # about 3 minutes on 2 cores
 //! cargo run --release -p walleot-bench                # longer runs, steadier figures
+//! cargo run --release -p walleot-bench -- --only postgres   # the service on PostgreSQL
 //! ```
 //! Writes a Markdown table to stdout and to `--out` (default `target/benchmarks.md`).
 //! The executable also serves as the service (`walleot-bench walleot serve …`, the same
@@ -11,6 +12,7 @@
 //! process of its own.
 
 mod load;
+mod postgres;
 mod process;
 mod scenarios;
 
@@ -45,9 +47,14 @@ pub struct Args {
     pub official_walleot: PathBuf,
     /// Only the service's share of a paid call (`paid-requests`), or only the writes
     /// (`writes`: creations and charges beside raw commits), e.g. to compare builds of
-    /// the service named by `WALLEOT_BENCH_SERVICE`.
-    #[arg(long, value_parser = ["paid-requests", "writes"])]
+    /// the service named by `WALLEOT_BENCH_SERVICE`; or the service on PostgreSQL with
+    /// one instance and two (`postgres`, on `--postgres`).
+    #[arg(long, value_parser = ["paid-requests", "writes", "postgres"])]
     pub only: Option<String>,
+    /// The PostgreSQL database of `--only postgres` (a schema of its own is made there
+    /// and dropped afterwards).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres: String,
 }
 
 impl Args {

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One line of the report.
-struct Row {
+pub(crate) struct Row {
     what: String,
     value: String,
     baseline: String,
     ratio: String,
 }
 
-fn row(
+pub(crate) fn row(
     what: impl Into<String>,
     value: impl Into<String>,
     baseline: impl Into<String>,
@@ -30,11 +30,11 @@ fn row(
     }
 }
 
-fn ratio(a: f64, b: f64) -> String {
+pub(crate) fn ratio(a: f64, b: f64) -> String {
     format!("{:.2}", a / b)
 }
 
-fn latency(stats: &load::Stats) -> String {
+pub(crate) fn latency(stats: &load::Stats) -> String {
     format!(
         "p50 {:.2} ms, p99 {:.2} ms",
         stats.percentile_ms(0.5),
@@ -56,9 +56,9 @@ pub async fn baseline_server(listen: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Service {
-    server: Server,
-    key: String,
+pub(crate) struct Service {
+    pub(crate) server: Server,
+    pub(crate) key: String,
 }
 
 /// `walleot serve` on a fresh SQLite file with rate limits out of the way.
@@ -68,6 +68,16 @@ fn start_service(
     key: Option<String>,
 ) -> anyhow::Result<Service> {
     let database_url = format!("sqlite://{}", dir.join("bench.db").display());
+    start_service_on(&database_url, cpus, key)
+}
+
+/// `walleot serve` on `database_url` with rate limits out of the way; a new test key
+/// unless one is given.
+pub(crate) fn start_service_on(
+    database_url: &str,
+    cpus: Option<&str>,
+    key: Option<String>,
+) -> anyhow::Result<Service> {
     let key = match key {
         Some(k) => k,
         None => walleot(&[
@@ -76,7 +86,7 @@ fn start_service(
             "--mode",
             "test",
             "--database-url",
-            &database_url,
+            database_url,
         ])?
         .trim()
         .to_string(),
@@ -88,7 +98,7 @@ fn start_service(
             "--listen",
             "127.0.0.1:0",
             "--database-url",
-            &database_url,
+            database_url,
             "--rate-limit-status",
             "1000000000",
             "--rate-limit-sessions",
@@ -110,14 +120,14 @@ async fn succeeded(request: reqwest::RequestBuilder) -> bool {
     }
 }
 
-fn http(concurrency: usize) -> reqwest::Client {
+pub(crate) fn http(concurrency: usize) -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency * 2)
         .build()
         .expect("an HTTP client")
 }
 
-async fn create_sessions(
+pub(crate) async fn create_sessions(
     http: &reqwest::Client,
     service: &Service,
     n: usize,
@@ -144,14 +154,45 @@ async fn status_load(
     ids: Arc<Vec<String>>,
     args: &Args,
 ) -> load::Stats {
-    let (http, base, key) = (http.clone(), base.to_string(), key.to_string());
+    status_load_across(http, &[base.to_string()], key, ids, args).await
+}
+
+/// Status checks spread over the instances at `bases`, one after another.
+pub(crate) async fn status_load_across(
+    http: &reqwest::Client,
+    bases: &[String],
+    key: &str,
+    ids: Arc<Vec<String>>,
+    args: &Args,
+) -> load::Stats {
+    let (http, bases, key) = (http.clone(), bases.to_vec(), key.to_string());
     load::run(args.concurrency, args.duration(), move |i| {
+        let base = &bases[i as usize % bases.len()];
         let request = http
             .get(format!(
                 "{base}/v1/sessions/{}",
                 ids[i as usize % ids.len()]
             ))
             .bearer_auth(&key);
+        async move { succeeded(request).await }
+    })
+    .await
+}
+
+/// Session creations spread over the instances at `bases`.
+pub(crate) async fn creation_load_across(
+    http: &reqwest::Client,
+    bases: &[String],
+    key: &str,
+    args: &Args,
+) -> load::Stats {
+    let (http, bases, key) = (http.clone(), bases.to_vec(), key.to_string());
+    load::run(args.concurrency, args.duration(), move |i| {
+        let base = &bases[i as usize % bases.len()];
+        let request = http
+            .post(format!("{base}/v1/sessions"))
+            .bearer_auth(&key)
+            .json(&json!({"amount": 200, "currency": "usd"}));
         async move { succeeded(request).await }
     })
     .await
@@ -235,21 +276,8 @@ async fn write_rows(
 ) -> anyhow::Result<(Vec<Row>, load::Stats)> {
     let mut rows = Vec::new();
     // Session creation with full durability against raw durable inserts.
-    let creates = {
-        let (http, base, key) = (
-            client.clone(),
-            service.server.base.clone(),
-            service.key.clone(),
-        );
-        load::run(args.concurrency, args.duration(), move |_| {
-            let request = http
-                .post(format!("{base}/v1/sessions"))
-                .bearer_auth(&key)
-                .json(&json!({"amount": 200, "currency": "usd"}));
-            async move { succeeded(request).await }
-        })
-        .await
-    };
+    let creates =
+        creation_load_across(client, &[service.server.base.clone()], &service.key, args).await;
     let raw = raw_inserts(dir, args).await?;
     rows.push(row(
         "session creations/s (POST /v1/sessions, synchronous=FULL)",
@@ -266,7 +294,8 @@ async fn write_rows(
         ratio(creates.per_second(), raw.per_second()),
     ));
     // Charges through the ledger: many payers, one merchant.
-    let (charges, per_second, sound) = charges(dir, args).await?;
+    let ledger_url = format!("sqlite://{}", dir.join("ledger.db").display());
+    let (charges, per_second, sound) = charges(&ledger_url, args).await?;
     rows.push(row(
         format!("charges/s through the ledger ({charges} charges, 200 payers, one merchant)"),
         format!(
@@ -286,6 +315,19 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let client = http(args.concurrency);
     match args.only.as_deref() {
+        Some("postgres") => {
+            let table = crate::postgres::rows(&args).await?;
+            let header = format!(
+                "Command: `cargo run --release -p walleot-bench -- --only postgres{}`; machine: {} cores, {} MiB memory; {}; {:.0} s.\n\n",
+                if args.short { " --short" } else { "" },
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+                memory_mib(),
+                time::OffsetDateTime::now_utc().date(),
+                started.elapsed().as_secs_f64(),
+            );
+            println!("{header}{}", markdown(&table));
+            return Ok(());
+        }
         Some("paid-requests") => {
             let service = start_service(dir.path(), None, None)?;
             let row = paid_requests(&client, &service, &args).await?;
@@ -435,19 +477,7 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
     let stored = stored_sessions(dir.path(), &client, &args).await?;
     rows.extend(stored);
 
-    let mut table = String::new();
-    let _ = writeln!(
-        table,
-        "| measurement | figure | baseline (same run) | ratio |"
-    );
-    let _ = writeln!(table, "|---|---|---|---|");
-    for r in &rows {
-        let _ = writeln!(
-            table,
-            "| {} | {} | {} | {} |",
-            r.what, r.value, r.baseline, r.ratio
-        );
-    }
+    let table = markdown(&rows);
     let header = format!(
         "Command: `cargo run --release -p walleot-bench --{}`; machine: {} cores, {} MiB memory; {}; {:.0} s.\n\n",
         if args.short { " --short" } else { "" },
@@ -463,6 +493,24 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, report)?;
     Ok(())
+}
+
+/// The report's table.
+fn markdown(rows: &[Row]) -> String {
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| measurement | figure | baseline (same run) | ratio |"
+    );
+    let _ = writeln!(table, "|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} |",
+            r.what, r.value, r.baseline, r.ratio
+        );
+    }
+    table
 }
 
 fn memory_mib() -> u64 {
@@ -516,16 +564,15 @@ async fn raw_inserts(dir: &std::path::Path, args: &Args) -> anyhow::Result<load:
     .await)
 }
 
-/// Pays `n` sessions from 200 payers to one merchant, concurrently, in process on a
-/// SQLite file; then recomputes the ledger.
-async fn charges(dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f64, bool)> {
+/// Pays `n` sessions from 200 payers to one merchant, concurrently, in process on the
+/// database at `url`; then recomputes the ledger.
+pub(crate) async fn charges(url: &str, args: &Args) -> anyhow::Result<(usize, f64, bool)> {
     use walleot_server::domain::payers::ApprovalMethod;
     use walleot_server::domain::sessions::{SessionPolicy, Sessions};
     use walleot_server::domain::wallets::{WalletPolicy, Wallets};
     use walleot_server::domain::{Clock, Livemode, Principal, SystemClock};
     let n = if args.short { 3000 } else { 10000 };
-    let url = format!("sqlite://{}", dir.join("ledger.db").display());
-    let services = walleot_server::startup::Services::open(&url, Some("bench")).await?;
+    let services = walleot_server::startup::Services::open(url, Some("bench")).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let merchant = services
         .merchants

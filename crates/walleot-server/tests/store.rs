@@ -239,7 +239,8 @@ async fn read(
     let header = format!("Bearer {key}");
     let one = keys
         .authenticate_reading(Some(&header), id)
-        .expect("a file database answers on the calling thread");
+        .await
+        .expect("the store answers in one read");
     let two = match keys.authenticate(Some(&header)).await {
         Ok(p) => {
             let session = server
@@ -357,6 +358,6 @@ async fn a_database_in_memory_opens_and_answers_status_checks_through_the_pool()
     let store = walleot_server::store::open("sqlite::memory:")
         .await
         .unwrap();
-    assert!(store.key_and_session_now("hash", "sess_x").is_none());
+    assert!(store.key_and_session("hash", "sess_x").await.is_none());
     store.ping().await.unwrap();
 }

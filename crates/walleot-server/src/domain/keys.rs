@@ -206,9 +206,9 @@ impl Keys {
 
     /// Authenticates as [`Self::authenticate`] does and, in the same read, fetches
     /// session `session_id` if the key's merchant owns it in the key's mode: the status
-    /// check's one read (see `Store::key_and_session_now`). `None` when the store cannot
-    /// answer at once; the caller then authenticates the usual way.
-    pub fn authenticate_reading(
+    /// check's one read (see `Store::key_and_session`). `None` when the store cannot
+    /// answer so; the caller then authenticates the usual way.
+    pub async fn authenticate_reading(
         &self,
         header: Option<&str>,
         session_id: &str,
@@ -217,7 +217,7 @@ impl Keys {
             Ok(hash) => hash,
             Err(refused) => return Some(Err(refused)),
         };
-        Some(match self.store.key_and_session_now(&hash, session_id)? {
+        Some(match self.store.key_and_session(&hash, session_id).await? {
             Ok((record, session)) => admit(record, &hash).map(|principal| (principal, session)),
             Err(e) => Err(e.into()),
         })

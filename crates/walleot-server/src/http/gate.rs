@@ -5,7 +5,7 @@
 //! client address, which also slows down anyone guessing keys.
 //!
 //! A status check (`GET /v1/sessions/{id}`) has its key and its session read together,
-//! in one read on this thread when the store can (see `Keys::authenticate_reading`);
+//! in one read when the store can (see `Keys::authenticate_reading`);
 //! the session goes to the handler as [`ReadWithKey`].
 
 use super::error::ApiError;
@@ -50,13 +50,19 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    let read_with_key = status_check_of(&req).and_then(|id| {
-        let read = state.keys.authenticate_reading(header, id)?;
-        Some(read.map(|(principal, session)| {
-            let id = id.to_string();
-            (principal, ReadWithKey { id, session })
-        }))
-    });
+    let read_with_key = match status_check_of(&req) {
+        Some(id) => state
+            .keys
+            .authenticate_reading(header, id)
+            .await
+            .map(|read| {
+                read.map(|(principal, session)| {
+                    let id = id.to_string();
+                    (principal, ReadWithKey { id, session })
+                })
+            }),
+        None => None,
+    };
     let authenticated = match read_with_key {
         Some(read) => read.map(|(principal, read)| {
             req.extensions_mut().insert(read);

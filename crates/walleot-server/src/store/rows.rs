@@ -78,6 +78,32 @@ pub(super) struct KeyColumns {
     pub(super) created_at: &'static str,
 }
 
+/// A key with its merchant's name, and the session of that merchant and mode with the
+/// id asked for, if there is one (the status check's one read); `hash` and `session`
+/// are the placeholders of the key's hash and the session id. Key columns carry a
+/// `key_` prefix where their names are also session columns: read them with
+/// [`JOINED_KEY`].
+pub(super) fn key_and_session_sql(hash: &str, session: &str) -> String {
+    format!(
+        "SELECT k.id AS key_id, k.merchant_id AS key_merchant_id, m.name AS merchant_name, \
+                k.livemode AS key_livemode, k.hash, k.prefix, k.created_at AS key_created_at, \
+                k.revoked_at, {} \
+         FROM api_keys k JOIN merchants m ON m.id = k.merchant_id \
+         LEFT JOIN sessions s ON s.id = {session} AND s.merchant_id = k.merchant_id \
+                             AND s.livemode = k.livemode \
+         WHERE k.hash = {hash}",
+        *SESSION_COLUMNS_S
+    )
+}
+
+/// The key columns of [`key_and_session_sql`].
+pub(super) const JOINED_KEY: KeyColumns = KeyColumns {
+    id: "key_id",
+    merchant_id: "key_merchant_id",
+    livemode: "key_livemode",
+    created_at: "key_created_at",
+};
+
 /// A key read on its own, its columns under their names.
 pub(super) const KEY: KeyColumns = KeyColumns {
     id: "id",

@@ -65,11 +65,10 @@ pub trait Store:
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
     /// The key with this hash (with its merchant's name) and, when its merchant owns it
-    /// in the key's mode, session `session_id`: the two reads of a status check in one,
-    /// answered on the calling thread without waiting on anything. `None` when the store
-    /// cannot answer so right now (it has no such read, or the database is busy): the
-    /// caller then reads the usual way.
-    fn key_and_session_now(
+    /// in the key's mode, session `session_id`: the two reads of a status check in one.
+    /// `None` when the store cannot answer so right now (it has no such read, or the
+    /// database is busy): the caller then reads the usual way.
+    async fn key_and_session(
         &self,
         _key_hash: &str,
         _session_id: &str,

@@ -72,33 +72,38 @@ impl IdempotencyStore for PostgresStore {
     }
 }
 
-/// Keeps an answer in the caller's transaction: over nothing, over a claim left
-/// running, or over an answer older than the retention; an answer kept since the
-/// request arrived stands, and the change this answer goes with must not be written.
-pub(super) async fn complete_in(
-    db: &mut PgConnection,
-    done: &IdempotencyCompletion,
-) -> Result<(), StoreError> {
-    let written = sqlx::query(
+/// The statement that keeps an answer: over nothing, over a claim left running, or
+/// over an answer older than the retention (`$n + 6`); an answer kept since the request
+/// arrived stands, and the statement changes no row. Its values are numbered from `$n`
+/// (see `super::bind_completion`).
+pub(super) fn complete_sql(n: usize) -> String {
+    let [scope, key, fingerprint, status, body, created, forget] =
+        std::array::from_fn(|i| format!("${}", n + i));
+    format!(
         "INSERT INTO idempotency_keys \
              (scope, key, fingerprint, response_status, response_body, created_at, locked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         VALUES ({scope}, {key}, {fingerprint}, {status}, {body}, {created}, {created}) \
          ON CONFLICT (scope, key) DO UPDATE SET \
              fingerprint = EXCLUDED.fingerprint, response_status = EXCLUDED.response_status, \
              response_body = EXCLUDED.response_body, created_at = EXCLUDED.created_at, \
              locked_at = EXCLUDED.locked_at \
-         WHERE idempotency_keys.response_status IS NULL OR idempotency_keys.created_at <= $7",
+         WHERE idempotency_keys.response_status IS NULL \
+            OR idempotency_keys.created_at <= {forget}"
     )
-    .bind(&done.scope)
-    .bind(&done.key)
-    .bind(&done.fingerprint)
-    .bind(i64::from(done.status))
-    .bind(&done.body)
-    .bind(done.created_at)
-    .bind(done.forget_before)
-    .execute(db)
-    .await?
-    .rows_affected();
+}
+
+static COMPLETE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| complete_sql(1));
+
+/// Keeps an answer in the caller's transaction (see [`complete_sql`]); when one kept
+/// meanwhile stands, the change this answer goes with must not be written.
+pub(super) async fn complete_in(
+    db: &mut PgConnection,
+    done: &IdempotencyCompletion,
+) -> Result<(), StoreError> {
+    let written = super::bind_completion(sqlx::query(&COMPLETE), done)
+        .execute(db)
+        .await?
+        .rows_affected();
     if written == 0 {
         return Err(StoreError::AnsweredMeanwhile);
     }

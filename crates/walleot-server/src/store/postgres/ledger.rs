@@ -81,8 +81,9 @@ async fn add_to(
 }
 
 /// Applies a transfer under an id chosen beforehand (by a plan, or fresh): both
-/// accounts' totals and the transfer's row. On the hot path both accounts exist and
-/// each takes one statement.
+/// accounts' totals and the transfer's row. The credit comes last: a merchant's
+/// account takes every payment to the merchant, and its row stays locked from its
+/// update to the commit, so that update is left as near the commit as it can be.
 pub(super) async fn transfer_with_id(
     db: &mut PgConnection,
     id: String,
@@ -108,14 +109,19 @@ pub(super) async fn transfer_with_id(
                 })?
         }
     };
-    let credit_account = match add_to(db, &spec.credit, credit_column, spec.amount, false).await? {
+    let credit_account = sqlx::query_scalar(
+        "SELECT id FROM accounts WHERE kind = $1 AND owner_id = $2 AND currency = $3 \
+         AND livemode = $4",
+    )
+    .bind(spec.credit.kind.as_str())
+    .bind(&spec.credit.owner_id)
+    .bind(spec.credit.book.currency.code())
+    .bind(spec.credit.book.livemode)
+    .fetch_optional(&mut *db)
+    .await?;
+    let credit_account: String = match credit_account {
         Some(id) => id,
-        None => {
-            open_account(db, &spec.credit, now_ms).await?;
-            add_to(db, &spec.credit, credit_column, spec.amount, false)
-                .await?
-                .ok_or_else(|| corrupt("an account just opened is missing"))?
-        }
+        None => open_account(db, &spec.credit, now_ms).await?.id,
     };
     let transfer = Transfer {
         id,
@@ -152,6 +158,13 @@ pub(super) async fn transfer_with_id(
     .bind(transfer.created_at)
     .bind(transfer.lapses_at)
     .bind(transfer.resolved_at)
+    .execute(&mut *db)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE accounts SET {credit_column} = {credit_column} + $1 WHERE id = $2"
+    ))
+    .bind(spec.amount)
+    .bind(&transfer.credit_account)
     .execute(db)
     .await?;
     Ok(transfer)

@@ -18,11 +18,15 @@ mod payers;
 mod plans;
 mod sessions;
 
-use crate::domain::ports::{CoveredPayment, IdempotencyCompletion, PlanOutcome, Store, StoreError};
+use super::rows::{key_and_session_sql, key_from_row, session_from_row, JOINED_KEY};
+use crate::domain::ports::{
+    CoveredPayment, IdempotencyCompletion, KeyAndSession, PlanOutcome, Store, StoreError,
+};
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::Row;
+use sqlx::{Connection, Postgres, Transaction};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,6 +38,8 @@ const POOL_SIZE: u32 = 16;
 /// How long a request waits for a connection (or for the database to accept one)
 /// before it fails with 503: a database that is down is reported, not waited for.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pooled connection idle for longer is pinged before it is used.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Runs of a transaction the database ended to break a deadlock.
 const ATTEMPTS: u32 = 5;
 
@@ -54,8 +60,17 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // A connection the database dropped (a restart) is found out before use.
-            .test_before_acquire(true)
+            // A connection the database dropped (a restart) is found out before use, by
+            // a ping; one in use a moment ago is taken as is, saving a round trip.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_IDLE_AFTER {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         // Instances starting together take turns: the migrator locks the database.
@@ -72,31 +87,133 @@ impl PostgresStore {
         F: Fn(Tx) -> Fut,
         Fut: Future<Output = Result<(Tx, T), StoreError>>,
     {
-        let mut attempt = 1;
-        loop {
+        retrying(|| async {
             let tx = self.pool.begin().await?;
-            let failed = match work(tx).await {
-                Ok((tx, answer)) => match tx.commit().await {
-                    Ok(()) => return Ok(answer),
-                    Err(e) => StoreError::from(e),
-                },
-                Err(e) => e,
-            };
-            match failed {
-                StoreError::Contended(_) if attempt < ATTEMPTS => {
-                    let pause = rand::random::<u64>() % (10 * u64::from(attempt)) + 1;
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                    attempt += 1;
-                }
-                e => return Err(e),
-            }
-        }
+            let (tx, answer) = work(tx).await?;
+            tx.commit().await?;
+            Ok(answer)
+        })
+        .await
     }
 
     /// Tells the watchers of a session that it changed; nobody listening is fine.
     fn changed(&self, session_id: &str) {
         let _ = self.changes.send(session_id.to_string());
     }
+}
+
+/// Runs `attempt` again (up to [`ATTEMPTS`] times, after a short random pause) while
+/// the database ends it to break a deadlock.
+async fn retrying<T, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(StoreError::Contended(_)) if tries < ATTEMPTS => {
+                let pause = rand::random::<u64>() % (10 * u64::from(tries)) + 1;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// A new session with its event, and the answer to its idempotency key when given, in
+/// one statement (one round trip, atomic without a transaction of its own). Nothing is
+/// written when an answer for the key was kept meanwhile.
+async fn insert_session_alone(
+    pool: &PgPool,
+    session: &SessionRecord,
+    created: &SessionEvent,
+    completion: Option<&IdempotencyCompletion>,
+) -> Result<(), StoreError> {
+    let sql = match completion {
+        Some(_) => &*NEW_SESSION_ANSWERED,
+        None => &*NEW_SESSION,
+    };
+    let query = bind_session(sqlx::query(sql), session)
+        .bind(&created.id)
+        .bind(&created.kind)
+        .bind(created.from_status.map(|s| s.as_str()))
+        .bind(created.to_status.as_str())
+        .bind(created.created_at);
+    let query = match completion {
+        Some(done) => bind_completion(query, done),
+        None => query,
+    };
+    let written = query.execute(pool).await?.rows_affected();
+    if written == 0 {
+        return Err(StoreError::AnsweredMeanwhile);
+    }
+    Ok(())
+}
+
+/// The columns of a new session, `$1` to `$13`.
+const NEW_SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
+     status, created_at, expires_at, updated_at, capture_method, metadata, customer";
+const NEW_SESSION_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13";
+/// Its event, from the session inserted (`$14` to `$18`).
+const NEW_SESSION_EVENT: &str =
+    "INSERT INTO session_events (id, session_id, type, from_status, to_status, created_at) \
+     SELECT $14, id, $15, $16, $17, $18 FROM session";
+
+static NEW_SESSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH session AS (INSERT INTO sessions ({NEW_SESSION_COLUMNS}) \
+                          VALUES ({NEW_SESSION_VALUES}) RETURNING id) \
+         {NEW_SESSION_EVENT}"
+    )
+});
+
+/// The same, the session written only if the answer (`$19` on, as in
+/// [`idempotency::COMPLETE`]) is.
+static NEW_SESSION_ANSWERED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH answer AS ({} RETURNING 1), \
+              session AS (INSERT INTO sessions ({NEW_SESSION_COLUMNS}) \
+                          SELECT {NEW_SESSION_VALUES} WHERE EXISTS (SELECT 1 FROM answer) \
+                          RETURNING id) \
+         {NEW_SESSION_EVENT}",
+        idempotency::complete_sql(19)
+    )
+});
+
+type Query<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a new session's columns in [`NEW_SESSION_COLUMNS`]' order.
+fn bind_session<'q>(query: Query<'q>, session: &'q SessionRecord) -> Query<'q> {
+    query
+        .bind(&session.id)
+        .bind(&session.merchant_id)
+        .bind(session.livemode)
+        .bind(session.amount)
+        .bind(session.currency.code())
+        .bind(&session.description)
+        .bind(session.status.as_str())
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.updated_at)
+        .bind(session.capture_method.as_str())
+        .bind(
+            (!session.metadata.is_empty())
+                .then(|| serde_json::to_string(&session.metadata).expect("string maps serialize")),
+        )
+        .bind(&session.customer)
+}
+
+/// Binds an answer's values in the order of [`idempotency::complete_sql`].
+fn bind_completion<'q>(query: Query<'q>, done: &'q IdempotencyCompletion) -> Query<'q> {
+    query
+        .bind(&done.scope)
+        .bind(&done.key)
+        .bind(&done.fingerprint)
+        .bind(i64::from(done.status))
+        .bind(&done.body)
+        .bind(done.created_at)
+        .bind(done.forget_before)
 }
 
 /// A new session, and the payment that covers it when its precondition holds: the
@@ -143,30 +260,10 @@ async fn insert_session_in(
     session: &SessionRecord,
     created: &SessionEvent,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO sessions (id, merchant_id, livemode, amount, currency, description, \
-                               status, created_at, expires_at, updated_at, capture_method, metadata, \
-                               customer) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(&session.id)
-    .bind(&session.merchant_id)
-    .bind(session.livemode)
-    .bind(session.amount)
-    .bind(session.currency.code())
-    .bind(&session.description)
-    .bind(session.status.as_str())
-    .bind(session.created_at)
-    .bind(session.expires_at)
-    .bind(session.updated_at)
-    .bind(session.capture_method.as_str())
-    .bind(
-        (!session.metadata.is_empty())
-            .then(|| serde_json::to_string(&session.metadata).expect("string maps serialize")),
-    )
-    .bind(&session.customer)
-    .execute(&mut *db)
-    .await?;
+    let sql = format!("INSERT INTO sessions ({NEW_SESSION_COLUMNS}) VALUES ({NEW_SESSION_VALUES})");
+    bind_session(sqlx::query(&sql), session)
+        .execute(&mut *db)
+        .await?;
     insert_event(db, created).await
 }
 
@@ -186,8 +283,37 @@ async fn insert_event(db: &mut PgConnection, event: &SessionEvent) -> Result<(),
     Ok(())
 }
 
+/// [`key_and_session_sql`] with PostgreSQL's placeholders.
+static KEY_AND_SESSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| key_and_session_sql("$1", "$2"));
+
 #[async_trait]
 impl Store for PostgresStore {
+    /// One round trip instead of two.
+    async fn key_and_session(
+        &self,
+        key_hash: &str,
+        session_id: &str,
+    ) -> Option<Result<KeyAndSession, StoreError>> {
+        let read = async {
+            let row = sqlx::query(&KEY_AND_SESSION)
+                .bind(key_hash)
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else {
+                return Ok((None, None));
+            };
+            let key = key_from_row(&row, &JOINED_KEY)?;
+            let session = match row.try_get::<Option<String>, _>("id")? {
+                Some(_) => Some(session_from_row(&row)?),
+                None => None,
+            };
+            Ok((Some(key), session))
+        };
+        Some(read.await)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

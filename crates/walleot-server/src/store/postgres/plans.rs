@@ -91,6 +91,23 @@ pub(super) async fn apply_in(
         return stale(db, &plan.session_id).await;
     };
     let session = session_from_row(&row)?;
+    // The rest of the session's change first, the money last (see `transfer_with_id`).
+    if let Some(spend) = &plan.mandate_spend {
+        mandates::spend_in(db, spend).await?;
+    }
+    insert_event(db, &plan.event).await?;
+    if let Some(approval) = &plan.approval {
+        sqlx::query(&format!(
+            "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(&approval.session_id)
+        .bind(&approval.payer_id)
+        .bind(approval.method.as_str())
+        .bind(&approval.evidence)
+        .bind(approval.created_at)
+        .execute(&mut *db)
+        .await?;
+    }
     let at = change.updated_at;
     for step in &plan.ledger {
         match step {
@@ -120,22 +137,6 @@ pub(super) async fn apply_in(
             .bind(&plan.session_id)
             .execute(&mut *db)
             .await?;
-    }
-    if let Some(spend) = &plan.mandate_spend {
-        mandates::spend_in(db, spend).await?;
-    }
-    insert_event(db, &plan.event).await?;
-    if let Some(approval) = &plan.approval {
-        sqlx::query(&format!(
-            "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-        ))
-        .bind(&approval.session_id)
-        .bind(&approval.payer_id)
-        .bind(approval.method.as_str())
-        .bind(&approval.evidence)
-        .bind(approval.created_at)
-        .execute(&mut *db)
-        .await?;
     }
     Ok(PlanOutcome::Applied(session))
 }

@@ -23,9 +23,20 @@ impl SessionStore for PostgresStore {
         completion: Option<&IdempotencyCompletion>,
         covered: Option<&CoveredPayment>,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let paid = self
-            .write(|tx| new_session_in(tx, session, created, completion, covered))
-            .await?;
+        let paid = match covered {
+            // The usual creation: one statement.
+            None => {
+                super::retrying(|| {
+                    super::insert_session_alone(&self.pool, session, created, completion)
+                })
+                .await?;
+                None
+            }
+            Some(_) => {
+                self.write(|tx| new_session_in(tx, session, created, completion, covered))
+                    .await?
+            }
+        };
         if let Some(paid) = &paid {
             self.changed(&paid.id);
         }

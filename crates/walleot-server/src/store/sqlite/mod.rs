@@ -221,7 +221,9 @@ fn insert_event(db: &Connection, event: &SessionEvent) -> Result<(), StoreError>
 
 #[async_trait]
 impl Store for SqliteStore {
-    fn key_and_session_now(
+    /// Answered on the calling thread, without waiting on anything (see
+    /// [`point_reads`]); `None` for a database in memory or when the file is busy.
+    async fn key_and_session(
         &self,
         key_hash: &str,
         session_id: &str,

@@ -10,7 +10,7 @@
 //! through the pool as before. A connection is never held across an `.await`.
 
 use super::columns::Columns;
-use super::{key_from_row, session_from_row, KeyColumns, SESSION_COLUMNS_S};
+use super::{key_and_session_sql, key_from_row, session_from_row, JOINED_KEY};
 use crate::domain::ports::{KeyAndSession, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::path::Path;
@@ -20,28 +20,7 @@ pub(super) struct PointReads {
     idle: Mutex<Vec<Connection>>,
 }
 
-/// A key with its merchant's name, and the session of that merchant and mode with the
-/// id asked for, if there is one: key columns carry a `key_` prefix where their names
-/// are also session columns.
-static KEY_AND_SESSION: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT k.id AS key_id, k.merchant_id AS key_merchant_id, m.name AS merchant_name, \
-                k.livemode AS key_livemode, k.hash, k.prefix, k.created_at AS key_created_at, \
-                k.revoked_at, {} \
-         FROM api_keys k JOIN merchants m ON m.id = k.merchant_id \
-         LEFT JOIN sessions s ON s.id = ?2 AND s.merchant_id = k.merchant_id \
-                             AND s.livemode = k.livemode \
-         WHERE k.hash = ?1",
-        *SESSION_COLUMNS_S
-    )
-});
-
-const JOINED_KEY: KeyColumns = KeyColumns {
-    id: "key_id",
-    merchant_id: "key_merchant_id",
-    livemode: "key_livemode",
-    created_at: "key_created_at",
-};
+static KEY_AND_SESSION: LazyLock<String> = LazyLock::new(|| key_and_session_sql("?1", "?2"));
 
 impl PointReads {
     /// `connections` read-only connections to the database file at `path`.
