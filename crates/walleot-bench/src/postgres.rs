@@ -96,7 +96,7 @@ pub async fn rows(args: &Args) -> anyhow::Result<Vec<Row>> {
     let baseline = Server::start(&["baseline", "127.0.0.1:0"], None)?;
     let bare = status_load_across(
         &client,
-        &[baseline.base.clone()],
+        std::slice::from_ref(&baseline.base),
         "",
         Arc::new(vec!["x".into()]),
         args,

@@ -276,8 +276,13 @@ async fn write_rows(
 ) -> anyhow::Result<(Vec<Row>, load::Stats)> {
     let mut rows = Vec::new();
     // Session creation with full durability against raw durable inserts.
-    let creates =
-        creation_load_across(client, &[service.server.base.clone()], &service.key, args).await;
+    let creates = creation_load_across(
+        client,
+        std::slice::from_ref(&service.server.base),
+        &service.key,
+        args,
+    )
+    .await;
     let raw = raw_inserts(dir, args).await?;
     rows.push(row(
         "session creations/s (POST /v1/sessions, synchronous=FULL)",
