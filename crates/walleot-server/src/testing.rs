@@ -94,6 +94,33 @@ pub async fn execute_sql(database_url: &str, sql: &str) -> Result<u64, String> {
     done.map_err(|e| e.to_string())
 }
 
+/// A transaction kept open on a PostgreSQL database from outside the service, holding
+/// the row locks its statement took, as an instance stalled in the middle of a write
+/// would; ended when dropped.
+pub struct OpenTransaction(sqlx::PgConnection);
+
+impl OpenTransaction {
+    /// Begins a transaction and runs `sql` in it (say, `SELECT … FOR UPDATE`).
+    pub async fn begin(database_url: &str, sql: &str) -> Result<Self, String> {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(database_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        for statement in ["BEGIN", sql] {
+            sqlx::query(statement)
+                .execute(&mut db)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(OpenTransaction(db))
+    }
+
+    /// Ends the transaction, releasing its locks.
+    pub async fn rollback(mut self) {
+        let _ = sqlx::query("ROLLBACK").execute(&mut self.0).await;
+    }
+}
+
 async fn create_schema(base: &str, schema: &str, older_than_ms: i64) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut db = sqlx::PgConnection::connect(base).await?;

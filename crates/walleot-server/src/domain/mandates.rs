@@ -490,8 +490,7 @@ impl Mandates {
     pub async fn revoke(&self, payer_id: &str, id: &str) -> Result<MandateRecord, DomainError> {
         let now = self.clock.now_ms();
         let mandate = self
-            .store
-            .find_mandate(id)
+            .find(id)
             .await?
             .filter(|m| m.payer_id == payer_id)
             .ok_or_else(|| DomainError::NotFound("no such mandate".into()))?;
@@ -523,6 +522,14 @@ impl Mandates {
     }
 
     /// One of the merchant's mandates, in the key's mode.
+    /// The mandate with this id; `None` for an id no mandate can have.
+    async fn find(&self, id: &str) -> Result<Option<MandateRecord>, DomainError> {
+        if !ids::has_shape(id, "mdt") {
+            return Ok(None);
+        }
+        Ok(self.store.find_mandate(id).await?)
+    }
+
     pub async fn get(
         &self,
         owner: &Principal,
@@ -530,8 +537,7 @@ impl Mandates {
     ) -> Result<(MandateRecord, Usage), DomainError> {
         let now = self.clock.now_ms();
         let mandate = self
-            .store
-            .find_mandate(id)
+            .find(id)
             .await?
             .filter(|m| m.merchant_id == owner.merchant_id && m.livemode == owner.mode.is_live())
             .ok_or_else(|| DomainError::NotFound(format!("no mandate `{id}`")))?;
@@ -547,6 +553,9 @@ impl Mandates {
     ) -> Result<MandatePage, DomainError> {
         let now = self.clock.now_ms();
         let limit = paging::page_limit(query.limit)?;
+        if let Some(customer) = &query.customer {
+            super::sessions::check_customer(customer)?;
+        }
         let before_seq = match paging::cursor(query.cursor.as_deref(), "mdt")? {
             None => None,
             Some(cursor) => Some(

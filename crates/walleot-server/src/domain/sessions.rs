@@ -136,7 +136,7 @@ pub const MAX_CUSTOMER_CHARS: usize = 255;
 
 /// A customer reference is printable ASCII, so that the merchant's id for its user reads
 /// the same everywhere it is shown and compared.
-fn check_customer(customer: &str) -> Result<(), DomainError> {
+pub(crate) fn check_customer(customer: &str) -> Result<(), DomainError> {
     if customer.is_empty() || customer.len() > MAX_CUSTOMER_CHARS {
         return Err(DomainError::invalid(
             "customer",

@@ -103,6 +103,9 @@ impl From<StoreError> for ApiError {
                 )
             };
         }
+        if let StoreError::Unstorable(_) = err {
+            return ApiError::invalid(err.to_string());
+        }
         tracing::error!(error = %err, "storage failed");
         ApiError::internal()
     }

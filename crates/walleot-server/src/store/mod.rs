@@ -32,12 +32,19 @@ impl From<sqlx::Error> for StoreError {
                 // PostgreSQL: deadlock detected, serialization failure.
                 Some("40P01" | "40001") => StoreError::Contended(e.to_string()),
                 // PostgreSQL: connection exceptions (08…), shutting down or starting
-                // (57P01–57P03), too many connections.
+                // (57P01–57P03), too many connections, a lock not granted within
+                // `lock_timeout`, a statement cancelled, a transaction ended for
+                // idling.
                 Some(code)
-                    if code.starts_with("08") || code.starts_with("57P") || code == "53300" =>
+                    if code.starts_with("08")
+                        || code.starts_with("57P")
+                        || matches!(code, "53300" | "55P03" | "57014" | "25P03") =>
                 {
                     StoreError::Unavailable(e.to_string())
                 }
+                // PostgreSQL text holds no NUL character (SQLite's does); no stored
+                // value has one, so such a value is the caller's mistake.
+                Some("22021") => StoreError::Unstorable(e.to_string()),
                 _ => StoreError::Database(e.to_string()),
             },
             _ => StoreError::Database(e.to_string()),

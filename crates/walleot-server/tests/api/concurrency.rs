@@ -63,3 +63,50 @@ async fn concurrent_sandbox_payments_on_different_sessions_all_succeed() {
     let problems = app.server.wallets().verify_ledger().await.unwrap();
     assert!(problems.is_empty(), "ledger problems: {problems:?}");
 }
+
+/// The sandbox payer's wallet covers each payment by what it lacks, measured as the
+/// payment is written: with funds already in the wallet (a released hold), payments at
+/// once never count the same funds twice, so none is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sandbox_payments_share_a_wallet_in_funds_without_refusals() {
+    let app = spawn_app_with(|c| {
+        c.limits.sessions_per_window = 10_000;
+        c.limits.status_per_window = 10_000;
+    })
+    .await;
+    let held = app
+        .create_session_with(
+            app.key(),
+            json!({"amount": 100, "currency": "usd", "captureMethod": "manual"}),
+        )
+        .await;
+    let held = held["sessionId"].as_str().unwrap();
+    for path in ["test_helpers/sessions/{id}/pay", "sessions/{id}/release"] {
+        let response = app
+            .post(&format!("/v1/{}", path.replace("{id}", held)), app.key())
+            .await;
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    for round in 0..5 {
+        let mut ids = Vec::new();
+        for _ in 0..8 {
+            let session = app
+                .create_session_with(app.key(), json!({"amount": 100, "currency": "usd"}))
+                .await;
+            ids.push(session["sessionId"].as_str().unwrap().to_string());
+        }
+        let paths: Vec<String> = ids
+            .iter()
+            .map(|id| format!("/v1/test_helpers/sessions/{id}/pay"))
+            .collect();
+        let answers =
+            futures::future::join_all(paths.iter().map(|path| app.post(path, app.key()))).await;
+        for answer in answers {
+            let status = answer.status();
+            let body: Value = answer.json().await.unwrap();
+            assert_eq!(status, 200, "round {round}: {body}");
+        }
+    }
+    let problems = app.server.wallets().verify_ledger().await.unwrap();
+    assert!(problems.is_empty(), "ledger problems: {problems:?}");
+}

@@ -170,3 +170,39 @@ async fn both_instances_sweep_without_expiring_anything_twice() {
         assert_eq!(kinds, ["session.created", "session.expired"], "{id}");
     }
 }
+
+/// An instance that stalls in the middle of a write, holding a session's row, holds up
+/// a change of that session on every other instance for seconds, not until TCP gives
+/// up: the waiting request is answered 503 with `Retry-After`, and succeeds once the
+/// row is free. PostgreSQL only: one SQLite file has one service.
+#[tokio::test]
+async fn a_row_held_by_a_stalled_writer_answers_503_in_seconds() {
+    let app = spawn_app().await;
+    if app.server.database_url.starts_with("sqlite:") {
+        return;
+    }
+    let id = app.create_session().await;
+    let stalled = walleot_server::testing::OpenTransaction::begin(
+        &app.server.database_url,
+        &format!("SELECT 1 FROM sessions WHERE id = '{id}' FOR UPDATE"),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let cancel = app
+        .post(&format!("/v1/sessions/{id}/cancel"), app.key())
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(cancel.status(), 503);
+    assert_eq!(cancel.headers()["retry-after"], "1");
+    let body: Value = cancel.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "server_error", "{body}");
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+    stalled.rollback().await;
+    let cancel = app
+        .post(&format!("/v1/sessions/{id}/cancel"), app.key())
+        .await;
+    assert_eq!(cancel.status(), 200);
+    let body: Value = cancel.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+}

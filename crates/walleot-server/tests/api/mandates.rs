@@ -463,16 +463,18 @@ async fn bad_customers_queries_and_ids_get_clear_errors() {
         ("?cursor=sess_x", 400),
         ("?cursor=mdt_AAAAAAAAAAAAAAAAAAAAAAAA", 404),
         ("?colour=blue", 400),
+        // PostgreSQL's text cannot hold a NUL: refused before it reaches the database.
+        ("?customer=agent%00", 400),
     ] {
         let response = app.get(&format!("/v1/mandates{query}"), app.key()).await;
         assert_eq!(response.status(), status, "{query}");
         let body: Value = response.json().await.unwrap();
         assert!(body["error"]["message"].is_string(), "{query}: {body}");
     }
-    let missing = app
-        .get("/v1/mandates/mdt_AAAAAAAAAAAAAAAAAAAAAAAA", app.key())
-        .await;
-    assert_error(missing, 404, "not_found").await;
+    for id in ["mdt_AAAAAAAAAAAAAAAAAAAAAAAA", "mdt_%00", "%00"] {
+        let missing = app.get(&format!("/v1/mandates/{id}"), app.key()).await;
+        assert_error(missing, 404, "not_found").await;
+    }
     let unauthenticated = app
         .request(reqwest::Method::GET, "/v1/mandates", None, None)
         .await;

@@ -39,6 +39,10 @@ pub enum StoreError {
     /// (a deadlock); nothing was written, and running it again is expected to succeed.
     #[error("the database ended the transaction in a conflict: {0}")]
     Contended(String),
+    /// A value the database cannot hold (text with a NUL character); nothing was
+    /// written.
+    #[error("text must not contain a NUL character")]
+    Unstorable(String),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST:PORT/DB")]
     UnsupportedUrl(String),
     /// Another request with the same idempotency key was answered first (by another

@@ -51,6 +51,17 @@ pub(super) async fn open_account(
     account_from_row(&row)
 }
 
+/// The account with this id, as last committed, locked until the transaction ends.
+pub(super) async fn locked_account(db: &mut PgConnection, id: &str) -> Result<Account, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 FOR NO KEY UPDATE"
+    ))
+    .bind(id)
+    .fetch_one(db)
+    .await?;
+    account_from_row(&row)
+}
+
 /// Adds `amount` to `column` of the account `r` names, within the overdraft guard if
 /// `guarded`: one statement, the account's id; `None` when the account does not exist
 /// yet or the guard refused.
@@ -378,21 +389,16 @@ impl LedgerStore for PostgresStore {
         if plans.is_empty() {
             return Ok(0);
         }
-        let applied = self
-            .write(|mut tx| async move {
-                let mut applied = Vec::new();
-                for plan in plans {
-                    if let PlanOutcome::Applied(session) = plans::apply_in(&mut tx, plan).await? {
-                        applied.push(session.id);
-                    }
-                }
-                Ok((tx, applied))
-            })
-            .await?;
-        for id in &applied {
-            self.changed(id);
+        // One transaction each: a batch would keep every plan's account rows locked
+        // while it locks the next plan's, against payments locking them in the other
+        // order. Each plan is guarded, so nothing needs them written together.
+        let mut applied = 0;
+        for plan in plans {
+            if let PlanOutcome::Applied(_) = self.apply_plan_answering(plan, None).await? {
+                applied += 1;
+            }
         }
-        Ok(applied.len())
+        Ok(applied)
     }
 
     async fn hold_of(&self, session_id: &str) -> Result<Option<Transfer>, StoreError> {
@@ -419,7 +425,7 @@ impl LedgerStore for PostgresStore {
             "SELECT {columns}, s.id AS held_session FROM transfers t LEFT JOIN sessions s \
                ON s.id = t.session_id AND s.hold_transfer_id = t.id \
               AND s.capture_status = 'held' \
-             WHERE t.state = 'pending' AND t.lapses_at <= $1 ORDER BY t.lapses_at LIMIT $2"
+             WHERE t.state = 'pending' AND t.lapses_at <= $1 ORDER BY t.lapses_at, t.id LIMIT $2"
         ))
         .bind(now_ms)
         .bind(batch)

@@ -34,7 +34,7 @@ pub(super) async fn budget_holds(
 ) -> Result<bool, StoreError> {
     let active = sqlx::query(
         "SELECT id FROM mandates WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 \
-         FOR UPDATE",
+         FOR NO KEY UPDATE",
     )
     .bind(&budget.mandate_id)
     .bind(budget.now_ms)

@@ -40,6 +40,12 @@ const POOL_SIZE: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A pooled connection idle for longer is pinged before it is used.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+/// How long a statement waits for another transaction's row lock before it fails
+/// with 503, and how long a transaction may sit idle before the database ends it: an
+/// instance that stalls holding a merchant's account row holds up the merchant's
+/// payments on every instance for this long at most, not until TCP gives up.
+const LOCK_TIMEOUT: &str = "5s";
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "15s";
 /// Runs of a transaction the database ended to break a deadlock.
 const ATTEMPTS: u32 = 5;
 
@@ -57,6 +63,18 @@ impl PostgresStore {
     /// (the schema of the URL's `search_path`, `public` by default).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
+        // Instances starting together take turns: the migrator locks the database,
+        // on a connection of its own that waits for the lock as long as it takes.
+        MIGRATOR
+            .run(&mut PgConnection::connect_with(&options).await?)
+            .await?;
+        let options = options.options([
+            ("lock_timeout", LOCK_TIMEOUT),
+            (
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT,
+            ),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -73,8 +91,6 @@ impl PostgresStore {
             })
             .connect_with(options)
             .await?;
-        // Instances starting together take turns: the migrator locks the database.
-        MIGRATOR.run(&pool).await?;
         let (changes, _) = tokio::sync::broadcast::channel(4096);
         Ok(PostgresStore { pool, changes })
     }

@@ -2,7 +2,7 @@
 //! precondition is checked by the statements that write, so a plan made from an
 //! earlier read, on this instance or another, is written only if that read still holds.
 
-use super::ledger::{open_account, resolve_in, transfer_with_id};
+use super::ledger::{locked_account, open_account, resolve_in, transfer_with_id};
 use super::{insert_event, mandates, payers};
 use crate::domain::ledger::TransferSpec;
 use crate::domain::payers::Voucher;
@@ -26,7 +26,7 @@ pub(super) async fn apply_in(
     {
         // The payer's row is locked first: two instances approving for one payer at
         // once count one after the other, never both under the cap.
-        sqlx::query("SELECT 1 FROM payers WHERE id = $1 FOR UPDATE")
+        sqlx::query("SELECT 1 FROM payers WHERE id = $1 FOR NO KEY UPDATE")
             .bind(&cap.payer_id)
             .execute(&mut *db)
             .await?;
@@ -115,7 +115,12 @@ pub(super) async fn apply_in(
                 transfer_with_id(db, id.clone(), spec, at).await?;
             }
             LedgerStep::CoverShortfall { id, spec } => {
+                // Measured under the lock of both accounts (in the order every transfer
+                // from the sandbox takes them): two charges at once cover each their own.
+                let source = open_account(db, &spec.debit, at).await?;
+                locked_account(db, &source.id).await?;
                 let account = open_account(db, &spec.credit, at).await?;
+                let account = locked_account(db, &account.id).await?;
                 let short = spec.amount - account.available();
                 if short > 0 {
                     let cover = TransferSpec {
