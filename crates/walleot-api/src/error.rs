@@ -49,6 +49,8 @@ pub enum ErrorType {
     /// 409: the resource is in a state that forbids the request, or an idempotent
     /// request with the same key is still running.
     Conflict,
+    /// 409: the merchant's available balance cannot cover a refund.
+    InsufficientBalance,
     /// 422: an `Idempotency-Key` was reused with a different request.
     IdempotencyKeyReused,
     /// 429: the key's rate limit is spent; see `Retry-After`.

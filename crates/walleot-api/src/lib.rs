@@ -10,12 +10,17 @@ mod error;
 mod mandate;
 #[cfg(feature = "openapi")]
 mod openapi;
+mod refund;
 mod session;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use error::{ErrorBody, ErrorDetail, ErrorType};
 pub use mandate::{
     Mandate, MandateList, MandatePeriod, MandateStatus, PeriodLimit, TestMandateRequest,
+};
+pub use refund::{
+    CaptureRequest, CreateRefundRequest, Refund, RefundList, RefundReason, RefundStatus,
+    MAX_REFUNDS_PER_SESSION,
 };
 pub use session::{
     Balance, CaptureMethod, CaptureStatus, CreateSessionRequest, CreateSessionResponse, Money,

@@ -50,7 +50,7 @@ impl ToSchema for Currency {}
 
 /// The error types the service answers. [`ErrorType::Unknown`] is the client's name for
 /// a type it does not know yet, never one that is sent.
-const SENT: [ErrorType; 10] = [
+const SENT: [ErrorType; 11] = [
     ErrorType::InvalidRequest,
     ErrorType::Unauthorized,
     ErrorType::PaymentRequired,
@@ -58,6 +58,7 @@ const SENT: [ErrorType; 10] = [
     ErrorType::NotFound,
     ErrorType::MethodNotAllowed,
     ErrorType::Conflict,
+    ErrorType::InsufficientBalance,
     ErrorType::IdempotencyKeyReused,
     ErrorType::RateLimited,
     ErrorType::ServerError,

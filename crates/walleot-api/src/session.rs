@@ -312,6 +312,15 @@ pub struct Session {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub mandate_id: Option<String>,
+    /// What moved to the merchant: the amount once paid under automatic capture, what
+    /// was captured under manual capture (a metered capture takes less); null before.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, minimum = 1))]
+    pub amount_captured: Option<i64>,
+    /// What went back to the payer in refunds, at most `amountCaptured`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub amount_refunded: i64,
 }
 
 /// A page of `GET /v1/sessions`, newest first.

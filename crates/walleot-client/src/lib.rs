@@ -31,8 +31,9 @@ use serde::Serialize;
 use std::time::Duration;
 use url::Url;
 pub use walleot_api::{
-    CaptureMethod, CaptureStatus, CreateSessionRequest, Currency, ErrorBody, ErrorType, Session,
-    SessionList, SessionStatus,
+    CaptureMethod, CaptureRequest, CaptureStatus, CreateRefundRequest, CreateSessionRequest,
+    Currency, ErrorBody, ErrorType, Refund, RefundList, RefundReason, Session, SessionList,
+    SessionStatus,
 };
 
 /// What can go wrong with a call.
@@ -284,6 +285,60 @@ impl Client {
     pub async fn capture_session(&self, id: &str) -> Result<Session, Error> {
         self.post_empty(&format!("sessions/{}/capture", segment(id)))
             .await
+    }
+
+    /// Captures `amount` of a session's held funds (metered use), the rest going back to
+    /// the payer; under the caller's idempotency key when given, else a fresh one.
+    pub async fn capture_session_amount(
+        &self,
+        id: &str,
+        amount: i64,
+        idempotency_key: Option<&str>,
+    ) -> Result<Session, Error> {
+        let key = idempotency_key.map_or_else(new_idempotency_key, str::to_string);
+        let request = CaptureRequest {
+            amount: Some(amount),
+        };
+        self.call(
+            Method::POST,
+            &format!("sessions/{}/capture", segment(id)),
+            Some(&request),
+            Some(&key),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Refunds a paid session: all that is left, or `request.amount`; under the
+    /// caller's idempotency key when given (a retry then never refunds twice), else a
+    /// fresh one.
+    pub async fn refund_session(
+        &self,
+        id: &str,
+        request: &CreateRefundRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Refund, Error> {
+        let key = idempotency_key.map_or_else(new_idempotency_key, str::to_string);
+        self.call(
+            Method::POST,
+            &format!("sessions/{}/refunds", segment(id)),
+            Some(request),
+            Some(&key),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// A session's refunds, oldest first.
+    pub async fn list_refunds(&self, id: &str) -> Result<RefundList, Error> {
+        self.call(
+            Method::GET,
+            &format!("sessions/{}/refunds", segment(id)),
+            None::<&()>,
+            None,
+            None::<&()>,
+        )
+        .await
     }
 
     /// Returns the held funds of a paid manual-capture session to the payer.

@@ -313,6 +313,57 @@ async fn manual_capture_holds_then_captures_or_releases() {
 }
 
 #[tokio::test]
+async fn a_metered_capture_then_refunds_that_a_retry_never_repeats() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    let manual = CreateSessionRequest {
+        capture_method: Some(walleot_client::CaptureMethod::Manual),
+        ..request(100)
+    };
+    let session = client.create_session(&manual).await.unwrap();
+    client
+        .test_helpers()
+        .pay(&session.session_id)
+        .await
+        .unwrap();
+    let captured = client
+        .capture_session_amount(&session.session_id, 70, Some("capture-70"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (captured.amount_captured, captured.amount_refunded),
+        (Some(70), 0)
+    );
+    let partial = walleot_client::CreateRefundRequest {
+        amount: Some(20),
+        reason: Some(walleot_client::RefundReason::ToolFailed),
+    };
+    let first = client
+        .refund_session(&session.session_id, &partial, Some("refund-20"))
+        .await
+        .unwrap();
+    let retried = client
+        .refund_session(&session.session_id, &partial, Some("refund-20"))
+        .await
+        .unwrap();
+    assert_eq!(retried, first);
+    let rest = client
+        .refund_session(&session.session_id, &Default::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(rest.amount, 50);
+    let refunds = client.list_refunds(&session.session_id).await.unwrap();
+    assert_eq!(refunds.data, [first, rest]);
+    let none_left = client
+        .refund_session(&session.session_id, &Default::default(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(none_left.kind(), Some(ErrorType::Conflict));
+    let read = client.get_session(&session.session_id).await.unwrap();
+    assert_eq!((read.amount_captured, read.amount_refunded), (Some(70), 70));
+}
+
+#[tokio::test]
 async fn wait_session_answers_soon_after_a_payment() {
     let server = TestServer::start().await;
     let client = Client::new(&server.base_url, &server.test_key).unwrap();

@@ -153,6 +153,8 @@ pub enum TransferKind {
     SandboxCredit,
     /// A redeemed voucher.
     Voucher,
+    /// A merchant giving a payment back, in whole or in part.
+    Refund,
 }
 
 impl TransferKind {

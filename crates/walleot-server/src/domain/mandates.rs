@@ -553,7 +553,9 @@ impl Mandates {
     ) -> Result<MandatePage, DomainError> {
         let now = self.clock.now_ms();
         let limit = paging::page_limit(query.limit)?;
-        if let Some(customer) = &query.customer {
+        // An empty filter matches no mandate, as it always did; any other is held to
+        // what a customer reference can be.
+        if let Some(customer) = query.customer.as_deref().filter(|c| !c.is_empty()) {
             super::sessions::check_customer(customer)?;
         }
         let before_seq = match paging::cursor(query.cursor.as_deref(), "mdt")? {

@@ -53,6 +53,9 @@ pub enum DomainError {
     /// The session is not pending any more.
     #[error("the payment is {0}")]
     Closed(walleot_api::SessionStatus),
+    /// The merchant's available balance cannot cover a refund.
+    #[error("the merchant's available balance ({available}) cannot cover a refund of {needed}")]
+    InsufficientBalance { available: i64, needed: i64 },
     /// Approvals are locked after failed second factors, until this instant.
     #[error("approval is locked after failed attempts")]
     Locked { until: i64 },

@@ -1,6 +1,6 @@
-//! The rules of moving a session's money: paying it (hold or post), capturing or
-//! releasing a hold, lapsing a hold at its deadline, expiring, cancelling or failing a
-//! pending session, and redeeming a voucher.
+//! The rules of moving a session's money: paying it (hold or post), capturing (all or
+//! part) or releasing a hold, lapsing a hold at its deadline, expiring, cancelling or
+//! failing a pending session, refunding a captured payment, and redeeming a voucher.
 //!
 //! Each rule is a pure function from what was read (a session, its hold, a voucher) to a
 //! plan: the transfers to make, the session's new state, its event and approval, and
@@ -13,7 +13,9 @@ use super::ledger::{AccountRef, LedgerError, Transfer, TransferKind, TransferSpe
 use super::payers::{Approval, ApprovalMethod, Voucher};
 use super::sessions::{SessionEvent, SessionRecord};
 use crate::domain::ports::{LedgerStore, PlanOutcome, SessionStore, StoreError};
-use walleot_api::{CaptureMethod, CaptureStatus, SessionStatus};
+use walleot_api::{
+    CaptureMethod, CaptureStatus, RefundReason, SessionStatus, MAX_REFUNDS_PER_SESSION,
+};
 
 /// The span of the cap on payments without a second factor.
 pub const HOUR_MS: i64 = 3600 * 1000;
@@ -31,6 +33,20 @@ pub struct Plan {
     pub approval: Option<Approval>,
     /// What the plan adds to (or gives back of) a mandate's spending.
     pub mandate_spend: Option<MandateSpend>,
+    /// The refund the plan makes, kept with its transfer.
+    pub refund: Option<RefundRecord>,
+}
+
+/// Money given back to a session's payer: made once, never changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRecord {
+    pub id: String,
+    pub session_id: String,
+    pub amount: i64,
+    pub currency: walleot_api::Currency,
+    pub reason: Option<RefundReason>,
+    pub transfer_id: String,
+    pub created_at: i64,
 }
 
 /// A change of what was spent under a mandate: `amount` (negative to give back) in the
@@ -55,6 +71,10 @@ pub enum Precondition {
     },
     /// The session's funds are still held by this pending transfer.
     Held { hold_transfer_id: String },
+    /// The session is paid, and what was captured and not yet refunded covers `amount`,
+    /// with fewer than [`MAX_REFUNDS_PER_SESSION`] refunds made: checked when the plan
+    /// is written, so that concurrent refunds never give back more than was taken.
+    Refundable { amount: i64 },
 }
 
 /// Fewer than `limit` approvals without a second factor by the payer for this merchant
@@ -112,6 +132,10 @@ pub struct SessionChange {
     /// in; `None` leaves them as they are.
     pub mandate_id: Option<String>,
     pub mandate_period: Option<i64>,
+    /// What moved to the merchant, once it has; `None` leaves it as it is.
+    pub amount_captured: Option<i64>,
+    /// A refund of this much, added to what was refunded.
+    pub refunded: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -127,6 +151,9 @@ impl SessionChange {
                 .clone()
                 .or_else(|| session.mandate_id.clone()),
             mandate_period: self.mandate_period.or(session.mandate_period),
+            amount_captured: self.amount_captured.or(session.amount_captured),
+            amount_refunded: session.amount_refunded + self.refunded.unwrap_or(0),
+            refund_count: session.refund_count + i64::from(self.refunded.is_some()),
             updated_at: self.updated_at,
             ..session.clone()
         }
@@ -213,6 +240,8 @@ pub fn plan_payment(
             expires_at: None,
             mandate_id: None,
             mandate_period: None,
+            amount_captured: (!manual).then_some(session.amount),
+            refunded: None,
             updated_at: now_ms,
         },
         event: SessionEvent::new(
@@ -229,6 +258,7 @@ pub fn plan_payment(
             created_at: now_ms,
         }),
         mandate_spend: None,
+        refund: None,
     })
 }
 
@@ -261,13 +291,31 @@ pub enum Settlement {
     Settle(Plan),
 }
 
-/// Captures (`capture`) or releases the held funds of a paid manual-capture session.
+/// What the merchant does with a session's held funds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldAction {
+    /// Moves the funds to the merchant: all of them, or only `part` (metered use),
+    /// the rest going back to the payer in the same plan.
+    Capture(Option<PartCapture>),
+    /// Gives them all back to the payer.
+    Release,
+}
+
+/// A capture of less than was held: `amount` (at least 1, less than the session's
+/// amount) from the wallet of `payer_id`, who approved the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartCapture {
+    pub amount: i64,
+    pub payer_id: String,
+}
+
+/// Captures (all or part) or releases the held funds of a paid manual-capture session.
 /// `hold` is the transfer the session names as its hold. A hold is lapsed from its
 /// deadline on, whether or not the sweeper came by yet.
 pub fn plan_settlement(
     session: &SessionRecord,
     hold: Option<&Transfer>,
-    capture: bool,
+    action: &HoldAction,
     now_ms: i64,
 ) -> Settlement {
     let Some(hold) = hold.filter(|h| {
@@ -278,30 +326,56 @@ pub fn plan_settlement(
     if is_due(hold, now_ms) {
         return Settlement::Lapse(plan_lapse(session, &hold.id, now_ms));
     }
-    let (to, status, capture_status, event) = if capture {
-        (
-            TransferState::Posted,
-            SessionStatus::Paid,
-            CaptureStatus::Captured,
-            "session.captured",
+    let settled = |to, status, capture_status, event, captured| {
+        held_plan(
+            session,
+            &hold.id,
+            to,
+            (status, capture_status, event),
+            captured,
+            now_ms,
         )
-    } else {
-        (
+    };
+    Settlement::Settle(match action {
+        HoldAction::Release => settled(
             TransferState::Voided,
             SessionStatus::Cancelled,
             CaptureStatus::Released,
             "session.released",
-        )
-    };
-    Settlement::Settle(held_plan(
-        session,
-        &hold.id,
-        to,
-        status,
-        capture_status,
-        event,
-        now_ms,
-    ))
+            0,
+        ),
+        HoldAction::Capture(None) => settled(
+            TransferState::Posted,
+            SessionStatus::Paid,
+            CaptureStatus::Captured,
+            "session.captured",
+            session.amount,
+        ),
+        // The hold is voided and the part charged anew: the ledger shows both, and the
+        // payer's wallet gets the rest back as the charge is made.
+        HoldAction::Capture(Some(part)) => {
+            let mut plan = settled(
+                TransferState::Voided,
+                SessionStatus::Paid,
+                CaptureStatus::Captured,
+                "session.captured",
+                part.amount,
+            );
+            plan.ledger.push(LedgerStep::Transfer {
+                id: ids::new_id("tr"),
+                spec: TransferSpec {
+                    debit: AccountRef::wallet(&part.payer_id, session.book()),
+                    credit: AccountRef::merchant(&session.merchant_id, session.book()),
+                    amount: part.amount,
+                    kind: TransferKind::Charge,
+                    session_id: Some(session.id.clone()),
+                    memo: Some(format!("part of hold {}", hold.id)),
+                    hold_until: None,
+                },
+            });
+            plan
+        }
+    })
 }
 
 /// A hold that lapses uncaptured gives the money back to the payer; the session
@@ -311,9 +385,12 @@ pub fn plan_lapse(session: &SessionRecord, hold_transfer_id: &str, now_ms: i64) 
         session,
         hold_transfer_id,
         TransferState::Lapsed,
-        SessionStatus::Expired,
-        CaptureStatus::Released,
-        "session.released",
+        (
+            SessionStatus::Expired,
+            CaptureStatus::Released,
+            "session.released",
+        ),
+        0,
         now_ms,
     )
 }
@@ -337,15 +414,18 @@ fn is_due(hold: &Transfer, now_ms: i64) -> bool {
     hold.lapses_at.is_some_and(|deadline| deadline <= now_ms)
 }
 
+/// Resolves the hold to `to`, leaving the session in `(status, capture status)` with
+/// the event named; `captured` of the amount moved to the merchant, the rest back to
+/// the payer (and to the mandate's budget).
 fn held_plan(
     session: &SessionRecord,
     hold_transfer_id: &str,
     to: TransferState,
-    status: SessionStatus,
-    capture_status: CaptureStatus,
-    event: &str,
+    (status, capture_status, event): (SessionStatus, CaptureStatus, &str),
+    captured: i64,
     now_ms: i64,
 ) -> Plan {
+    let given_back = session.amount - captured;
     Plan {
         session_id: session.id.clone(),
         precondition: Precondition::Held {
@@ -362,6 +442,8 @@ fn held_plan(
             expires_at: None,
             mandate_id: None,
             mandate_period: None,
+            amount_captured: (captured > 0).then_some(captured),
+            refunded: None,
             updated_at: now_ms,
         },
         event: SessionEvent::named(
@@ -372,18 +454,106 @@ fn held_plan(
             now_ms,
         ),
         approval: None,
-        // Funds that go back to the payer go back to the mandate's budget too.
-        mandate_spend: match (&session.mandate_id, to) {
-            (Some(mandate_id), TransferState::Voided | TransferState::Lapsed) => {
-                Some(MandateSpend {
-                    mandate_id: mandate_id.clone(),
-                    period_start: session.mandate_period,
-                    amount: -session.amount,
-                })
-            }
-            _ => None,
-        },
+        mandate_spend: give_back(session, given_back),
+        refund: None,
     }
+}
+
+/// Funds that go back to the payer of a session paid under a mandate go back to the
+/// mandate's budget too, in the period the payment counted in.
+fn give_back(session: &SessionRecord, amount: i64) -> Option<MandateSpend> {
+    let mandate_id = session.mandate_id.as_ref().filter(|_| amount > 0)?;
+    Some(MandateSpend {
+        mandate_id: mandate_id.clone(),
+        period_start: session.mandate_period,
+        amount: -amount,
+    })
+}
+
+/// Why a refund was not planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundRefusal {
+    /// No money moved to the merchant: the session is not paid, or its funds are
+    /// held (capture or release them instead).
+    NotCaptured,
+    /// Everything captured was refunded already.
+    NothingLeft,
+    /// More than what was captured and not yet refunded, which is `left`.
+    Exceeds { left: i64 },
+    /// The session has [`MAX_REFUNDS_PER_SESSION`] refunds already.
+    TooMany,
+}
+
+/// Gives `amount` (all that is left when `None`) of a captured payment back to its
+/// payer, `payer_id`, from the merchant's balance. The session stays `paid`.
+pub fn plan_refund(
+    session: &SessionRecord,
+    payer_id: &str,
+    amount: Option<i64>,
+    reason: Option<RefundReason>,
+    now_ms: i64,
+) -> Result<Plan, RefundRefusal> {
+    let captured = match session.amount_captured {
+        Some(captured) if session.status == SessionStatus::Paid => captured,
+        _ => return Err(RefundRefusal::NotCaptured),
+    };
+    let left = captured - session.amount_refunded;
+    if left <= 0 {
+        return Err(RefundRefusal::NothingLeft);
+    }
+    let amount = amount.unwrap_or(left);
+    if amount > left {
+        return Err(RefundRefusal::Exceeds { left });
+    }
+    if session.refund_count >= MAX_REFUNDS_PER_SESSION {
+        return Err(RefundRefusal::TooMany);
+    }
+    let transfer_id = ids::new_id("tr");
+    Ok(Plan {
+        session_id: session.id.clone(),
+        precondition: Precondition::Refundable { amount },
+        ledger: vec![LedgerStep::Transfer {
+            id: transfer_id.clone(),
+            spec: TransferSpec {
+                debit: AccountRef::merchant(&session.merchant_id, session.book()),
+                credit: AccountRef::wallet(payer_id, session.book()),
+                amount,
+                kind: TransferKind::Refund,
+                session_id: Some(session.id.clone()),
+                memo: None,
+                hold_until: None,
+            },
+        }],
+        change: SessionChange {
+            status: session.status,
+            capture_status: session.capture_status,
+            hold_transfer_id: None,
+            expires_at: None,
+            mandate_id: None,
+            mandate_period: None,
+            amount_captured: None,
+            refunded: Some(amount),
+            updated_at: now_ms,
+        },
+        event: SessionEvent::named(
+            &session.id,
+            "session.refunded",
+            Some(session.status),
+            session.status,
+            now_ms,
+        ),
+        approval: None,
+        mandate_spend: give_back(session, amount),
+        refund: Some(RefundRecord {
+            id: ids::new_id("ref"),
+            session_id: session.id.clone(),
+            amount,
+            currency: session.currency,
+            reason,
+            transfer_id,
+            created_at: now_ms,
+        }),
+    })
 }
 
 /// The ways a pending session closes without money moving.
@@ -430,11 +600,14 @@ pub fn plan_closing(session: &SessionRecord, closing: Closing, now_ms: i64) -> O
             expires_at: expire.then_some(session.expires_at.min(now_ms)),
             mandate_id: None,
             mandate_period: None,
+            amount_captured: None,
+            refunded: None,
             updated_at: now_ms,
         },
         event: SessionEvent::new(&session.id, Some(SessionStatus::Pending), status, now_ms),
         approval: None,
         mandate_spend: None,
+        refund: None,
     })
 }
 
@@ -550,6 +723,9 @@ mod tests {
             customer: None,
             mandate_id: None,
             mandate_period: None,
+            amount_captured: None,
+            amount_refunded: 0,
+            refund_count: 0,
         }
     }
 
@@ -738,7 +914,9 @@ mod tests {
     #[test]
     fn a_capture_before_the_deadline_posts_the_hold() {
         let (s, hold) = held(NOW + 1);
-        let Settlement::Settle(plan) = plan_settlement(&s, Some(&hold), true, NOW) else {
+        let Settlement::Settle(plan) =
+            plan_settlement(&s, Some(&hold), &HoldAction::Capture(None), NOW)
+        else {
             panic!("settles")
         };
         assert_eq!(
@@ -762,9 +940,129 @@ mod tests {
     }
 
     #[test]
+    fn a_part_capture_voids_the_hold_charges_the_part_and_gives_the_rest_back() {
+        let (mut s, hold) = held(NOW + 1);
+        s.mandate_id = Some("mdt_1".into());
+        s.mandate_period = Some(NOW - 5000);
+        let part = PartCapture {
+            amount: 100,
+            payer_id: "payer_1".into(),
+        };
+        let Settlement::Settle(plan) =
+            plan_settlement(&s, Some(&hold), &HoldAction::Capture(Some(part)), NOW)
+        else {
+            panic!("settles")
+        };
+        assert_eq!(
+            plan.ledger[0],
+            LedgerStep::Resolve {
+                transfer_id: "tr_hold".into(),
+                to: TransferState::Voided
+            }
+        );
+        let charged = transfers(&plan);
+        assert_eq!(charged.len(), 1);
+        assert_eq!(
+            (&charged[0].debit, &charged[0].credit, charged[0].amount),
+            (
+                &AccountRef::wallet("payer_1", s.book()),
+                &AccountRef::merchant("mer_1", s.book()),
+                100
+            )
+        );
+        assert_eq!(charged[0].hold_until, None, "posted at once");
+        assert_eq!(
+            (
+                plan.change.status,
+                plan.change.capture_status,
+                plan.change.amount_captured
+            ),
+            (
+                SessionStatus::Paid,
+                Some(CaptureStatus::Captured),
+                Some(100)
+            )
+        );
+        assert_eq!(
+            plan.mandate_spend,
+            Some(MandateSpend {
+                mandate_id: "mdt_1".into(),
+                period_start: Some(NOW - 5000),
+                amount: -150,
+            })
+        );
+    }
+
+    #[test]
+    fn a_refund_moves_what_is_left_from_the_merchant_to_the_payer() {
+        let mut s = session(CaptureMethod::Automatic);
+        s.status = SessionStatus::Paid;
+        s.amount_captured = Some(250);
+        s.amount_refunded = 100;
+        let plan = plan_refund(&s, "payer_1", None, Some(RefundReason::Duplicate), NOW).unwrap();
+        assert_eq!(plan.precondition, Precondition::Refundable { amount: 150 });
+        let moved = transfers(&plan);
+        assert_eq!(
+            (
+                &moved[0].debit,
+                &moved[0].credit,
+                moved[0].amount,
+                moved[0].kind
+            ),
+            (
+                &AccountRef::merchant("mer_1", s.book()),
+                &AccountRef::wallet("payer_1", s.book()),
+                150,
+                TransferKind::Refund
+            )
+        );
+        let refund = plan.refund.clone().unwrap();
+        assert_eq!(
+            (refund.amount, refund.reason),
+            (150, Some(RefundReason::Duplicate))
+        );
+        let after = plan.change.applied_to(&s);
+        assert_eq!(
+            (after.status, after.amount_refunded, after.refund_count),
+            (SessionStatus::Paid, 250, 1)
+        );
+        assert_eq!(plan.event.kind, "session.refunded");
+        assert_eq!(
+            plan_refund(&s, "payer_1", Some(151), None, NOW),
+            Err(RefundRefusal::Exceeds { left: 150 })
+        );
+        assert_eq!(
+            plan_refund(&after, "payer_1", None, None, NOW),
+            Err(RefundRefusal::NothingLeft)
+        );
+        let crowded = SessionRecord {
+            refund_count: MAX_REFUNDS_PER_SESSION,
+            ..s.clone()
+        };
+        assert_eq!(
+            plan_refund(&crowded, "payer_1", Some(1), None, NOW),
+            Err(RefundRefusal::TooMany)
+        );
+    }
+
+    #[test]
+    fn only_captured_money_is_refunded() {
+        let (held, _) = held(NOW + 1);
+        let pending = session(CaptureMethod::Automatic);
+        for s in [held, pending] {
+            assert_eq!(
+                plan_refund(&s, "payer_1", None, None, NOW),
+                Err(RefundRefusal::NotCaptured)
+            );
+        }
+    }
+
+    #[test]
     fn a_capture_at_or_after_the_deadline_lapses_the_hold_instead() {
         let (s, hold) = held(NOW);
-        let Settlement::Lapse(plan) = plan_settlement(&s, Some(&hold), true, NOW) else {
+        let Settlement::Lapse(plan) =
+            plan_settlement(&s, Some(&hold), &HoldAction::Capture(None), NOW)
+        else {
             panic!("lapses")
         };
         assert_eq!(
@@ -786,7 +1084,8 @@ mod tests {
     #[test]
     fn a_release_voids_the_hold_and_cancels_the_session() {
         let (s, hold) = held(NOW + 1);
-        let Settlement::Settle(plan) = plan_settlement(&s, Some(&hold), false, NOW) else {
+        let Settlement::Settle(plan) = plan_settlement(&s, Some(&hold), &HoldAction::Release, NOW)
+        else {
             panic!("settles")
         };
         assert!(matches!(
@@ -814,7 +1113,7 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(
-            plan_settlement(&captured, Some(&hold), true, NOW),
+            plan_settlement(&captured, Some(&hold), &HoldAction::Capture(None), NOW),
             Settlement::NothingHeld
         );
         let posted = Transfer {
@@ -822,11 +1121,16 @@ mod tests {
             ..hold
         };
         assert_eq!(
-            plan_settlement(&s, Some(&posted), false, NOW),
+            plan_settlement(&s, Some(&posted), &HoldAction::Release, NOW),
             Settlement::NothingHeld
         );
         assert_eq!(
-            plan_settlement(&session(CaptureMethod::Automatic), None, true, NOW),
+            plan_settlement(
+                &session(CaptureMethod::Automatic),
+                None,
+                &HoldAction::Capture(None),
+                NOW
+            ),
             Settlement::NothingHeld
         );
     }

@@ -10,7 +10,9 @@
 use super::ledger::{Book, LedgerError};
 use super::mandates::Mandates;
 use super::money::Amount;
-use super::payments::{self, Closing, Plan, Settlement};
+use super::payments::{
+    self, Closing, HoldAction, PartCapture, Plan, RefundRecord, RefundRefusal, Settlement,
+};
 use super::wallets::Wallets;
 use super::{ids, paging, Clock, DomainError, Livemode, Principal};
 use crate::domain::ports::{
@@ -229,6 +231,11 @@ pub struct SessionRecord {
     /// mandate's period the payment counted in.
     pub mandate_id: Option<String>,
     pub mandate_period: Option<i64>,
+    /// What moved to the merchant; `None` until then.
+    pub amount_captured: Option<i64>,
+    /// What went back to the payer since, in `refund_count` refunds.
+    pub amount_refunded: i64,
+    pub refund_count: i64,
 }
 
 impl SessionRecord {
@@ -366,6 +373,47 @@ pub struct Sessions {
 /// change leaves it.
 pub type Answer<'a> = dyn Fn(&SessionRecord) -> IdempotencyCompletion + Send + Sync + 'a;
 
+/// Makes the answer to a refund request, to be kept with the refund.
+pub type RefundAnswer<'a> = dyn Fn(&RefundRecord) -> IdempotencyCompletion + Send + Sync + 'a;
+
+/// What a merchant asks of a session's held funds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// All of them (`None`) or this much to the merchant, the rest back to the payer.
+    Capture { amount: Option<i64> },
+    /// All back to the payer.
+    Release,
+}
+
+/// Concurrent refunds of one session that each find the other made first, before one
+/// of them gives up with 409.
+const REFUND_ATTEMPTS: usize = 10;
+
+/// Why a session cannot be refunded, as the merchant is told.
+fn refused(session: &SessionRecord, refusal: RefundRefusal) -> DomainError {
+    match refusal {
+        RefundRefusal::NotCaptured => DomainError::Conflict(match session.capture_status {
+            Some(CaptureStatus::Held) if session.status == SessionStatus::Paid => {
+                "the funds are held, not captured: capture or release them instead".into()
+            }
+            _ => format!(
+                "the session is {}; only a paid session's captured funds can be refunded",
+                session.status
+            ),
+        }),
+        RefundRefusal::NothingLeft => {
+            DomainError::Conflict("the session's payment was refunded in full already".into())
+        }
+        RefundRefusal::Exceeds { left } => {
+            DomainError::Conflict(format!("amount: at most {left} is left to refund"))
+        }
+        RefundRefusal::TooMany => DomainError::Conflict(format!(
+            "the session has {} refunds, the most one session can have",
+            walleot_api::MAX_REFUNDS_PER_SESSION
+        )),
+    }
+}
+
 /// The answer for a session the caller's account does not have (or that does not exist).
 fn not_found(id: &str) -> DomainError {
     DomainError::NotFound(format!("no session `{id}`"))
@@ -413,6 +461,9 @@ impl Sessions {
             customer: new.customer,
             mandate_id: None,
             mandate_period: None,
+            amount_captured: None,
+            amount_refunded: 0,
+            refund_count: 0,
         })
     }
 
@@ -608,16 +659,17 @@ impl Sessions {
         }
     }
 
-    /// Moves the held funds of a paid manual-capture session to the merchant (`capture`),
-    /// or returns them to the payer, the session then reading `cancelled`. `answer`
-    /// makes the request's answer from the session as it will be; it is kept in the
-    /// transaction that settles. Answers the session and whether its answer was kept so
-    /// (not when the session was settled already, or the request refused).
+    /// Moves the held funds of a paid manual-capture session to the merchant (all, or
+    /// the amount asked, the rest going back to the payer), or returns them to the
+    /// payer, the session then reading `cancelled`. `answer` makes the request's answer
+    /// from the session as it will be; it is kept in the transaction that settles.
+    /// Answers the session and whether its answer was kept so (not when the session was
+    /// settled already, or the request refused).
     pub async fn settle(
         &self,
         owner: &Principal,
         id: &str,
-        capture: bool,
+        request: Settle,
         answer: Option<&Answer<'_>>,
     ) -> Result<(SessionRecord, bool), DomainError> {
         let session = self.find(owner, id).await?;
@@ -626,7 +678,33 @@ impl Sessions {
             Some(CaptureStatus::Held) => self.store.hold_of(&session.id).await?,
             _ => None,
         };
-        let outcome = match payments::plan_settlement(&session, hold.as_ref(), capture, now) {
+        let capture = matches!(request, Settle::Capture { .. });
+        let action = match request {
+            Settle::Release => HoldAction::Release,
+            Settle::Capture { amount: None } => HoldAction::Capture(None),
+            Settle::Capture {
+                amount: Some(amount),
+            } => {
+                if amount < 1 {
+                    return Err(DomainError::invalid("amount", "must be at least 1"));
+                }
+                if amount > session.amount {
+                    return Err(DomainError::Conflict(format!(
+                        "amount: {amount} is more than the {} held",
+                        session.amount
+                    )));
+                }
+                if amount == session.amount || hold.is_none() {
+                    HoldAction::Capture(None)
+                } else {
+                    HoldAction::Capture(Some(PartCapture {
+                        amount,
+                        payer_id: self.payer_of(&session).await?,
+                    }))
+                }
+            }
+        };
+        let outcome = match payments::plan_settlement(&session, hold.as_ref(), &action, now) {
             // Read as held, but its hold was resolved since: read the session again.
             Settlement::NothingHeld if hold.is_some() => {
                 Transition::Stale(self.find(owner, id).await?)
@@ -743,6 +821,71 @@ impl Sessions {
             return Ok(None);
         };
         Ok(payments::current(self.store.apply_plan(&plan).await?))
+    }
+
+    /// Gives `amount` (all that is left when `None`) of a session's captured payment
+    /// back to its payer, from the merchant's balance; the session stays `paid`.
+    /// `answer` makes the request's answer from the refund; it is kept in the
+    /// transaction that refunds. Answers the refund, the session as it now is, and
+    /// whether the answer was kept so.
+    pub async fn refund(
+        &self,
+        owner: &Principal,
+        id: &str,
+        amount: Option<i64>,
+        reason: Option<walleot_api::RefundReason>,
+        answer: Option<&RefundAnswer<'_>>,
+    ) -> Result<(RefundRecord, SessionRecord, bool), DomainError> {
+        if amount.is_some_and(|amount| amount < 1) {
+            return Err(DomainError::invalid("amount", "must be at least 1"));
+        }
+        let mut session = self.find(owner, id).await?;
+        for _ in 0..REFUND_ATTEMPTS {
+            let payer_id = match session.amount_captured {
+                Some(_) => self.payer_of(&session).await?,
+                None => String::new(),
+            };
+            let plan =
+                payments::plan_refund(&session, &payer_id, amount, reason, self.clock.now_ms())
+                    .map_err(|refusal| refused(&session, refusal))?;
+            let refund = plan.refund.clone().expect("a refund plan makes a refund");
+            let kept = answer.map(|answer| answer(&refund));
+            match self.store.apply_plan_answering(&plan, kept.as_ref()).await {
+                Ok(Transition::Applied(updated)) => return Ok((refund, updated, kept.is_some())),
+                // Another refund came first: plan again from the session as it now is.
+                Ok(Transition::Stale(current)) => session = current,
+                Ok(Transition::NotFound) => return Err(not_found(id)),
+                Err(StoreError::Ledger(LedgerError::InsufficientFunds { available, needed })) => {
+                    return Err(DomainError::InsufficientBalance { available, needed })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DomainError::Retry(
+            "other refunds of this session were being made at the same time; retry the request"
+                .into(),
+        ))
+    }
+
+    /// The refunds of a session, oldest first, with the session.
+    pub async fn refunds(
+        &self,
+        owner: &Principal,
+        id: &str,
+    ) -> Result<(SessionRecord, Vec<RefundRecord>), DomainError> {
+        let session = self.find(owner, id).await?;
+        let refunds = self.store.refunds_of(&session.id).await?;
+        Ok((session, refunds))
+    }
+
+    /// The payer whose approval paid a session.
+    async fn payer_of(&self, session: &SessionRecord) -> Result<String, DomainError> {
+        self.store.payer_of(&session.id).await?.ok_or_else(|| {
+            DomainError::Store(StoreError::Corrupt(format!(
+                "session {} was paid without an approval",
+                session.id
+            )))
+        })
     }
 
     async fn find(&self, owner: &Principal, id: &str) -> Result<SessionRecord, DomainError> {

@@ -85,7 +85,7 @@ pub struct Assessment {
 /// The answer to a payment without a second factor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AutoPayment {
-    Paid(SessionRecord),
+    Paid(Box<SessionRecord>),
     /// The hourly number of such payments to this merchant is used up; nothing moved.
     LimitReached,
 }
@@ -278,7 +278,7 @@ impl Wallets {
             auto_approvals_per_hour: Some(self.policy.auto_approvals_per_hour),
         };
         match self.charge(session, &terms).await? {
-            Ok(paid) => Ok(AutoPayment::Paid(paid)),
+            Ok(paid) => Ok(AutoPayment::Paid(Box::new(paid))),
             Err(PaymentRefusal::AutoLimitReached) => Ok(AutoPayment::LimitReached),
             Err(PaymentRefusal::Closed(status)) => Err(DomainError::Closed(status)),
         }

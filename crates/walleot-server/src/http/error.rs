@@ -72,6 +72,11 @@ impl From<DomainError> for ApiError {
                 ErrorType::PaymentRequired,
                 err.to_string(),
             ),
+            DomainError::InsufficientBalance { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorType::InsufficientBalance,
+                err.to_string(),
+            ),
             DomainError::Closed(_) | DomainError::Locked { .. } => {
                 ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, err.to_string())
             }

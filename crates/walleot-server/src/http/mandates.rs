@@ -57,7 +57,9 @@ pub(super) struct ListParams {
     /// no mandate of this key's account answers 404.
     #[param(pattern = "^(?:mdt_[0-9A-Za-z]{24})?$")]
     cursor: Option<String>,
-    /// Only the mandates of this customer reference.
+    /// Only the mandates of this customer reference (printable ASCII, as given at
+    /// creation; empty matches none).
+    #[param(max_length = 255, pattern = r"^[\x20-\x7E]*$")]
     customer: Option<String>,
     /// Only mandates in this state, as of now.
     #[param(value_type = Option<MandateStatus>)]

@@ -10,6 +10,7 @@ pub mod gate;
 pub mod idempotency;
 pub mod mandates;
 pub mod openapi;
+pub mod refunds;
 pub mod server;
 pub mod sessions;
 pub mod test_helpers;
@@ -29,6 +30,7 @@ use walleot_api::ErrorType;
 pub fn v1(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(sessions::routes())
+        .merge(refunds::routes())
         .merge(test_helpers::routes())
         .merge(balance::routes())
         .merge(mandates::routes())

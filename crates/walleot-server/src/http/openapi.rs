@@ -6,7 +6,7 @@
 //! handler, and [`Conventions`] adds what holds for every route alike because a layer
 //! does it (rate-limit headers, `Idempotency-Key`, the session id parameter).
 
-use super::{balance, mandates, sessions, test_helpers};
+use super::{balance, mandates, refunds, sessions, test_helpers};
 use crate::app::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -49,6 +49,8 @@ use walleot_api::{ErrorBody, ErrorType};
         sessions::cancel,
         sessions::capture,
         sessions::release,
+        refunds::create,
+        refunds::list,
         test_helpers::pay,
         test_helpers::fail,
         test_helpers::expire,
@@ -66,6 +68,7 @@ use walleot_api::{ErrorBody, ErrorType};
             Forbidden,
             NotFound,
             Conflict,
+            RefundConflict,
             IdempotencyKeyReused,
             PayloadTooLarge,
             UnsupportedMediaType,
@@ -177,6 +180,10 @@ error_responses! {
     Conflict: Conflict, "…",
         "The session's state forbids this, or a request with the same Idempotency-Key is \
          still running.";
+    RefundConflict: InsufficientBalance, "…",
+        "The merchant's available balance cannot cover the refund (`insufficient_balance`), or \
+         the session has nothing captured left to refund, or a request with the same \
+         Idempotency-Key is still running (`conflict`).";
     IdempotencyKeyReused: IdempotencyKeyReused, "…",
         "The Idempotency-Key was used with a different request.";
     PayloadTooLarge: InvalidRequest, "…", "The body is over 16 KiB.";

@@ -1,7 +1,7 @@
 //! `/v1/sessions`: create, read, list and cancel payment sessions.
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::gate::ReadWithKey;
 use super::idempotency::{Claimed, Recorded};
 use super::openapi::{
@@ -11,7 +11,7 @@ use super::openapi::{
 use crate::app::AppState;
 use crate::domain::clock::rfc3339;
 use crate::domain::ports::CoveredPayment;
-use crate::domain::sessions::{Answer, ListQuery, SessionRecord};
+use crate::domain::sessions::{Answer, ListQuery, SessionRecord, Settle};
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use walleot_api::{CreateSessionRequest, Session, SessionList, SessionStatus};
+use walleot_api::{CaptureRequest, CreateSessionRequest, Session, SessionList, SessionStatus};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,6 +48,8 @@ pub fn to_wire(state: &AppState, record: SessionRecord) -> Session {
         metadata: record.metadata,
         customer: record.customer,
         mandate_id: record.mandate_id,
+        amount_captured: record.amount_captured,
+        amount_refunded: record.amount_refunded,
     }
 }
 
@@ -299,14 +301,25 @@ pub(super) async fn cancel(
     summary = "Capture the held funds of a manual-capture session",
     description = "For a session created with `captureMethod: \"manual\"` and approved by the \
         payer (it reads `paid` with `captureStatus: \"held\"`): moves the held funds to the \
-        merchant. The session stays `paid`, with `captureStatus: \"captured\"`. Capturing \
-        again changes nothing; a session with nothing held answers 409.",
+        merchant. The session stays `paid`, with `captureStatus: \"captured\"` and \
+        `amountCaptured`. With `amount`, only that much is captured (metered use: hold the \
+        price, capture what was used) and the rest goes back to the payer in the same \
+        transaction. The body may be left out. Capturing again changes nothing; a session \
+        with nothing held answers 409.",
+    request_body(
+        content = Option<CaptureRequest>,
+        description = "Optional; leave it out to capture all that is held.",
+        example = json!({"amount": 120}),
+    ),
     responses(
         (status = 200, description = "The session, its funds now `captured`.", body = Session),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
+        (status = 408, response = RequestTimeout),
         (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 422, response = IdempotencyKeyReused),
         (status = 429, response = RateLimited),
         (status = 500, response = ServerError),
@@ -317,8 +330,12 @@ pub(super) async fn capture(
     Extension(principal): Extension<Principal>,
     claimed: Option<Extension<Claimed>>,
     ApiPath(id): ApiPath<String>,
+    OptionalJson(request): OptionalJson<CaptureRequest>,
 ) -> Result<Response, ApiError> {
-    settle(&state, &principal, claimed, &id, true).await
+    let capture = Settle::Capture {
+        amount: request.amount,
+    };
+    settle(&state, &principal, claimed, &id, capture).await
 }
 
 #[utoipa::path(
@@ -349,7 +366,7 @@ pub(super) async fn release(
     claimed: Option<Extension<Claimed>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    settle(&state, &principal, claimed, &id, false).await
+    settle(&state, &principal, claimed, &id, Settle::Release).await
 }
 
 /// A capture or release; with an idempotency key, its answer is kept in the
@@ -359,7 +376,7 @@ async fn settle(
     principal: &Principal,
     claimed: Option<Extension<Claimed>>,
     id: &str,
-    capture: bool,
+    request: Settle,
 ) -> Result<Response, ApiError> {
     let body = |record: &SessionRecord| {
         serde_json::to_vec(&to_wire(state, record.clone())).expect("a session serializes")
@@ -370,13 +387,13 @@ async fn settle(
     let answering = answer.as_ref().map(|a| a as &Answer<'_>);
     let (record, kept) = state
         .sessions
-        .settle(principal, id, capture, answering)
+        .settle(principal, id, request, answering)
         .await?;
     Ok(json_answer(body(&record), kept))
 }
 
 /// A JSON answer; `recorded` when its idempotent answer is kept already.
-fn json_answer(body: Vec<u8>, recorded: bool) -> Response {
+pub(super) fn json_answer(body: Vec<u8>, recorded: bool) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

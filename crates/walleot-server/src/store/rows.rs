@@ -5,6 +5,7 @@ use super::columns::Columns;
 use crate::domain::ledger::{Account, Book, Transfer};
 use crate::domain::mandates::{MandateEvent, MandateLimits, MandateRecord, Usage};
 use crate::domain::payers::{Approval, Challenge, Passkey, Payer, TotpRecord, Voucher};
+use crate::domain::payments::RefundRecord;
 use crate::domain::ports::{ApiKeyRecord, Merchant, StoreError};
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Livemode;
@@ -12,7 +13,28 @@ use walleot_api::MandateStatus;
 
 pub(super) const SESSION_COLUMNS: &str = "id, merchant_id, livemode, amount, currency, description, \
                                status, created_at, expires_at, updated_at, capture_method, capture_status, \
-                               metadata, customer, mandate_id, mandate_period";
+                               metadata, customer, mandate_id, mandate_period, \
+                               amount_captured, amount_refunded, refund_count";
+
+pub(super) const REFUND_COLUMNS: &str =
+    "id, session_id, amount, currency, reason, transfer_id, created_at";
+
+/// The guard of a refund of as many minor units as the placeholder says: the session
+/// is paid, and what was captured and not yet refunded covers it, with room for one
+/// more refund.
+fn refundable_guard(amount: &str) -> String {
+    format!(
+        "status = 'paid' AND amount_captured IS NOT NULL \
+         AND amount_refunded + {amount} <= amount_captured \
+         AND refund_count < {}",
+        walleot_api::MAX_REFUNDS_PER_SESSION
+    )
+}
+
+pub(super) static REFUNDABLE_GUARD_SQLITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| refundable_guard("?6"));
+pub(super) static REFUNDABLE_GUARD_POSTGRES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| refundable_guard("$10"));
 
 /// A column list with every column named through a table alias (`s.id, s.status, …`),
 /// for joins; made once.
@@ -67,6 +89,9 @@ pub(super) fn session_from_row(row: &impl Columns) -> Result<SessionRecord, Stor
         customer: row.text_or_null("customer")?,
         mandate_id: row.text_or_null("mandate_id")?,
         mandate_period: row.int_or_null("mandate_period")?,
+        amount_captured: row.int_or_null("amount_captured")?,
+        amount_refunded: row.int("amount_refunded")?,
+        refund_count: row.int("refund_count")?,
     })
 }
 
@@ -329,6 +354,21 @@ pub(super) fn session_event_from_row(row: &impl Columns) -> Result<SessionEvent,
             .transpose()
             .map_err(corrupt)?,
         to_status: row.text("to_status")?.parse().map_err(corrupt)?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn refund_from_row(row: &impl Columns) -> Result<RefundRecord, StoreError> {
+    Ok(RefundRecord {
+        id: row.text("id")?,
+        session_id: row.text("session_id")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?.parse().map_err(corrupt)?,
+        reason: row
+            .text_or_null("reason")?
+            .map(|s| parse_stored(&s, "refund reason"))
+            .transpose()?,
+        transfer_id: row.text("transfer_id")?,
         created_at: row.int("created_at")?,
     })
 }

@@ -16,4 +16,5 @@ mod long_poll;
 mod mandates;
 mod openapi;
 mod rate_limits;
+mod refunds;
 mod slow_clients;

@@ -385,6 +385,48 @@ async fn released_and_lapsed_holds_give_the_budget_back() {
     );
 }
 
+/// What a metered capture leaves uncaptured, and what is refunded, goes back to the
+/// mandate's budget as it goes back to the payer.
+#[tokio::test]
+async fn a_metered_capture_and_a_refund_give_the_budget_back() {
+    let app = spawn_app().await;
+    let (_, mandate_id) = granted(&app, "agent-m", limits(None, Some(100), Some(100))).await;
+    let body =
+        json!({"amount": 100, "currency": "usd", "customer": "agent-m", "captureMethod": "manual"});
+    let first = create(&app, app.key(), body.clone()).await;
+    assert_eq!(first["captureStatus"], "held");
+    assert_eq!(mandate(&app, &mandate_id).await["remaining"], 0);
+    let id = first["sessionId"].as_str().unwrap();
+    let captured = app
+        .post_json(
+            &format!("/v1/sessions/{id}/capture"),
+            app.key(),
+            &json!({"amount": 30}),
+        )
+        .await;
+    assert_eq!(captured.status(), 200);
+    let usage = mandate(&app, &mandate_id).await;
+    assert_eq!(
+        (&usage["remaining"], &usage["spentTotal"]),
+        (&json!(70), &json!(30))
+    );
+    let refunded = app
+        .post_json(
+            &format!("/v1/sessions/{id}/refunds"),
+            app.key(),
+            &json!({"amount": 10}),
+        )
+        .await;
+    assert_eq!(refunded.status(), 200);
+    let usage = mandate(&app, &mandate_id).await;
+    assert_eq!(
+        (&usage["remaining"], &usage["spentTotal"]),
+        (&json!(80), &json!(20))
+    );
+    let problems = app.server.wallets().verify_ledger().await.unwrap();
+    assert!(problems.is_empty(), "ledger problems: {problems:?}");
+}
+
 #[tokio::test]
 async fn mandates_are_listed_by_customer_and_status_with_cursors() {
     let app = spawn_app().await;

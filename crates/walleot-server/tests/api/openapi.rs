@@ -10,6 +10,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/sessions/{sessionId}/cancel"),
     ("post", "/sessions/{sessionId}/capture"),
     ("post", "/sessions/{sessionId}/release"),
+    ("post", "/sessions/{sessionId}/refunds"),
+    ("get", "/sessions/{sessionId}/refunds"),
     ("post", "/test_helpers/sessions/{sessionId}/pay"),
     ("post", "/test_helpers/sessions/{sessionId}/fail"),
     ("post", "/test_helpers/sessions/{sessionId}/expire"),

@@ -1,7 +1,7 @@
 //! What the service keeps of payment sessions and their events.
 
 use super::{IdempotencyCompletion, StoreError};
-use crate::domain::payments::Plan;
+use crate::domain::payments::{Plan, RefundRecord};
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use async_trait::async_trait;
 use walleot_api::SessionStatus;
@@ -79,4 +79,8 @@ pub trait SessionStore: Send + Sync + 'static {
         -> Result<Vec<SessionRecord>, StoreError>;
     /// The recorded changes of one session, oldest first.
     async fn session_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
+    /// The refunds of one session, oldest first.
+    async fn refunds_of(&self, session_id: &str) -> Result<Vec<RefundRecord>, StoreError>;
+    /// The payer who approved a session's payment, once paid.
+    async fn payer_of(&self, session_id: &str) -> Result<Option<String>, StoreError>;
 }

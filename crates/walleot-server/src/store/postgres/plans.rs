@@ -51,26 +51,32 @@ pub(super) async fn apply_in(
         }
     }
     let change = &plan.change;
-    // $8 is the guard's value, bound only where the guard has one.
-    let (guard, at, hold) = match &plan.precondition {
+    // $10 is the guard's value, bound only where the guard has one.
+    let (guard, number, hold) = match &plan.precondition {
         Precondition::Pending {
             unexpired_at: Some(at),
             ..
-        } => ("status = 'pending' AND expires_at > $8", Some(*at), None),
+        } => ("status = 'pending' AND expires_at > $10", Some(*at), None),
         Precondition::Pending {
             unexpired_at: None, ..
         } => ("status = 'pending'", None, None),
         Precondition::Held { hold_transfer_id } => (
-            "capture_status = 'held' AND hold_transfer_id = $8",
+            "capture_status = 'held' AND hold_transfer_id = $10",
             None,
             Some(hold_transfer_id.as_str()),
         ),
+        Precondition::Refundable { amount } => {
+            (REFUNDABLE_GUARD_POSTGRES.as_str(), Some(*amount), None)
+        }
     };
     let sql = format!(
         "UPDATE sessions SET status = $1, capture_status = $2, \
              expires_at = COALESCE($3, expires_at), updated_at = $4, \
              mandate_id = COALESCE($6, mandate_id), \
-             mandate_period = COALESCE($7, mandate_period) \
+             mandate_period = COALESCE($7, mandate_period), \
+             amount_captured = COALESCE($8, amount_captured), \
+             amount_refunded = amount_refunded + COALESCE($9, 0), \
+             refund_count = refund_count + CASE WHEN $9 IS NULL THEN 0 ELSE 1 END \
          WHERE id = $5 AND {guard} RETURNING {SESSION_COLUMNS}"
     );
     let mut update = sqlx::query(&sql)
@@ -80,9 +86,11 @@ pub(super) async fn apply_in(
         .bind(change.updated_at)
         .bind(&plan.session_id)
         .bind(&change.mandate_id)
-        .bind(change.mandate_period);
-    if let Some(at) = at {
-        update = update.bind(at);
+        .bind(change.mandate_period)
+        .bind(change.amount_captured)
+        .bind(change.refunded);
+    if let Some(number) = number {
+        update = update.bind(number);
     }
     if let Some(hold) = hold {
         update = update.bind(hold);
@@ -134,6 +142,21 @@ pub(super) async fn apply_in(
                 resolve_in(db, transfer_id, *to, at).await?;
             }
         }
+    }
+    // Kept once its transfer exists: the row refers to it.
+    if let Some(refund) = &plan.refund {
+        sqlx::query(&format!(
+            "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&refund.id)
+        .bind(&refund.session_id)
+        .bind(refund.amount)
+        .bind(refund.currency.code())
+        .bind(refund.reason.map(|r| r.as_str()))
+        .bind(&refund.transfer_id)
+        .bind(refund.created_at)
+        .execute(&mut *db)
+        .await?;
     }
     // Linked once the hold exists: the column refers to the transfer.
     if let Some(hold) = &change.hold_transfer_id {

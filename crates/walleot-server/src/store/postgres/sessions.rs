@@ -1,6 +1,7 @@
 //! Payment sessions and their events in PostgreSQL.
 
 use super::{new_session_in, PostgresStore};
+use crate::domain::payments::RefundRecord;
 use crate::domain::ports::{
     CoveredPayment, IdempotencyCompletion, SessionPage, SessionStore, StoreError,
 };
@@ -191,5 +192,26 @@ impl SessionStore for PostgresStore {
         .iter()
         .map(session_event_from_row)
         .collect()
+    }
+
+    async fn refunds_of(&self, session_id: &str) -> Result<Vec<RefundRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE session_id = $1 ORDER BY seq"
+        ))
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(refund_from_row)
+        .collect()
+    }
+
+    async fn payer_of(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT payer_id FROM approvals WHERE session_id = $1")
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }

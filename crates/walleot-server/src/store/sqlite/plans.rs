@@ -9,6 +9,7 @@ use crate::domain::ledger::{Transfer, TransferSpec};
 use crate::domain::payers::Voucher;
 use crate::domain::payments::{LedgerStep, Plan, Precondition, Redemption};
 use crate::domain::sessions::SessionRecord;
+use crate::store::rows::{REFUNDABLE_GUARD_SQLITE, REFUND_COLUMNS};
 use crate::store::{PlanOutcome, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -62,12 +63,18 @@ pub(super) fn apply_in(
             "capture_status = 'held' AND hold_transfer_id = ?6",
             Value::Text(hold_transfer_id.clone()),
         ),
+        Precondition::Refundable { amount } => {
+            (REFUNDABLE_GUARD_SQLITE.as_str(), Value::Integer(*amount))
+        }
     };
     let sql = format!(
         "UPDATE sessions SET status = ?1, capture_status = ?2, \
              expires_at = COALESCE(?3, expires_at), updated_at = ?4, \
              mandate_id = COALESCE(?7, mandate_id), \
-             mandate_period = COALESCE(?8, mandate_period) \
+             mandate_period = COALESCE(?8, mandate_period), \
+             amount_captured = COALESCE(?9, amount_captured), \
+             amount_refunded = amount_refunded + COALESCE(?10, 0), \
+             refund_count = refund_count + (?10 IS NOT NULL) \
          WHERE id = ?5 AND {guard} RETURNING {SESSION_COLUMNS}"
     );
     let changed = db
@@ -82,6 +89,8 @@ pub(super) fn apply_in(
                 guarded,
                 change.mandate_id,
                 change.mandate_period,
+                change.amount_captured,
+                change.refunded,
             ],
             |row| Ok(session_from_row(row)),
         )
@@ -120,6 +129,20 @@ pub(super) fn apply_in(
         super::mandates::spend_in(db, spend)?;
     }
     insert_event(db, &plan.event)?;
+    if let Some(refund) = &plan.refund {
+        db.prepare_cached(&format!(
+            "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ))?
+        .execute(params![
+            refund.id,
+            refund.session_id,
+            refund.amount,
+            refund.currency.code(),
+            refund.reason.map(|r| r.as_str()),
+            refund.transfer_id,
+            refund.created_at,
+        ])?;
+    }
     if let Some(approval) = &plan.approval {
         db.prepare_cached(
             "INSERT INTO approvals (session_id, payer_id, method, evidence, created_at) \

@@ -2,6 +2,7 @@
 
 use super::SqliteStore;
 use super::*;
+use crate::domain::payments::RefundRecord;
 use crate::domain::ports::{CoveredPayment, SessionPage, SessionStore};
 use crate::store::rows::*;
 use async_trait::async_trait;
@@ -189,5 +190,26 @@ impl SessionStore for SqliteStore {
         .iter()
         .map(session_event_from_row)
         .collect()
+    }
+
+    async fn refunds_of(&self, session_id: &str) -> Result<Vec<RefundRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE session_id = ? ORDER BY seq"
+        ))
+        .bind(session_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(refund_from_row)
+        .collect()
+    }
+
+    async fn payer_of(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT payer_id FROM approvals WHERE session_id = ?")
+                .bind(session_id)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 }
