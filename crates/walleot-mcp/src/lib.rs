@@ -32,7 +32,7 @@ pub mod store;
 
 pub use mode::Mode;
 pub use paid::{confirm_tool_name, Paid};
-pub use price::{Price, PriceError};
+pub use price::{with_cost, Price, PriceError, COST_META};
 
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
@@ -151,6 +151,24 @@ impl Walleot {
     pub fn price(mut self, tool: &str, amount: &str, currency: &str) -> Result<Self, PriceError> {
         self.prices
             .insert(tool.to_string(), Price::parse(amount, currency)?);
+        Ok(self)
+    }
+
+    /// Prices a tool "up to" `amount`: the payer approves (and has held) that much, the
+    /// tool's result names what the call used with [`with_cost`], and only that is
+    /// captured; the rest goes back to the payer. A result that names no cost costs the
+    /// whole amount; one that names 0 costs nothing.
+    pub fn price_up_to(
+        mut self,
+        tool: &str,
+        amount: &str,
+        currency: &str,
+    ) -> Result<Self, PriceError> {
+        let price = Price {
+            up_to: true,
+            ..Price::parse(amount, currency)?
+        };
+        self.prices.insert(tool.to_string(), price);
         Ok(self)
     }
 

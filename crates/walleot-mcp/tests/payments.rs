@@ -676,3 +676,61 @@ fn the_example_lists_every_mode_in_its_help() {
     }
     assert!(help.contains("sqlite:PATH"), "{help}");
 }
+
+/// A tool priced "up to" holds its price, and only what its result says it used is
+/// captured; the rest goes back to the payer at once. Nothing used costs nothing, and
+/// more than the price costs the price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_to_price_captures_what_the_call_used() {
+    let setup = Setup::start(Mode::TwoStep).await;
+    let client = setup.client().await;
+    let listed = client.list_all_tools().await.unwrap();
+    let metered = listed.iter().find(|t| t.name == "metered").unwrap();
+    let price = serde_json::to_value(&metered.meta).unwrap()["price"].clone();
+    assert_eq!(
+        price,
+        json!({"amount": 0.5, "currency": "USD", "upTo": true})
+    );
+
+    let mut balance = 0;
+    for (units, charged) in [(12, 12), (0, 0), (80, 50)] {
+        let answer = call(&client, "metered", json!({"units": units})).await;
+        assert!(
+            text(&answer).contains("up to 0.50 USD"),
+            "{}",
+            text(&answer)
+        );
+        let (payment_id, session) = (payment_id_of(&answer), session_of(&answer));
+        setup.pay(&session).await;
+        assert_eq!(
+            setup.session(&session).await["amount"],
+            50,
+            "the price is held"
+        );
+        let done = call(
+            &client,
+            "confirm_metered_payment",
+            json!({"payment_id": payment_id}),
+        )
+        .await;
+        assert_eq!(text(&done), format!("used {units}"));
+        let read = setup.session(&session).await;
+        if charged == 0 {
+            assert_eq!(
+                (&read["status"], &read["captureStatus"]),
+                (&json!("cancelled"), &json!("released")),
+                "{read}"
+            );
+        } else {
+            assert_eq!(
+                (&read["captureStatus"], &read["amountCaptured"]),
+                (&json!("captured"), &json!(charged)),
+                "{read}"
+            );
+        }
+        balance += charged;
+        assert_eq!(setup.merchant_balance().await, balance);
+    }
+    let problems = setup.service.wallets().verify_ledger().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}

@@ -25,7 +25,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A result paid under a mandate says so in its `_meta.payment`: the payment id (kept
-/// for a repeated confirmation), the amount charged and the mandate.
+/// for a repeated confirmation), the amount charged (for an "up to" price, what the
+/// result names) and the mandate.
 fn paid_under_mandate(
     answer: CallToolResponse,
     pending: &crate::store::PendingPayment,
@@ -35,13 +36,18 @@ fn paid_under_mandate(
     let CallToolResponse::Complete(mut result) = answer else {
         return answer;
     };
+    let charged = Price {
+        minor: crate::price::charge_for(price, &serde_json::to_value(&result).unwrap_or_default()),
+        up_to: false,
+        ..price.clone()
+    };
     let mut meta = result.meta.take().unwrap_or_default();
     meta.0.insert(
         "payment".into(),
         json!({
             "paymentId": pending.payment_id,
-            "amount": price.major_number(),
-            "amountMinor": price.minor,
+            "amount": charged.major_number(),
+            "amountMinor": charged.minor,
             "currency": price.currency.code().to_ascii_uppercase(),
             "mandateId": mandate,
         }),

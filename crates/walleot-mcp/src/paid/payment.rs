@@ -288,7 +288,14 @@ impl<S: ServerHandler> Paid<S> {
         next_step: &str,
     ) -> CallToolResult {
         let store = &self.walleot.store;
-        match self.settle(pending, succeeded).await {
+        // What the call costs: nothing if it failed, else its price or, priced "up to",
+        // what its result names.
+        let charge = if succeeded {
+            crate::price::charge_for(&pending.price, &result)
+        } else {
+            0
+        };
+        match self.settle(pending, charge).await {
             Settlement::Settled => {
                 if let Err(e) = store
                     .finish(&pending.payment_id, result.clone(), succeeded)
@@ -298,7 +305,9 @@ impl<S: ServerHandler> Paid<S> {
                 }
                 cached(result)
             }
-            Settlement::Later(_) if !succeeded => cached(result),
+            // An answer that costs nothing is handed out at once; the release is
+            // retried by the next confirmation if it did not go through.
+            Settlement::Later(_) if charge == 0 => cached(result),
             Settlement::Later(wait) => settling(pending, wait, next_step),
             Settlement::Lapsed => {
                 let refused = refusal(&format!(
@@ -317,13 +326,17 @@ impl<S: ServerHandler> Paid<S> {
     /// Captures (or releases) the held funds, retrying briefly under the client's
     /// idempotency keys; a wait longer than [`LONGEST_INLINE_WAIT`] is left to the next
     /// confirmation.
-    async fn settle(&self, pending: &PendingPayment, capture: bool) -> Settlement {
+    /// `charge` is what to capture: the whole hold, part of it, or (0) nothing.
+    async fn settle(&self, pending: &PendingPayment, charge: i64) -> Settlement {
         let client = &self.walleot.client;
         let id = &pending.session_id;
+        let capture = charge > 0;
         let mut backoff = Duration::from_millis(200);
         for attempt in 1..=SETTLE_ATTEMPTS {
-            let outcome = if capture {
+            let outcome = if charge >= pending.price.minor {
                 client.capture_session(id).await
+            } else if capture {
+                client.capture_session_amount(id, charge, None).await
             } else {
                 client.release_session(id).await
             };

@@ -34,6 +34,8 @@ pub fn paywall(service: &TestServer, mode: Mode, api_url: Option<&str>) -> Walle
         .unwrap()
         .price("flaky", "0.10", "USD")
         .unwrap()
+        .price_up_to("metered", "0.50", "USD")
+        .unwrap()
 }
 
 /// Serves the test tools, priced by `walleot`, over streamable HTTP on a random port.
@@ -87,6 +89,11 @@ pub struct DataArgs {
     pub data: String,
 }
 
+#[derive(Deserialize, rmcp::schemars::JsonSchema)]
+pub struct UnitsArgs {
+    pub units: i64,
+}
+
 #[tool_router]
 impl Tools {
     #[tool(description = "Answers pong. Free.")]
@@ -108,6 +115,18 @@ impl Tools {
     ) -> String {
         self.runs.fetch_add(1, Ordering::SeqCst);
         format!("{} characters", data.len())
+    }
+
+    #[tool(description = "Uses as many cents as it is asked to, up to its price.")]
+    pub async fn metered(
+        &self,
+        Parameters(UnitsArgs { units }): Parameters<UnitsArgs>,
+    ) -> CallToolResult {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        walleot_mcp::with_cost(
+            CallToolResult::success(vec![ContentBlock::text(format!("used {units}"))]),
+            units,
+        )
     }
 
     #[tool(description = "Always fails.")]
