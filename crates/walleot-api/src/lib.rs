@@ -10,6 +10,7 @@ mod error;
 mod mandate;
 #[cfg(feature = "openapi")]
 mod openapi;
+mod receipt;
 mod refund;
 mod session;
 
@@ -18,6 +19,7 @@ pub use error::{ErrorBody, ErrorDetail, ErrorType};
 pub use mandate::{
     Mandate, MandateList, MandatePeriod, MandateStatus, PeriodLimit, TestMandateRequest,
 };
+pub use receipt::{Jwk, Jwks, Receipt, ReceiptClaims};
 pub use refund::{
     CaptureRequest, CreateRefundRequest, Refund, RefundList, RefundReason, RefundStatus,
     MAX_REFUNDS_PER_SESSION,

@@ -30,10 +30,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 use url::Url;
+mod receipts;
+
+pub use receipts::{verify_receipt, ReceiptError};
 pub use walleot_api::{
     CaptureMethod, CaptureRequest, CaptureStatus, CreateRefundRequest, CreateSessionRequest,
-    Currency, ErrorBody, ErrorType, Refund, RefundList, RefundReason, Session, SessionList,
-    SessionStatus,
+    Currency, ErrorBody, ErrorType, Jwks, Receipt, ReceiptClaims, Refund, RefundList, RefundReason,
+    Session, SessionList, SessionStatus,
 };
 
 /// What can go wrong with a call.
@@ -334,6 +337,31 @@ impl Client {
         self.call(
             Method::GET,
             &format!("sessions/{}/refunds", segment(id)),
+            None::<&()>,
+            None,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// The signed receipt of a session whose payment was captured.
+    pub async fn get_receipt(&self, id: &str) -> Result<Receipt, Error> {
+        self.call(
+            Method::GET,
+            &format!("sessions/{}/receipt", segment(id)),
+            None::<&()>,
+            None,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// The service's published receipt keys (`/.well-known/jwks.json`), for
+    /// [`verify_receipt`]; keep them for a while rather than fetch them per receipt.
+    pub async fn jwks(&self) -> Result<Jwks, Error> {
+        self.call(
+            Method::GET,
+            "../.well-known/jwks.json",
             None::<&()>,
             None,
             None::<&()>,

@@ -31,7 +31,7 @@ mod seal;
 pub mod store;
 
 pub use mode::Mode;
-pub use paid::{confirm_tool_name, Paid};
+pub use paid::{confirm_tool_name, Paid, RECEIPT_META};
 pub use price::{with_cost, Price, PriceError, COST_META};
 
 use rmcp::service::{RequestContext, RoleServer};

@@ -714,6 +714,27 @@ async fn an_up_to_price_captures_what_the_call_used() {
         )
         .await;
         assert_eq!(text(&done), format!("used {units}"));
+        // A paid result carries the service's signed receipt of what was captured.
+        let receipt = done
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.0.get(walleot_mcp::RECEIPT_META))
+            .and_then(|r| r.as_str());
+        match receipt {
+            Some(receipt) => {
+                let service =
+                    walleot_client::Client::new(&setup.service.base_url, &setup.service.test_key)
+                        .unwrap();
+                let claims =
+                    walleot_client::verify_receipt(receipt, &service.jwks().await.unwrap())
+                        .unwrap();
+                assert_eq!(
+                    (claims.session_id.as_str(), claims.amount_captured),
+                    (session.as_str(), charged)
+                );
+            }
+            None => assert_eq!(charged, 0, "a charged result has a receipt"),
+        }
         let read = setup.session(&session).await;
         if charged == 0 {
             assert_eq!(

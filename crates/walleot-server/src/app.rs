@@ -46,6 +46,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub keys: Keys,
     pub sessions: Sessions,
+    pub receipts: crate::domain::receipts::Receipts,
     pub mandates: crate::domain::mandates::Mandates,
     pub approvals: Approvals,
     pub factors: Factors,
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(http::health))
+        .route("/.well-known/jwks.json", get(http::receipts::jwks))
         .merge(crate::pages::routes())
         .fallback(http::not_found)
         .layer(from_fn(|req: Request, next: Next| async move {

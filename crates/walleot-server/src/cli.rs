@@ -2,6 +2,7 @@
 //! operator's tools, working on the same database directly.
 
 use crate::domain::clock::rfc3339;
+use crate::domain::receipts::Receipts;
 use crate::domain::sessions::SessionPolicy;
 use crate::domain::wallets::{format_voucher_code, WalletPolicy, Wallets};
 use crate::domain::{Clock, Livemode, SystemClock};
@@ -59,6 +60,9 @@ pub enum Command {
     /// Create voucher codes that payers redeem on their wallet page.
     #[command(subcommand)]
     Vouchers(VouchersCommand),
+    /// Manage the keys that sign receipts.
+    #[command(subcommand, name = "signing-keys")]
+    SigningKeys(SigningKeysCommand),
     /// Bring the database's schema up to date and exit (`serve` does it too, at start;
     /// instances starting together take turns).
     Migrate,
@@ -170,6 +174,16 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SigningKeysCommand {
+    /// Add a new key and print its id: receipts are signed with it from now on, on
+    /// every instance; receipts signed before still verify with the older keys, which
+    /// stay published.
+    Rotate,
+    /// List the keys: id and when it was made, newest (the one that signs) first.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum MerchantsCommand {
     /// Create a merchant and print its id.
     Create { name: String },
@@ -227,6 +241,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Revoke { id }) => {
             services.keys.revoke(&id, now).await?;
             eprintln!("revoked {id}");
+            Ok(())
+        }
+        Command::SigningKeys(command) => {
+            let receipts = Receipts::new(services.store.clone(), clock, "");
+            match command {
+                SigningKeysCommand::Rotate => println!("{}", receipts.rotate().await?.kid),
+                SigningKeysCommand::List => {
+                    for key in services.store.signing_keys().await? {
+                        println!("{:<28} {}", key.kid, rfc3339(key.created_at));
+                    }
+                }
+            }
             Ok(())
         }
         Command::Merchants(MerchantsCommand::Create { name }) => {

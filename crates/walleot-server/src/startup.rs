@@ -8,6 +8,7 @@ use crate::domain::keys::Keys;
 use crate::domain::mandates::Mandates;
 use crate::domain::merchants::Merchants;
 use crate::domain::ports::Store;
+use crate::domain::receipts::Receipts;
 use crate::domain::sessions::{SessionPolicy, Sessions};
 use crate::domain::topups::TopUps;
 use crate::domain::wallets::{WalletPolicy, Wallets};
@@ -191,6 +192,7 @@ impl Application {
             factors: Factors::new(services.store.clone(), clock.clone()),
             sessions,
             mandates,
+            receipts: Receipts::new(services.store.clone(), clock.clone(), &public_url),
             topups: TopUps::standard(&wallets),
             wallets,
             keys: services.keys,

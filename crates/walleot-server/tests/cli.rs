@@ -146,6 +146,28 @@ fn keys_create_prints_only_the_key_even_on_a_fresh_database() {
 }
 
 #[test]
+fn signing_keys_rotate_adds_a_key_that_signs_first_and_keeps_the_old_ones() {
+    let work = Workdir::new();
+    assert_eq!(
+        work.ok(&["signing-keys", "list"]),
+        "",
+        "none before first use"
+    );
+    let first = work.ok(&["signing-keys", "rotate"]);
+    let second = work.ok(&["signing-keys", "rotate"]);
+    for kid in [&first, &second] {
+        assert!(kid.trim().starts_with("rk_"), "{kid}");
+    }
+    assert_ne!(first, second);
+    let listed: Vec<String> = work
+        .ok(&["signing-keys", "list"])
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, [second.trim(), first.trim()], "newest first");
+}
+
+#[test]
 fn the_key_list_never_shows_a_secret() {
     let work = Workdir::new();
     let key = work.ok(&["keys", "create", "--mode", "test"]);

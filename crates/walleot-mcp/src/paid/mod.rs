@@ -10,6 +10,7 @@
 //! settled once (`payment`), and waits for the payer are long polls (`wait`).
 
 mod payment;
+pub use payment::RECEIPT_META;
 mod wait;
 
 use crate::answers::invalid_arguments;

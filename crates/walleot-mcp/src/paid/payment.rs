@@ -11,7 +11,7 @@ use crate::store::{arguments_hash, Claim, PaymentState, PendingPayment, StoreErr
 use rmcp::model::*;
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::time::Duration;
 use walleot_api::{CaptureMethod, CaptureStatus, CreateSessionRequest, SessionStatus};
 use walleot_client::Session;
@@ -29,6 +29,10 @@ enum Settlement {
 
 /// Waits within one call are capped here; longer ones are left to the next confirm.
 const LONGEST_INLINE_WAIT: Duration = Duration::from_secs(2);
+
+/// The `_meta` key of a paid result that holds the service's signed receipt of its
+/// payment (a compact JWS; check it with `walleot_client::verify_receipt`).
+pub const RECEIPT_META: &str = "walleot/receipt";
 const SETTLE_ATTEMPTS: u32 = 3;
 
 /// A fresh payment id: 192 random bits, the client's proof of the right to confirm.
@@ -297,6 +301,11 @@ impl<S: ServerHandler> Paid<S> {
         };
         match self.settle(pending, charge).await {
             Settlement::Settled => {
+                let result = if charge > 0 {
+                    self.with_receipt(pending, result).await
+                } else {
+                    result
+                };
                 if let Err(e) = store
                     .finish(&pending.payment_id, result.clone(), succeeded)
                     .await
@@ -326,6 +335,26 @@ impl<S: ServerHandler> Paid<S> {
     /// Captures (or releases) the held funds, retrying briefly under the client's
     /// idempotency keys; a wait longer than [`LONGEST_INLINE_WAIT`] is left to the next
     /// confirmation.
+    /// The paid result with the service's signed receipt of its payment in
+    /// `_meta["walleot/receipt"]`, so that the agent keeps proof of what it paid for; as
+    /// it was if the receipt cannot be had now (the result is not held back for it).
+    async fn with_receipt(&self, pending: &PendingPayment, mut result: Value) -> Value {
+        match self.walleot.client.get_receipt(&pending.session_id).await {
+            Ok(receipt) => {
+                if let Some(object) = result.as_object_mut() {
+                    let meta = object.entry("_meta").or_insert_with(|| json!({}));
+                    if let Some(meta) = meta.as_object_mut() {
+                        meta.insert(RECEIPT_META.into(), json!(receipt.receipt));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(payment = %pending.session_id, error = %e, "fetching the receipt of a payment failed")
+            }
+        }
+        result
+    }
+
     /// `charge` is what to capture: the whole hold, part of it, or (0) nothing.
     async fn settle(&self, pending: &PendingPayment, charge: i64) -> Settlement {
         let client = &self.walleot.client;

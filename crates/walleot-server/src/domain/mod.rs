@@ -16,6 +16,7 @@ pub mod paging;
 pub mod payers;
 pub mod payments;
 pub mod ports;
+pub mod receipts;
 pub mod sessions;
 pub mod topups;
 pub mod wallets;

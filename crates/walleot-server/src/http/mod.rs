@@ -10,6 +10,7 @@ pub mod gate;
 pub mod idempotency;
 pub mod mandates;
 pub mod openapi;
+pub mod receipts;
 pub mod refunds;
 pub mod server;
 pub mod sessions;
@@ -31,6 +32,7 @@ pub fn v1(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(sessions::routes())
         .merge(refunds::routes())
+        .merge(receipts::routes())
         .merge(test_helpers::routes())
         .merge(balance::routes())
         .merge(mandates::routes())

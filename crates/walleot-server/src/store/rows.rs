@@ -7,6 +7,7 @@ use crate::domain::mandates::{MandateEvent, MandateLimits, MandateRecord, Usage}
 use crate::domain::payers::{Approval, Challenge, Passkey, Payer, TotpRecord, Voucher};
 use crate::domain::payments::RefundRecord;
 use crate::domain::ports::{ApiKeyRecord, Merchant, StoreError};
+use crate::domain::receipts::SigningKeyRecord;
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use crate::domain::Livemode;
 use walleot_api::MandateStatus;
@@ -354,6 +355,21 @@ pub(super) fn session_event_from_row(row: &impl Columns) -> Result<SessionEvent,
             .transpose()
             .map_err(corrupt)?,
         to_status: row.text("to_status")?.parse().map_err(corrupt)?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+/// Every signing key, newest first.
+pub(super) const SIGNING_KEYS: &str =
+    "SELECT kid, seed, created_at FROM signing_keys ORDER BY seq DESC";
+
+pub(super) fn signing_key_from_row(row: &impl Columns) -> Result<SigningKeyRecord, StoreError> {
+    let seed = row.bytes("seed")?;
+    Ok(SigningKeyRecord {
+        kid: row.text("kid")?,
+        seed: seed
+            .try_into()
+            .map_err(|_| corrupt("a signing key is not 32 bytes"))?,
         created_at: row.int("created_at")?,
     })
 }

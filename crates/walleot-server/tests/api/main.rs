@@ -16,5 +16,6 @@ mod long_poll;
 mod mandates;
 mod openapi;
 mod rate_limits;
+mod receipts;
 mod refunds;
 mod slow_clients;

@@ -12,6 +12,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/sessions/{sessionId}/release"),
     ("post", "/sessions/{sessionId}/refunds"),
     ("get", "/sessions/{sessionId}/refunds"),
+    ("get", "/sessions/{sessionId}/receipt"),
     ("post", "/test_helpers/sessions/{sessionId}/pay"),
     ("post", "/test_helpers/sessions/{sessionId}/fail"),
     ("post", "/test_helpers/sessions/{sessionId}/expire"),

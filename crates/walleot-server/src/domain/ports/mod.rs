@@ -68,6 +68,16 @@ pub trait Store:
     /// A secret kept by the database itself, created on first use.
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
+    /// Keeps a new key for signing receipts.
+    async fn insert_signing_key(
+        &self,
+        key: &crate::domain::receipts::SigningKeyRecord,
+    ) -> Result<(), StoreError>;
+    /// Every key that signs receipts, newest first.
+    async fn signing_keys(
+        &self,
+    ) -> Result<Vec<crate::domain::receipts::SigningKeyRecord>, StoreError>;
+
     /// The key with this hash (with its merchant's name) and, when its merchant owns it
     /// in the key's mode, session `session_id`: the two reads of a status check in one.
     /// `None` when the store cannot answer so right now (it has no such read, or the

@@ -18,10 +18,14 @@ mod payers;
 mod plans;
 mod sessions;
 
-use super::rows::{key_and_session_sql, key_from_row, session_from_row, JOINED_KEY};
+use super::rows::{
+    key_and_session_sql, key_from_row, session_from_row, signing_key_from_row, JOINED_KEY,
+    SIGNING_KEYS,
+};
 use crate::domain::ports::{
     CoveredPayment, IdempotencyCompletion, KeyAndSession, PlanOutcome, Store, StoreError,
 };
+use crate::domain::receipts::SigningKeyRecord;
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -348,5 +352,24 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO signing_keys (kid, seed, created_at) VALUES ($1, $2, $3)")
+            .bind(&key.kid)
+            .bind(key.seed.to_vec())
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query(SIGNING_KEYS)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(signing_key_from_row)
+            .collect()
     }
 }

@@ -17,6 +17,7 @@ mod writer;
 use super::columns::{self};
 use super::rows::*;
 use crate::domain::ports::{CoveredPayment, IdempotencyCompletion, PlanOutcome, Store, StoreError};
+use crate::domain::receipts::SigningKeyRecord;
 use crate::domain::sessions::{SessionEvent, SessionRecord};
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
@@ -249,5 +250,27 @@ impl Store for SqliteStore {
                     .query_row([&name], |row| row.get(0))?)
             })
             .await
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.writer
+            .run(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO signing_keys (kid, seed, created_at) VALUES (?, ?, ?)",
+                )?
+                .execute(params![key.kid, key.seed.to_vec(), key.created_at])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query(SIGNING_KEYS)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(signing_key_from_row)
+            .collect()
     }
 }
