@@ -20,6 +20,11 @@ pub struct ReceiptClaims {
     pub metadata: BTreeMap<String, String>,
     /// When the money moved to the merchant, RFC 3339, UTC.
     pub captured_at: String,
+    /// What was refunded of it when the receipt was issued, in minor units.
+    pub amount_refunded: i64,
+    /// When the receipt was issued, in seconds since the Unix epoch: of two receipts of
+    /// one session, the later tells the later state.
+    pub iat: i64,
 }
 
 /// `GET /v1/sessions/{sessionId}/receipt`.

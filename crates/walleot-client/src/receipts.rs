@@ -22,7 +22,10 @@ pub enum ReceiptError {
 }
 
 /// Verifies `receipt` with the key its header names among `jwks`, and answers what it
-/// attests. Any change to the header, the claims or the signature fails it.
+/// attests. Any change to the header, the claims or the signature fails it. Check the
+/// claims' `livemode` (test-mode payments have receipts too, under the same keys) and
+/// `iss`; on [`ReceiptError::UnknownKey`], fetch the JWKS again: a rotated key signs at
+/// once.
 pub fn verify_receipt(receipt: &str, jwks: &Jwks) -> Result<ReceiptClaims, ReceiptError> {
     let mut parts = receipt.split('.');
     let (Some(header), Some(payload), Some(signature), None) =

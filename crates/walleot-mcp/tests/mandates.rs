@@ -135,6 +135,10 @@ async fn past_the_budget_for_another_caller_or_after_a_failure_the_flow_asks_aga
     let failed = call(&agent, "flaky", json!({})).await;
     assert_eq!(failed.is_error, Some(true), "{}", text(&failed));
     assert_eq!(payment_meta(&failed)["mandateId"], mandate.as_str());
+    assert!(
+        payment_meta(&failed)["amountMinor"].is_null(),
+        "a failed call names no amount charged"
+    );
     let session = service
         .session(&session_id_of_payment(&service, &mandate).await)
         .await;

@@ -26,8 +26,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A result paid under a mandate says so in its `_meta.payment`: the payment id (kept
-/// for a repeated confirmation), the amount charged (for an "up to" price, what the
-/// result names) and the mandate.
+/// for a repeated confirmation), the mandate and, for the tool's own result, the amount
+/// charged (for an "up to" price, what the result names). An error (the tool failed, or
+/// the capture is still to come) names no amount: nothing is charged for it, or not yet.
 fn paid_under_mandate(
     answer: CallToolResponse,
     pending: &crate::store::PendingPayment,
@@ -37,22 +38,22 @@ fn paid_under_mandate(
     let CallToolResponse::Complete(mut result) = answer else {
         return answer;
     };
-    let charged = Price {
-        minor: crate::price::charge_for(price, &serde_json::to_value(&result).unwrap_or_default()),
-        up_to: false,
-        ..price.clone()
-    };
+    let mut payment = json!({"paymentId": pending.payment_id, "mandateId": mandate});
+    if result.is_error != Some(true) {
+        let charged = Price {
+            minor: crate::price::charge_for(
+                price,
+                &serde_json::to_value(&result).unwrap_or_default(),
+            ),
+            up_to: false,
+            ..price.clone()
+        };
+        payment["amount"] = charged.major_number();
+        payment["amountMinor"] = json!(charged.minor);
+        payment["currency"] = json!(price.currency.code().to_ascii_uppercase());
+    }
     let mut meta = result.meta.take().unwrap_or_default();
-    meta.0.insert(
-        "payment".into(),
-        json!({
-            "paymentId": pending.payment_id,
-            "amount": charged.major_number(),
-            "amountMinor": charged.minor,
-            "currency": price.currency.code().to_ascii_uppercase(),
-            "mandateId": mandate,
-        }),
-    );
+    meta.0.insert("payment".into(), payment);
     result.meta = Some(meta);
     CallToolResponse::Complete(result)
 }

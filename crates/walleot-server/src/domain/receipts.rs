@@ -4,8 +4,8 @@
 //! A receipt is a compact JWS (RFC 7515) signed with Ed25519 (`alg: EdDSA`, RFC 8037)
 //! whose payload is [`ReceiptClaims`]. The newest key signs; every key stays published
 //! at `/.well-known/jwks.json`, so a receipt signed before a rotation still verifies.
-//! Ed25519 signatures are deterministic: a receipt asked for twice under one key is the
-//! same receipt.
+//! A receipt names what was refunded when it was issued (`amountRefunded`, `iat`): a
+//! receipt kept from before a refund still verifies, and a later one tells the refund.
 
 use super::clock::rfc3339;
 use super::ports::Store;
@@ -164,6 +164,8 @@ impl Receipts {
             livemode: session.livemode,
             metadata: session.metadata.clone(),
             captured_at: rfc3339(captured_at),
+            amount_refunded: session.amount_refunded,
+            iat: self.clock.now_ms() / 1000,
         })
     }
 }

@@ -69,7 +69,7 @@ async fn a_captured_payments_receipt_verifies_and_any_change_breaks_it() {
     assert_eq!(
         receipt(&app, id).await,
         answer,
-        "the same receipt each time"
+        "the same receipt while nothing changed"
     );
     let keys = jwks(&app).await;
     assert_eq!(keys.keys.len(), 1);
@@ -98,6 +98,25 @@ async fn a_captured_payments_receipt_verifies_and_any_change_breaks_it() {
     );
     assert_eq!(claims.metadata["walleot_tool"], "summarize");
     assert_eq!(claims.iss, app.server.public_url);
+    assert_eq!(claims.amount_refunded, 0);
+
+    // A refund shows on receipts issued after it; the one kept from before still
+    // verifies, and its earlier `iat` tells it apart.
+    app.server.clock.advance_ms(5_000);
+    let refund = app
+        .post(&format!("/v1/sessions/{id}/refunds"), app.key())
+        .await;
+    assert_eq!(refund.status(), 200);
+    let later = receipt(&app, id).await;
+    let later = verify_receipt(later["receipt"].as_str().unwrap(), &keys).unwrap();
+    assert_eq!((later.amount_captured, later.amount_refunded), (275, 275));
+    assert!(
+        later.iat >= claims.iat + 5,
+        "{} then {}",
+        claims.iat,
+        later.iat
+    );
+    assert_eq!(verify_receipt(jws, &keys), Ok(claims.clone()));
 
     let payload = serde_json::to_value(&claims).unwrap();
     for (field, value) in [
@@ -108,6 +127,8 @@ async fn a_captured_payments_receipt_verifies_and_any_change_breaks_it() {
         ("livemode", json!(true)),
         ("metadata", json!({"walleot_tool": "other"})),
         ("capturedAt", json!("2020-01-01T00:00:00Z")),
+        ("amountRefunded", json!(275)),
+        ("iat", json!(claims.iat + 3600)),
     ] {
         let mut changed = payload.clone();
         changed[field] = value;
