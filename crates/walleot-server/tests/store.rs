@@ -186,7 +186,7 @@ async fn an_unknown_stored_transfer_kind_is_corrupt_data() {
         .execute(&db)
         .await
         .unwrap();
-    sqlx::query("UPDATE transfers SET kind = 'refund' WHERE session_id = ?")
+    sqlx::query("UPDATE transfers SET kind = 'chargeback' WHERE session_id = ?")
         .bind(&id)
         .execute(&db)
         .await
