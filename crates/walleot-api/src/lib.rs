@@ -7,6 +7,7 @@
 
 mod currency;
 mod error;
+mod event;
 mod mandate;
 #[cfg(feature = "openapi")]
 mod openapi;
@@ -16,6 +17,7 @@ mod session;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use error::{ErrorBody, ErrorDetail, ErrorType};
+pub use event::{Event, EventData, EventList};
 pub use mandate::{
     Mandate, MandateList, MandatePeriod, MandateStatus, PeriodLimit, TestMandateRequest,
 };

@@ -35,8 +35,8 @@ mod receipts;
 pub use receipts::{verify_receipt, ReceiptError};
 pub use walleot_api::{
     CaptureMethod, CaptureRequest, CaptureStatus, CreateRefundRequest, CreateSessionRequest,
-    Currency, ErrorBody, ErrorType, Jwks, Receipt, ReceiptClaims, Refund, RefundList, RefundReason,
-    Session, SessionList, SessionStatus,
+    Currency, ErrorBody, ErrorType, Event, EventList, Jwks, Receipt, ReceiptClaims, Refund,
+    RefundList, RefundReason, Session, SessionList, SessionStatus,
 };
 
 /// What can go wrong with a call.
@@ -109,6 +109,15 @@ pub struct ListSessions {
     pub cursor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<SessionStatus>,
+}
+
+/// Position of [`Client::list_events`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListEvents {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +284,12 @@ impl Client {
     /// One page of sessions, newest first.
     pub async fn list_sessions(&self, query: &ListSessions) -> Result<SessionList, Error> {
         self.call(Method::GET, "sessions", None::<&()>, None, Some(query))
+            .await
+    }
+
+    /// The events of the merchant's sessions, newest first.
+    pub async fn list_events(&self, query: &ListEvents) -> Result<EventList, Error> {
+        self.call(Method::GET, "events", None::<&()>, None, Some(query))
             .await
     }
 

@@ -361,6 +361,19 @@ async fn a_metered_capture_then_refunds_that_a_retry_never_repeats() {
     assert_eq!(none_left.kind(), Some(ErrorType::Conflict));
     let read = client.get_session(&session.session_id).await.unwrap();
     assert_eq!((read.amount_captured, read.amount_refunded), (Some(70), 70));
+    let events = client
+        .list_events(&walleot_client::ListEvents {
+            limit: Some(3),
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<_> = events.data.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["session.refunded", "session.refunded", "session.captured"]
+    );
+    assert!(events.has_more);
 }
 
 #[tokio::test]

@@ -867,6 +867,31 @@ impl Sessions {
         ))
     }
 
+    /// A page of the events of the caller's sessions, newest first, after `cursor`
+    /// (the id of the last event of the previous page); and whether more follow.
+    pub async fn events(
+        &self,
+        owner: &Principal,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<SessionEvent>, bool), DomainError> {
+        let limit = paging::page_limit(limit)?;
+        let livemode = owner.mode.is_live();
+        let before = match paging::cursor(cursor, "evt")? {
+            None => None,
+            Some(cursor) => Some(
+                self.store
+                    .event_seq(&owner.merchant_id, livemode, cursor)
+                    .await?
+                    .ok_or_else(|| paging::unknown_cursor("event", cursor))?,
+            ),
+        };
+        Ok(self
+            .store
+            .list_events(&owner.merchant_id, livemode, before, limit)
+            .await?)
+    }
+
     /// The refunds of a session, oldest first, with the session.
     pub async fn refunds(
         &self,

@@ -5,6 +5,7 @@
 
 pub mod balance;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod gate;
 pub mod idempotency;
@@ -33,6 +34,7 @@ pub fn v1(state: &AppState) -> Router<AppState> {
         .merge(sessions::routes())
         .merge(refunds::routes())
         .merge(receipts::routes())
+        .merge(events::routes())
         .merge(test_helpers::routes())
         .merge(balance::routes())
         .merge(mandates::routes())

@@ -6,7 +6,7 @@
 //! handler, and [`Conventions`] adds what holds for every route alike because a layer
 //! does it (rate-limit headers, `Idempotency-Key`, the session id parameter).
 
-use super::{balance, mandates, receipts, refunds, sessions, test_helpers};
+use super::{balance, events, mandates, receipts, refunds, sessions, test_helpers};
 use crate::app::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -52,6 +52,7 @@ use walleot_api::{ErrorBody, ErrorType};
         refunds::create,
         refunds::list,
         receipts::receipt,
+        events::list,
         test_helpers::pay,
         test_helpers::fail,
         test_helpers::expire,

@@ -321,6 +321,9 @@ pub(super) const TOTP_COLUMNS: &str = "payer_id, secret, confirmed, last_step, c
 pub(super) const APPROVAL_COLUMNS: &str = "session_id, payer_id, method, evidence, created_at";
 pub(super) const SESSION_EVENT_COLUMNS: &str =
     "id, session_id, type, from_status, to_status, created_at";
+/// [`SESSION_EVENT_COLUMNS`] through the alias `e`.
+pub(super) static SESSION_EVENT_COLUMNS_E: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| aliased(SESSION_EVENT_COLUMNS, "e"));
 pub(super) const MANDATE_EVENT_COLUMNS: &str =
     "mandate_id, type, from_status, to_status, created_at";
 

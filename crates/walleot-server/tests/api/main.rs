@@ -6,6 +6,7 @@ mod auth;
 mod capture;
 mod concurrency;
 mod create;
+mod events;
 mod fuzz;
 mod helpers;
 mod idempotency;

@@ -13,6 +13,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/sessions/{sessionId}/refunds"),
     ("get", "/sessions/{sessionId}/refunds"),
     ("get", "/sessions/{sessionId}/receipt"),
+    ("get", "/events"),
     ("post", "/test_helpers/sessions/{sessionId}/pay"),
     ("post", "/test_helpers/sessions/{sessionId}/fail"),
     ("post", "/test_helpers/sessions/{sessionId}/expire"),

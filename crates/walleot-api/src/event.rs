@@ -1,0 +1,47 @@
+use crate::SessionStatus;
+use serde::{Deserialize, Serialize};
+
+/// Something that happened to one of the merchant's sessions, recorded in the same
+/// transaction as the change: a thin event, naming the session and its status change;
+/// read the session for the rest. `type` is `session.created`, `session.paid`,
+/// `session.failed`, `session.expired`, `session.cancelled`, `session.captured`,
+/// `session.released` or `session.refunded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[cfg_attr(feature = "openapi", schema(examples("evt_4AbCdEfGhIjKlMnOpQrStUvW")))]
+    pub event_id: String,
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(examples("session.paid")))]
+    pub kind: String,
+    /// RFC 3339, UTC.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub created_at: String,
+    pub livemode: bool,
+    pub data: EventData,
+}
+
+/// The session an event is about, and its status before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EventData {
+    pub session_id: String,
+    /// Null for `session.created`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub previous_status: Option<SessionStatus>,
+    pub status: SessionStatus,
+}
+
+/// A page of `GET /v1/events`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EventList {
+    pub data: Vec<Event>,
+    pub has_more: bool,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub next_cursor: Option<String>,
+}
