@@ -10,7 +10,7 @@
 use super::clock::rfc3339;
 use super::ports::Store;
 use super::sessions::SessionRecord;
-use super::{ids, Clock, DomainError, Principal};
+use super::{ids, Clock, DomainError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey};
@@ -94,37 +94,34 @@ impl Receipts {
         Ok(key)
     }
 
-    /// Every published key, newest first; the first one is made if there is none.
-    pub async fn jwks(&self) -> Result<Jwks, DomainError> {
-        let mut keys = self.store.signing_keys().await?;
+    /// Every key, newest (the one that signs) first; the first one is made on first
+    /// use. Racing first uses may each add one: all are published, the newest signs.
+    async fn keys(&self) -> Result<Vec<SigningKeyRecord>, DomainError> {
+        let keys = self.store.signing_keys().await?;
         if keys.is_empty() {
-            keys.push(self.rotate().await?);
+            return Ok(vec![self.rotate().await?]);
         }
+        Ok(keys)
+    }
+
+    /// Every published key, newest first.
+    pub async fn jwks(&self) -> Result<Jwks, DomainError> {
         Ok(Jwks {
-            keys: keys.iter().map(SigningKeyRecord::jwk).collect(),
+            keys: self
+                .keys()
+                .await?
+                .iter()
+                .map(SigningKeyRecord::jwk)
+                .collect(),
         })
     }
 
-    /// The receipt of a session of the caller's whose payment was captured.
-    pub async fn receipt(&self, owner: &Principal, id: &str) -> Result<Receipt, DomainError> {
-        let not_found = || DomainError::NotFound(format!("no session `{id}`"));
-        if !ids::has_shape(id, "sess") {
-            return Err(not_found());
-        }
-        let session = self
-            .store
-            .get_session(&owner.merchant_id, owner.mode.is_live(), id)
-            .await?
-            .ok_or_else(not_found)?;
-        let claims = self.claims(&session).await?;
-        // The newest key signs; racing first uses may each add one, and both are
-        // published.
-        let key = match self.store.signing_keys().await?.into_iter().next() {
-            Some(key) => key,
-            None => self.rotate().await?,
-        };
+    /// The receipt of `session` (read as of now), whose payment must be captured.
+    pub async fn receipt(&self, session: &SessionRecord) -> Result<Receipt, DomainError> {
+        let claims = self.claims(session).await?;
+        let key = self.keys().await?.swap_remove(0);
         Ok(Receipt {
-            session_id: session.id,
+            session_id: session.id.clone(),
             receipt: key.sign(&claims),
             key_id: key.kid,
         })

@@ -43,7 +43,8 @@ pub(super) async fn receipt(
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Receipt>, ApiError> {
-    Ok(Json(state.receipts.receipt(&principal, &id).await?))
+    let session = state.sessions.get(&principal, &id).await?;
+    Ok(Json(state.receipts.receipt(&session).await?))
 }
 
 /// The public keys of receipts, for anyone; cacheable for a few minutes, since a key

@@ -1,6 +1,5 @@
 use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
-use walleot_server::domain::payers::ApprovalMethod;
 use walleot_server::domain::payments;
 
 /// A manual-capture session of `amount`, approved by a payer with sandbox credits.
@@ -14,26 +13,8 @@ async fn held(app: &crate::helpers::App, amount: i64) -> (String, String) {
     assert_eq!(session["captureMethod"], "manual");
     assert!(session["captureStatus"].is_null());
     let id = session["sessionId"].as_str().unwrap().to_string();
-    let wallets = app.server.wallets();
-    let payer = wallets.register().await.unwrap();
-    wallets
-        .pay(
-            &app.server.session(&id).await,
-            &payer.id,
-            ApprovalMethod::Auto,
-            None,
-        )
-        .await
-        .unwrap();
-    (id, payer.id)
-}
-
-async fn read(app: &crate::helpers::App, id: &str) -> Value {
-    app.get(&format!("/v1/sessions/{id}"), app.key())
-        .await
-        .json()
-        .await
-        .unwrap()
+    let payer = app.pay_as_new_payer(&id).await;
+    (id, payer)
 }
 
 async fn balances(app: &crate::helpers::App, payer: &str) -> (i64, i64, i64) {
@@ -55,7 +36,7 @@ async fn balances(app: &crate::helpers::App, payer: &str) -> (i64, i64, i64) {
 async fn approved_funds_are_held_then_captured_once() {
     let app = spawn_app().await;
     let (id, payer) = held(&app, 300).await;
-    let session = read(&app, &id).await;
+    let session = app.read(&id).await;
     assert_eq!(
         (
             session["status"].as_str(),
@@ -174,7 +155,7 @@ async fn a_hold_that_is_never_captured_lapses_back_to_the_payer() {
             .unwrap(),
         1
     );
-    let session = read(&app, &id).await;
+    let session = app.read(&id).await;
     assert_eq!(
         (
             session["status"].as_str(),
@@ -282,7 +263,7 @@ async fn a_racing_capture_and_release_settle_once() {
             })
         };
         let outcome = (capture.await.unwrap(), release.await.unwrap());
-        let session = read(&app, &id).await;
+        let session = app.read(&id).await;
         match outcome {
             (200, 409) => assert_eq!(session["captureStatus"], "captured"),
             (409, 200) => assert_eq!(session["captureStatus"], "released"),
@@ -332,7 +313,7 @@ async fn a_capture_after_the_hold_deadline_is_refused_without_waiting_for_the_sw
     )
     .await;
     assert!(message.contains("deadline"), "{message}");
-    let session = read(&app, &id).await;
+    let session = app.read(&id).await;
     assert_eq!(
         (
             session["status"].as_str(),
@@ -368,13 +349,9 @@ async fn a_capture_after_the_hold_deadline_is_refused_without_waiting_for_the_sw
 async fn a_read_after_the_hold_deadline_shows_the_session_expired_and_the_funds_returned() {
     let (app, id, payer) = held_briefly().await;
     app.server.clock.advance_ms(2_000);
-    assert_eq!(
-        read(&app, &id).await["captureStatus"],
-        "held",
-        "not yet due"
-    );
+    assert_eq!(app.read(&id).await["captureStatus"], "held", "not yet due");
     app.server.clock.advance_ms(1_001);
-    let session = read(&app, &id).await;
+    let session = app.read(&id).await;
     assert_eq!(
         (
             session["status"].as_str(),
@@ -453,7 +430,7 @@ async fn an_idempotent_capture_keeps_its_answer_with_the_capture() {
         assert_eq!(kept["captureStatus"], status);
         assert_eq!(
             kept,
-            read(&app, &id).await,
+            app.read(&id).await,
             "the answer is the session as stored"
         );
     }

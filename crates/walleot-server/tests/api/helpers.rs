@@ -74,6 +74,32 @@ impl App {
         session["sessionId"].as_str().unwrap().to_string()
     }
 
+    /// Pays session `id` as a new payer (with its sandbox credits) approving without a
+    /// second factor; answers the payer's id.
+    pub async fn pay_as_new_payer(&self, id: &str) -> String {
+        let wallets = self.server.wallets();
+        let payer = wallets.register().await.unwrap();
+        wallets
+            .pay(
+                &self.server.session(id).await,
+                &payer.id,
+                walleot_server::domain::payers::ApprovalMethod::Auto,
+                None,
+            )
+            .await
+            .unwrap();
+        payer.id
+    }
+
+    /// The session as `GET /v1/sessions/{id}` answers it.
+    pub async fn read(&self, id: &str) -> Value {
+        self.get(&format!("/v1/sessions/{id}"), self.key())
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn status_of(&self, id: &str) -> String {
         let response = self.get(&format!("/v1/sessions/{id}"), self.key()).await;
         assert_eq!(response.status(), 200);

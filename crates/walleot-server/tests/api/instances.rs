@@ -5,7 +5,6 @@
 use crate::helpers::{spawn_app, spawn_app_with, App};
 use futures::future::join_all;
 use serde_json::{json, Value};
-use walleot_server::domain::payers::ApprovalMethod;
 use walleot_server::domain::payments;
 
 /// A second instance on the first one's database.
@@ -111,17 +110,8 @@ async fn held_funds_are_captured_once_whichever_instances_race() {
         )
         .await;
     let id = session["sessionId"].as_str().unwrap().to_string();
+    one.pay_as_new_payer(&id).await;
     let wallets = one.server.wallets();
-    let payer = wallets.register().await.unwrap();
-    wallets
-        .pay(
-            &one.server.session(&id).await,
-            &payer.id,
-            ApprovalMethod::Auto,
-            None,
-        )
-        .await
-        .unwrap();
     let path = format!("/v1/sessions/{id}/capture");
     let empty = json!({});
     let answers = join_all((0..10).map(|i| {

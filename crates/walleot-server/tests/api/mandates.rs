@@ -6,7 +6,6 @@ use crate::helpers::{assert_error, spawn_app, spawn_app_with, App};
 use serde_json::{json, Value};
 use walleot_api::MandatePeriod;
 use walleot_server::domain::mandates::{Grant, MandateLimits};
-use walleot_server::domain::payers::ApprovalMethod;
 use walleot_server::domain::Livemode;
 
 /// A payer (with 10.00 USD of test credits) who pays a first session of `customer` at
@@ -22,29 +21,19 @@ async fn granted(app: &App, customer: &str, limits: MandateLimits) -> (String, S
     assert_eq!(first["status"], "pending", "no mandate yet: {first}");
     assert!(first["mandateId"].is_null());
     let id = first["sessionId"].as_str().unwrap();
-    let wallets = app.server.wallets();
-    let payer = wallets.register().await.unwrap();
-    wallets
-        .pay(
-            &app.server.session(id).await,
-            &payer.id,
-            ApprovalMethod::Auto,
-            None,
-        )
-        .await
-        .unwrap();
+    let payer_id = app.pay_as_new_payer(id).await;
     let mandate = app
         .server
         .mandates()
         .grant(Grant {
-            payer_id: payer.id.clone(),
+            payer_id: payer_id.clone(),
             session_id: id.to_string(),
             limits,
             expires_at: None,
         })
         .await
         .unwrap();
-    (payer.id, mandate.id)
+    (payer_id, mandate.id)
 }
 
 fn limits(per_call: Option<i64>, per_day: Option<i64>, total: Option<i64>) -> MandateLimits {

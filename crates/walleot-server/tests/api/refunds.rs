@@ -7,7 +7,6 @@ use crate::helpers::{assert_error, spawn_app, spawn_app_with, App};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use walleot_server::domain::ledger::{AccountRef, Book, TransferKind, TransferSpec};
-use walleot_server::domain::payers::ApprovalMethod;
 use walleot_server::domain::Livemode;
 
 /// A session of `amount` USD cents paid by a new payer (who had 1000 in sandbox
@@ -21,18 +20,8 @@ async fn paid(app: &App, amount: i64, manual: bool) -> (String, String) {
         )
         .await;
     let id = session["sessionId"].as_str().unwrap().to_string();
-    let wallets = app.server.wallets();
-    let payer = wallets.register().await.unwrap();
-    wallets
-        .pay(
-            &app.server.session(&id).await,
-            &payer.id,
-            ApprovalMethod::Auto,
-            None,
-        )
-        .await
-        .unwrap();
-    (id, payer.id)
+    let payer = app.pay_as_new_payer(&id).await;
+    (id, payer)
 }
 
 async fn refund(app: &App, id: &str, body: Option<Value>) -> reqwest::Response {
@@ -41,14 +30,6 @@ async fn refund(app: &App, id: &str, body: Option<Value>) -> reqwest::Response {
         Some(body) => app.post_json(&path, app.key(), &body).await,
         None => app.post(&path, app.key()).await,
     }
-}
-
-async fn read(app: &App, id: &str) -> Value {
-    app.get(&format!("/v1/sessions/{id}"), app.key())
-        .await
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The payer's available balance and the merchant's balance, in test USD.
@@ -72,7 +53,7 @@ async fn assert_ledger_consistent(app: &App) {
 async fn a_paid_session_is_refunded_in_parts_up_to_what_was_captured() {
     let app = spawn_app().await;
     let (id, payer) = paid(&app, 300, false).await;
-    let session = read(&app, &id).await;
+    let session = app.read(&id).await;
     assert_eq!(
         (&session["amountCaptured"], &session["amountRefunded"]),
         (&json!(300), &json!(0))
@@ -97,7 +78,7 @@ async fn a_paid_session_is_refunded_in_parts_up_to_what_was_captured() {
         (&first["status"], &first["livemode"]),
         (&json!("succeeded"), &json!(false))
     );
-    let session = read(&app, &id).await;
+    let session = app.read(&id).await;
     assert_eq!(
         (&session["status"], &session["amountRefunded"]),
         (&json!("paid"), &json!(100))
@@ -137,7 +118,7 @@ async fn a_paid_session_is_refunded_in_parts_up_to_what_was_captured() {
         .map(|r| r["refundId"].clone())
         .collect();
     assert_eq!(ids, [first["refundId"].clone(), rest["refundId"].clone()]);
-    let session = read(&app, &id).await;
+    let session = app.read(&id).await;
     assert_eq!(
         (
             &session["status"],
@@ -226,7 +207,7 @@ async fn concurrent_refunds_never_give_back_more_than_was_captured() {
         }
     }
     assert_eq!(made, 1000);
-    assert_eq!(read(&app, &id).await["amountRefunded"], 1000);
+    assert_eq!(app.read(&id).await["amountRefunded"], 1000);
     assert_eq!(balances(&app, &payer).await, (1000, 0));
     assert_eq!(
         app.server
@@ -267,7 +248,7 @@ async fn a_refund_the_merchant_balance_cannot_cover_is_refused_with_409() {
     let message = assert_error(refund(&app, &id, None).await, 409, "insufficient_balance").await;
     assert!(message.contains("(50)"), "{message}");
     assert_eq!(balances(&app, &payer).await, (700, 50));
-    assert_eq!(read(&app, &id).await["amountRefunded"], 0);
+    assert_eq!(app.read(&id).await["amountRefunded"], 0);
     // What the balance covers is refunded.
     assert_eq!(
         refund(&app, &id, Some(json!({"amount": 50})))
@@ -323,7 +304,7 @@ async fn only_captured_funds_of_ones_own_sessions_are_refunded() {
         .await
         .unwrap();
     assert_error(not_json, 415, "invalid_request").await;
-    assert_eq!(read(&app, &mine).await["amountRefunded"], 0);
+    assert_eq!(app.read(&mine).await["amountRefunded"], 0);
 }
 
 #[tokio::test]
@@ -345,7 +326,7 @@ async fn a_metered_capture_takes_what_was_used_and_gives_the_rest_back() {
             .await;
         assert_eq!(response.status(), status, "{why}");
     }
-    assert_eq!(read(&app, &id).await["captureStatus"], "held");
+    assert_eq!(app.read(&id).await["captureStatus"], "held");
 
     let captured = app
         .post_json(
