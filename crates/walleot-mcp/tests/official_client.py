@@ -33,7 +33,12 @@ def pay(text: str) -> str:
 
 def shown(result: types.CallToolResult) -> dict:
     text = " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
-    return {"isError": result.is_error, "text": text, "structured": result.structured_content}
+    return {
+        "isError": result.is_error,
+        "text": text,
+        "structured": result.structured_content,
+        "meta": result.meta,
+    }
 
 
 async def on_elicitation(context, params) -> types.ElicitResult:

@@ -81,6 +81,11 @@ async fn agent_run(service: &TestServer, mode: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_client_pays_and_gets_its_result_in_every_mode() {
     let service = TestServer::start().await;
+    let jwks = walleot_client::Client::new(&service.base_url, &service.test_key)
+        .unwrap()
+        .jwks()
+        .await
+        .unwrap();
     for mode in [
         "two-step",
         "resubmit",
@@ -98,6 +103,16 @@ async fn the_official_python_client_pays_and_gets_its_result_in_every_mode() {
         );
         assert_eq!(report["done"]["text"], "7", "{mode}: {report}");
         assert_eq!(report["done"]["isError"], false, "{mode}");
+        // The paid result carries the service's receipt of the captured payment.
+        let receipt = report["done"]["meta"]["walleot/receipt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{mode}: no receipt in {report}"));
+        let claims = walleot_client::verify_receipt(receipt, &jwks).unwrap();
+        assert_eq!(
+            (claims.amount_captured, claims.metadata["walleot_tool"].as_str()),
+            (19, "add"),
+            "{mode}"
+        );
         let bad = report["bad_arguments"].as_str().unwrap();
         assert!(
             bad.contains("invalid arguments") && !bad.starts_with("protocol error"),
