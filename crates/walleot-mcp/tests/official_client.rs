@@ -109,7 +109,10 @@ async fn the_official_python_client_pays_and_gets_its_result_in_every_mode() {
             .unwrap_or_else(|| panic!("{mode}: no receipt in {report}"));
         let claims = walleot_client::verify_receipt(receipt, &jwks).unwrap();
         assert_eq!(
-            (claims.amount_captured, claims.metadata["walleot_tool"].as_str()),
+            (
+                claims.amount_captured,
+                claims.metadata["walleot_tool"].as_str()
+            ),
             (19, "add"),
             "{mode}"
         );
