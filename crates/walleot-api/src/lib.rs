@@ -14,6 +14,7 @@ mod openapi;
 mod receipt;
 mod refund;
 mod session;
+mod webhook;
 
 pub use currency::{Currency, UnknownCurrency};
 pub use error::{ErrorBody, ErrorDetail, ErrorType};
@@ -29,6 +30,11 @@ pub use refund::{
 pub use session::{
     Balance, CaptureMethod, CaptureStatus, CreateSessionRequest, CreateSessionResponse, Money,
     Session, SessionList, SessionStatus, UnknownStatus,
+};
+
+pub use webhook::{
+    webhook_headers, CreateWebhookEndpointRequest, EventType, Redelivery, WebhookEndpoint,
+    WebhookEndpointList, WebhookEndpointStatus,
 };
 
 /// Header names of the API that both sides use.

@@ -31,6 +31,7 @@ use serde::Serialize;
 use std::time::Duration;
 use url::Url;
 mod receipts;
+pub mod webhooks;
 
 pub use receipts::{verify_receipt, ReceiptError};
 pub use walleot_api::{
@@ -38,6 +39,11 @@ pub use walleot_api::{
     Currency, ErrorBody, ErrorType, Event, EventList, Jwks, Receipt, ReceiptClaims, Refund,
     RefundList, RefundReason, Session, SessionList, SessionStatus,
 };
+pub use walleot_api::{
+    CreateWebhookEndpointRequest, EventType, Redelivery, WebhookEndpoint, WebhookEndpointList,
+    WebhookEndpointStatus,
+};
+pub use webhooks::{verify_webhook, WebhookError};
 
 /// What can go wrong with a call.
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +385,72 @@ impl Client {
             "../.well-known/jwks.json",
             None::<&()>,
             None,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Adds a webhook endpoint; the answer holds its secret, shown this once.
+    pub async fn create_webhook_endpoint(
+        &self,
+        request: &CreateWebhookEndpointRequest,
+    ) -> Result<WebhookEndpoint, Error> {
+        let key = new_idempotency_key();
+        self.call(
+            Method::POST,
+            "webhook_endpoints",
+            Some(request),
+            Some(&key),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// The webhook endpoints of the key's merchant and mode, without secrets.
+    pub async fn list_webhook_endpoints(&self) -> Result<WebhookEndpointList, Error> {
+        self.call(
+            Method::GET,
+            "webhook_endpoints",
+            None::<&()>,
+            None,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Removes a webhook endpoint.
+    pub async fn delete_webhook_endpoint(&self, id: &str) -> Result<WebhookEndpoint, Error> {
+        self.call(
+            Method::DELETE,
+            &format!("webhook_endpoints/{}", segment(id)),
+            None::<&()>,
+            None,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Enables again an endpoint that was disabled after failing for days.
+    pub async fn enable_webhook_endpoint(&self, id: &str) -> Result<WebhookEndpoint, Error> {
+        let key = new_idempotency_key();
+        self.call(
+            Method::POST,
+            &format!("webhook_endpoints/{}/enable", segment(id)),
+            None::<&()>,
+            Some(&key),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Sends an event again to the endpoints that take it.
+    pub async fn redeliver_event(&self, id: &str) -> Result<Redelivery, Error> {
+        let key = new_idempotency_key();
+        self.call(
+            Method::POST,
+            &format!("events/{}/redeliver", segment(id)),
+            None::<&()>,
+            Some(&key),
             None::<&()>,
         )
         .await

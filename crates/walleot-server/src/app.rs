@@ -47,6 +47,7 @@ pub struct Shared {
     pub keys: Keys,
     pub sessions: Sessions,
     pub receipts: crate::domain::receipts::Receipts,
+    pub webhooks: crate::domain::webhooks::Webhooks,
     pub mandates: crate::domain::mandates::Mandates,
     pub approvals: Approvals,
     pub factors: Factors,

@@ -5,6 +5,7 @@ use crate::domain::clock::rfc3339;
 use crate::domain::receipts::Receipts;
 use crate::domain::sessions::SessionPolicy;
 use crate::domain::wallets::{format_voucher_code, WalletPolicy, Wallets};
+use crate::domain::webhooks::{WebhookPolicy, Webhooks};
 use crate::domain::{Clock, Livemode, SystemClock};
 use crate::http::server::ConnectionLimits;
 use crate::pages::PageLimits;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Create voucher codes that payers redeem on their wallet page.
     #[command(subcommand)]
     Vouchers(VouchersCommand),
+    /// Send webhook events again.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Manage the keys that sign receipts.
     #[command(subcommand, name = "signing-keys")]
     SigningKeys(SigningKeysCommand),
@@ -154,6 +158,13 @@ pub struct ServeArgs {
     /// Most connections open at once; more clients wait until one closes.
     #[arg(long, env = "WALLEOT_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
     pub max_connections: usize,
+    /// Let live webhook endpoints be on private, loopback or link-local addresses
+    /// (refused by default: a live key must not reach into the service's own network).
+    #[arg(long, env = "WALLEOT_WEBHOOK_ALLOW_PRIVATE_URLS")]
+    pub webhook_allow_private_urls: bool,
+    /// Seconds a webhook receiver has to answer an attempt.
+    #[arg(long, env = "WALLEOT_WEBHOOK_TIMEOUT", default_value_t = WebhookPolicy::default().timeout.as_secs())]
+    pub webhook_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +182,13 @@ pub enum KeysCommand {
     List,
     /// Revoke a key by its id (key_…); it stops working at once.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Send an event (evt_…) again, with the same webhook-id, to every enabled endpoint
+    /// of its merchant and mode that takes its type; print those endpoints.
+    Redeliver { event_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +259,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Revoke { id }) => {
             services.keys.revoke(&id, now).await?;
             eprintln!("revoked {id}");
+            Ok(())
+        }
+        Command::Webhooks(WebhooksCommand::Redeliver { event_id }) => {
+            let webhooks = Webhooks::new(services.store.clone(), clock, WebhookPolicy::default());
+            let endpoints = webhooks.redeliver_any(&event_id).await?;
+            for endpoint in &endpoints {
+                println!("{endpoint}");
+            }
+            eprintln!("{event_id} is due again at {} endpoint(s)", endpoints.len());
             Ok(())
         }
         Command::SigningKeys(command) => {
@@ -356,6 +383,12 @@ async fn serve(
         "--auto-approvals-per-hour must not be negative"
     );
     config.wallets.auto_approvals_per_hour = args.auto_approvals_per_hour;
+    anyhow::ensure!(
+        args.webhook_timeout > 0,
+        "--webhook-timeout must be positive"
+    );
+    config.webhooks.timeout = Duration::from_secs(args.webhook_timeout);
+    config.webhooks.allow_private_urls = args.webhook_allow_private_urls;
     let first_key = services.bootstrap(clock.now_ms()).await?;
     let app = Application::build(config.clone(), services, clock).await?;
     let base = format!("http://{}", app.local_addr());

@@ -1,5 +1,5 @@
 //! Builds the service from its configuration, bound to its port, with its background
-//! work (the expiry sweeper). The binary and the tests both start it through here.
+//! work (the expiry sweeper and the webhook worker). The binary and the tests both start it through here.
 
 use crate::app::{router, AppState, Shared};
 use crate::domain::approvals::Approvals;
@@ -12,6 +12,7 @@ use crate::domain::receipts::Receipts;
 use crate::domain::sessions::{SessionPolicy, Sessions};
 use crate::domain::topups::TopUps;
 use crate::domain::wallets::{WalletPolicy, Wallets};
+use crate::domain::webhooks::{WebhookPolicy, Webhooks};
 use crate::domain::{ApiKey, Clock, KeyHasher, Livemode};
 use crate::http::idempotency::IdempotencyPolicy;
 use crate::http::server::ConnectionLimits;
@@ -44,6 +45,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// The Redis that instances share rate limits in; counted per instance without one.
     pub redis_url: Option<String>,
+    /// Webhook delivery: timeouts, retries and which addresses live endpoints may have.
+    pub webhooks: WebhookPolicy,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             key_secret: None,
             connections: ConnectionLimits::default(),
             redis_url: None,
+            webhooks: WebhookPolicy::default(),
         }
     }
 }
@@ -192,6 +196,11 @@ impl Application {
             factors: Factors::new(services.store.clone(), clock.clone()),
             sessions,
             mandates,
+            webhooks: Webhooks::new(
+                services.store.clone(),
+                clock.clone(),
+                config.webhooks.clone(),
+            ),
             receipts: Receipts::new(services.store.clone(), clock.clone(), &public_url),
             topups: TopUps::standard(&wallets),
             wallets,
@@ -234,6 +243,14 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(sweep(self.state.clone(), self.sweep_every));
+        let deliverer = tokio::spawn(
+            crate::delivery::Deliverer::new(
+                self.state.store.clone(),
+                self.state.clock.clone(),
+                self.state.webhooks.policy().clone(),
+            )
+            .run(),
+        );
         let app = router(self.state);
         let closing = self.closing;
         let shutdown = async move {
@@ -244,6 +261,8 @@ impl Application {
             crate::http::server::serve(self.listener, app, self.connections, shutdown).await;
         // Each sweep is one transaction: stopping between two loses nothing.
         sweeper.abort();
+        // A delivery cut short is leased, and made again once its lease is over.
+        deliverer.abort();
         served.context("serving HTTP")
     }
 }

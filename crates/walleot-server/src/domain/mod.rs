@@ -20,6 +20,7 @@ pub mod receipts;
 pub mod sessions;
 pub mod topups;
 pub mod wallets;
+pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use keys::{ApiKey, KeyHasher, Livemode, Principal};

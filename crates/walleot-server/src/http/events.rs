@@ -4,14 +4,14 @@ use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::openapi::{BadRequest, NotFound, RateLimited, ServerError, Unauthorized};
 use crate::app::AppState;
-use crate::domain::clock::rfc3339;
+use crate::domain::webhooks::wire_event;
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use walleot_api::{Event, EventData, EventList};
+use walleot_api::EventList;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/events", get(list))
@@ -66,17 +66,7 @@ pub(super) async fn list(
     Ok(Json(EventList {
         data: events
             .into_iter()
-            .map(|e| Event {
-                event_id: e.id,
-                kind: e.kind,
-                created_at: rfc3339(e.created_at),
-                livemode,
-                data: EventData {
-                    session_id: e.session_id,
-                    previous_status: e.from_status,
-                    status: e.to_status,
-                },
-            })
+            .map(|e| wire_event(&e, livemode))
             .collect(),
         has_more,
         next_cursor,

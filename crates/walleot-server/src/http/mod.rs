@@ -16,6 +16,7 @@ pub mod refunds;
 pub mod server;
 pub mod sessions;
 pub mod test_helpers;
+pub mod webhooks;
 
 use crate::app::AppState;
 use axum::extract::{Request, State};
@@ -38,6 +39,7 @@ pub fn v1(state: &AppState) -> Router<AppState> {
         .merge(test_helpers::routes())
         .merge(balance::routes())
         .merge(mandates::routes())
+        .merge(webhooks::routes())
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

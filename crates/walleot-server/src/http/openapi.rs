@@ -6,7 +6,7 @@
 //! handler, and [`Conventions`] adds what holds for every route alike because a layer
 //! does it (rate-limit headers, `Idempotency-Key`, the session id parameter).
 
-use super::{balance, events, mandates, receipts, refunds, sessions, test_helpers};
+use super::{balance, events, mandates, receipts, refunds, sessions, test_helpers, webhooks};
 use crate::app::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -39,6 +39,7 @@ use walleot_api::{ErrorBody, ErrorType};
         (name = "balance", description = "What the merchant has earned."),
         (name = "mandates", description = "Payers' standing permissions to charge a customer \
             reference without asking, within limits."),
+        (name = "webhooks", description = "Being told of events as they happen."),
         (name = "test helpers", description = "Drive test-mode sessions without a browser."),
         (name = "meta"),
     ),
@@ -53,6 +54,12 @@ use walleot_api::{ErrorBody, ErrorType};
         refunds::list,
         receipts::receipt,
         events::list,
+        webhooks::create,
+        webhooks::list,
+        webhooks::read,
+        webhooks::delete,
+        webhooks::enable,
+        webhooks::redeliver,
         test_helpers::pay,
         test_helpers::fail,
         test_helpers::expire,
@@ -79,7 +86,7 @@ use walleot_api::{ErrorBody, ErrorType};
             RequestTimeout,
         ),
     ),
-    modifiers(&Conventions),
+    modifiers(&Conventions, &WebhookDeliveries),
 )]
 pub struct ApiDoc;
 
@@ -363,5 +370,75 @@ fn conventions(operation: &mut Operation, names_a_session: bool, post: bool) {
                 header_ref("Idempotent-Replayed"),
             );
         }
+    }
+}
+
+/// The `event` webhook: what each delivery to an endpoint carries.
+struct WebhookDeliveries;
+
+impl Modify for WebhookDeliveries {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+        use utoipa::openapi::request_body::RequestBodyBuilder;
+        use utoipa::openapi::PathsBuilder;
+        let header = |name: &str, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::True)
+                .description(Some(description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build()
+        };
+        let operation = OperationBuilder::new()
+            .operation_id(Some("event"))
+            .tag("webhooks")
+            .summary(Some(
+                "An event, posted to each endpoint that takes its type",
+            ))
+            .description(Some(
+                "Posted as it happens (the Standard Webhooks scheme). Verify the signature \
+                 before trusting the body: `webhook-signature` holds `v1,` and the base64 \
+                 HMAC-SHA256, keyed by the base64-decoded part of the secret after `whsec_`, \
+                 of `{webhook-id}.{webhook-timestamp}.{body}`; refuse timestamps more than a \
+                 few minutes off. Answer 2xx within 10 seconds; anything else is retried 5 s, \
+                 5 min, 30 min, 2 h, 5 h, 10 h and 10 h later, always with the same \
+                 `webhook-id`, so that a repeat can be recognised. An endpoint failing for \
+                 5 days is disabled.",
+            ))
+            .parameter(header(
+                "webhook-id",
+                "The event's id: the same on every attempt.",
+            ))
+            .parameter(header(
+                "webhook-timestamp",
+                "Seconds since the Unix epoch when this attempt was signed.",
+            ))
+            .parameter(header(
+                "webhook-signature",
+                "`v1,` and the base64 signature; several may come, space-separated.",
+            ))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(walleot_api::Event::name())))
+                            .build(),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ))
+            .response(
+                "2XX",
+                ResponseBuilder::new().description("Received; not sent again."),
+            )
+            .security(utoipa::openapi::security::SecurityRequirement::default())
+            .build();
+        doc.webhooks = Some(
+            PathsBuilder::new()
+                .path("event", PathItem::new(HttpMethod::Post, operation))
+                .build(),
+        );
     }
 }

@@ -402,3 +402,172 @@ pub(super) fn mandate_event_from_row(row: &impl Columns) -> Result<MandateEvent,
         created_at: row.int("created_at")?,
     })
 }
+
+/// The SQL of webhooks, written with `$N` placeholders; SQLite reads them as `?N`
+/// through [`sqlite_sql`].
+pub(super) mod webhook_sql {
+    pub const ENDPOINT_COLUMNS: &str = "id, merchant_id, livemode, url, events, secret, status, \
+                                        disabled_reason, failing_since, created_at";
+    /// An outbox event with its session's owner, from `session_events e` and `sessions s`.
+    pub const OUTBOX_COLUMNS: &str = "e.seq AS seq, e.id AS id, e.session_id AS session_id, \
+         e.type AS type, e.from_status AS from_status, e.to_status AS to_status, \
+         e.created_at AS created_at, s.merchant_id AS merchant_id, s.livemode AS livemode";
+    pub const INSERT_ENDPOINT: &str = "INSERT INTO webhook_endpoints \
+         (id, merchant_id, livemode, url, events, secret, status, outbox_floor, created_at) \
+         SELECT $1, $2, $3, $4, $5, $6, 'enabled', \
+                (SELECT COALESCE(MAX(seq), 0) FROM session_events), $7 \
+         WHERE (SELECT COUNT(*) FROM webhook_endpoints \
+                WHERE merchant_id = $2 AND livemode = $3 AND status <> 'deleted') < $8";
+    pub static ENDPOINTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+             WHERE merchant_id = $1 AND livemode = $2 AND status <> 'deleted' ORDER BY seq"
+        )
+    });
+    pub static ENDPOINT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+             WHERE merchant_id = $1 AND livemode = $2 AND id = $3 AND status <> 'deleted'"
+        )
+    });
+    pub static ENDPOINT_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1")
+    });
+    pub const SET_STATUS: &str = "UPDATE webhook_endpoints \
+         SET status = $4, disabled_reason = NULL, failing_since = NULL \
+         WHERE merchant_id = $1 AND livemode = $2 AND id = $3 AND status <> 'deleted'";
+    pub const TARGETS: &str = "SELECT id, merchant_id, livemode, events, outbox_floor \
+         FROM webhook_endpoints WHERE status = 'enabled' ORDER BY seq";
+    pub static OUTBOX_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {OUTBOX_COLUMNS} FROM session_events e JOIN sessions s ON s.id = e.session_id \
+             WHERE e.seq > $1 ORDER BY e.seq LIMIT $2"
+        )
+    });
+    pub static OUTBOX_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {OUTBOX_COLUMNS} FROM session_events e JOIN sessions s ON s.id = e.session_id \
+             WHERE e.id = $1"
+        )
+    });
+    pub const ENQUEUE: &str = "INSERT INTO webhook_deliveries \
+         (endpoint_id, event_id, status, attempts, next_attempt_at, updated_at) \
+         VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT DO NOTHING";
+    pub const RAISE_FLOOR: &str =
+        "UPDATE webhook_endpoints SET outbox_floor = $2 WHERE id = $1 AND outbox_floor < $2";
+    /// Due deliveries of enabled endpoints, oldest due first; PostgreSQL appends its
+    /// row locks.
+    pub static DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT d.endpoint_id AS endpoint_id, d.attempts AS attempts, w.url AS url, \
+                    w.secret AS secret, {OUTBOX_COLUMNS} \
+             FROM webhook_deliveries d \
+             JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+             JOIN session_events e ON e.id = d.event_id \
+             JOIN sessions s ON s.id = e.session_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+               AND (d.leased_until IS NULL OR d.leased_until <= $1) AND w.status = 'enabled' \
+             ORDER BY d.next_attempt_at LIMIT $2"
+        )
+    });
+    pub const LEASE: &str = "UPDATE webhook_deliveries SET leased_until = $3 \
+         WHERE endpoint_id = $1 AND event_id = $2";
+    pub const FINISH: &str = "UPDATE webhook_deliveries \
+         SET status = $3, attempts = attempts + 1, next_attempt_at = $4, leased_until = NULL, \
+             last_error = $5, updated_at = $6 \
+         WHERE endpoint_id = $1 AND event_id = $2";
+    pub const HEALTHY: &str = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1";
+    pub const FAILING: &str =
+        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1";
+    pub const DISABLE: &str = "UPDATE webhook_endpoints SET status = 'disabled', \
+         disabled_reason = $3 WHERE id = $1 AND status = 'enabled' AND failing_since <= $2";
+    pub const REDELIVER: &str = "INSERT INTO webhook_deliveries \
+         (endpoint_id, event_id, status, attempts, next_attempt_at, updated_at) \
+         VALUES ($1, $2, 'pending', 0, $3, $3) \
+         ON CONFLICT (endpoint_id, event_id) DO UPDATE SET status = 'pending', attempts = 0, \
+             next_attempt_at = $3, leased_until = NULL, last_error = NULL, updated_at = $3";
+}
+
+/// SQL written with `$N` placeholders, as SQLite numbers them (`?N`).
+pub(super) fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+pub(super) fn webhook_endpoint_from_row(
+    row: &impl Columns,
+) -> Result<crate::domain::webhooks::WebhookEndpointRecord, StoreError> {
+    use crate::domain::webhooks::{parse_events, WebhookEndpointRecord};
+    Ok(WebhookEndpointRecord {
+        id: row.text("id")?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
+        url: row.text("url")?,
+        events: parse_events(row.text_or_null("events")?.as_deref()),
+        secret: row.text("secret")?,
+        status: row.text("status")?.parse().map_err(corrupt)?,
+        disabled_reason: row.text_or_null("disabled_reason")?,
+        failing_since: row.int_or_null("failing_since")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(super) fn fan_out_target_from_row(
+    row: &impl Columns,
+) -> Result<crate::domain::ports::FanOutTarget, StoreError> {
+    Ok(crate::domain::ports::FanOutTarget {
+        endpoint_id: row.text("id")?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
+        events: row
+            .text_or_null("events")?
+            .map(|t| t.split(' ').map(str::to_string).collect()),
+        outbox_floor: row.int("outbox_floor")?,
+    })
+}
+
+pub(super) fn outbox_event_from_row(
+    row: &impl Columns,
+) -> Result<crate::domain::ports::OutboxEvent, StoreError> {
+    Ok(crate::domain::ports::OutboxEvent {
+        seq: row.int("seq")?,
+        event: session_event_from_row(row)?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
+    })
+}
+
+pub(super) fn due_delivery_from_row(
+    row: &impl Columns,
+) -> Result<crate::domain::ports::DueDelivery, StoreError> {
+    Ok(crate::domain::ports::DueDelivery {
+        endpoint_id: row.text("endpoint_id")?,
+        url: row.text("url")?,
+        secret: row.text("secret")?,
+        attempts: row.int("attempts")?,
+        event: outbox_event_from_row(row)?,
+    })
+}
+
+/// The status, next attempt and error a delivery keeps after an attempt.
+pub(super) fn finished_delivery(
+    outcome: &crate::domain::webhooks::DeliveryOutcome,
+) -> (&'static str, Option<i64>, Option<&str>) {
+    use crate::domain::webhooks::DeliveryOutcome;
+    match outcome {
+        DeliveryOutcome::Delivered => ("delivered", None, None),
+        DeliveryOutcome::Failed { error, retry_at } => (
+            if retry_at.is_some() {
+                "pending"
+            } else {
+                "failed"
+            },
+            *retry_at,
+            Some(error.as_str()),
+        ),
+    }
+}
+
+/// Why an endpoint was disabled, after `error`.
+pub(super) fn disabled_reason(error: &str) -> String {
+    format!("deliveries failed for days without a success; the last failure: {error}")
+}

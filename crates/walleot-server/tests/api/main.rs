@@ -20,3 +20,4 @@ mod rate_limits;
 mod receipts;
 mod refunds;
 mod slow_clients;
+mod webhooks;

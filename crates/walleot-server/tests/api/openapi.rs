@@ -22,6 +22,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/balance"),
     ("get", "/mandates"),
     ("get", "/mandates/{mandateId}"),
+    ("post", "/webhook_endpoints"),
+    ("get", "/webhook_endpoints"),
+    ("get", "/webhook_endpoints/{endpointId}"),
+    ("delete", "/webhook_endpoints/{endpointId}"),
+    ("post", "/webhook_endpoints/{endpointId}/enable"),
+    ("post", "/events/{eventId}/redeliver"),
 ];
 
 async fn document(app: &crate::helpers::App) -> Value {
@@ -64,6 +70,8 @@ async fn the_document_describes_every_route_and_nothing_else() {
             "/v1{}",
             path.replace("{sessionId}", "sess_000000000000000000000000")
                 .replace("{mandateId}", "mdt_000000000000000000000000")
+                .replace("{endpointId}", "we_000000000000000000000000")
+                .replace("{eventId}", "evt_000000000000000000000000")
         );
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = app

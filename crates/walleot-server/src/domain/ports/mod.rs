@@ -9,6 +9,7 @@ mod mandates;
 mod merchants;
 mod payers;
 mod sessions;
+mod webhooks;
 
 pub use idempotency::{IdempotencyClaim, IdempotencyCompletion, IdempotencyStore};
 pub use ledger::{HistoryEntry, LedgerStore, PlanOutcome};
@@ -16,6 +17,7 @@ pub use mandates::MandateStore;
 pub use merchants::{ApiKeyRecord, Merchant, MerchantStore};
 pub use payers::PayerStore;
 pub use sessions::{CoveredPayment, SessionPage, SessionStore, Transition};
+pub use webhooks::{DueDelivery, FanOutTarget, OutboxEvent, WebhookStore};
 
 use crate::domain::ledger::LedgerError;
 use crate::domain::sessions::SessionRecord;
@@ -60,8 +62,20 @@ pub type KeyAndSession = (Option<ApiKeyRecord>, Option<SessionRecord>);
 /// Everything the service keeps, in one database.
 #[async_trait]
 pub trait Store:
-    SessionStore + MerchantStore + IdempotencyStore + LedgerStore + PayerStore + MandateStore
+    SessionStore
+    + MerchantStore
+    + IdempotencyStore
+    + LedgerStore
+    + PayerStore
+    + MandateStore
+    + WebhookStore
 {
+    /// How long after an event becomes visible one with a lower `seq` may still
+    /// commit: zero where commits happen in `seq` order.
+    fn outbox_settle_ms(&self) -> i64 {
+        0
+    }
+
     /// Answers when the database can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
 

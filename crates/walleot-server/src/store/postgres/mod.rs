@@ -17,6 +17,7 @@ mod merchants;
 mod payers;
 mod plans;
 mod sessions;
+mod webhooks;
 
 use super::rows::{
     key_and_session_sql, key_from_row, session_from_row, signing_key_from_row, JOINED_KEY,
@@ -332,6 +333,10 @@ impl Store for PostgresStore {
             Ok((Some(key), session))
         };
         Some(read.await)
+    }
+
+    fn outbox_settle_ms(&self) -> i64 {
+        webhooks::SETTLE_MS
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

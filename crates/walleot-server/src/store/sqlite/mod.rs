@@ -12,6 +12,7 @@ mod payers;
 mod plans;
 mod point_reads;
 mod sessions;
+mod webhooks;
 mod writer;
 
 use super::columns::{self};

@@ -1,0 +1,39 @@
+-- Where merchants are told of their events, and each event's delivery to each of them.
+-- `session_events` is the outbox: it is written with every change, and the delivery
+-- worker hands its rows above an endpoint's `outbox_floor` to the endpoint, as rows of
+-- `webhook_deliveries`; so a payment writes nothing more for webhooks.
+CREATE TABLE webhook_endpoints (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    merchant_id     TEXT NOT NULL REFERENCES merchants (id),
+    livemode        INTEGER NOT NULL CHECK (livemode IN (0, 1)),
+    url             TEXT NOT NULL,
+    -- Space-separated event types; NULL for every type.
+    events          TEXT,
+    secret          TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('enabled', 'disabled', 'deleted')),
+    disabled_reason TEXT,
+    -- When the first of the failures since the last success happened.
+    failing_since   INTEGER,
+    -- Every event at or below this `session_events.seq` has its delivery row.
+    outbox_floor    INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX webhook_endpoints_by_owner ON webhook_endpoints (merchant_id, livemode, seq);
+
+CREATE TABLE webhook_deliveries (
+    endpoint_id     TEXT NOT NULL REFERENCES webhook_endpoints (id),
+    event_id        TEXT NOT NULL REFERENCES session_events (id),
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    -- A worker is posting it until then; after, another may take it over.
+    leased_until    INTEGER,
+    last_error      TEXT,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (endpoint_id, event_id)
+) STRICT;
+
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';

@@ -1,0 +1,109 @@
+//! What the service keeps of webhook endpoints and of each event's delivery to them.
+
+use super::StoreError;
+use crate::domain::sessions::SessionEvent;
+use crate::domain::webhooks::{DeliveryOutcome, WebhookEndpointRecord};
+use async_trait::async_trait;
+use walleot_api::WebhookEndpointStatus;
+
+/// An event of the outbox, with the owner of its session.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub event: SessionEvent,
+    pub merchant_id: String,
+    pub livemode: bool,
+}
+
+/// An enabled endpoint, as the fan-out needs it.
+#[derive(Debug, Clone)]
+pub struct FanOutTarget {
+    pub endpoint_id: String,
+    pub merchant_id: String,
+    pub livemode: bool,
+    pub events: Option<Vec<String>>,
+    pub outbox_floor: i64,
+}
+
+/// A delivery taken by a worker: where to post which event, and how many attempts
+/// came before.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub endpoint_id: String,
+    pub url: String,
+    pub secret: String,
+    pub attempts: i64,
+    pub event: OutboxEvent,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Keeps a new endpoint, its floor at the newest event, unless its merchant already
+    /// has `max` endpoints (not deleted) in its mode; answers whether it was kept.
+    async fn insert_webhook_endpoint(
+        &self,
+        endpoint: &WebhookEndpointRecord,
+        max: i64,
+    ) -> Result<bool, StoreError>;
+    /// A merchant's endpoints in one mode, oldest first, without the deleted ones.
+    async fn webhook_endpoints(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+    ) -> Result<Vec<WebhookEndpointRecord>, StoreError>;
+    async fn webhook_endpoint(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+    ) -> Result<Option<WebhookEndpointRecord>, StoreError>;
+    /// Sets the status of a merchant's endpoint that is not deleted (enabling also
+    /// forgets its failures); answers the endpoint as it then is.
+    async fn set_webhook_endpoint_status(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+        status: WebhookEndpointStatus,
+    ) -> Result<Option<WebhookEndpointRecord>, StoreError>;
+
+    /// The enabled endpoints.
+    async fn fan_out_targets(&self) -> Result<Vec<FanOutTarget>, StoreError>;
+    /// Events of the outbox after `seq`, in order, at most `limit`.
+    async fn outbox_after(&self, seq: i64, limit: i64) -> Result<Vec<OutboxEvent>, StoreError>;
+    /// One event of the outbox by its id.
+    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError>;
+    /// Adds the deliveries not yet there (due at `now`) and raises the endpoints'
+    /// floors, in one transaction.
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: &[(String, String)],
+        floors: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Takes up to `limit` due deliveries of enabled endpoints, each leased to the
+    /// caller until `lease_until`; several workers never take the same one.
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records an attempt's outcome on the delivery and on its endpoint's health; the
+    /// endpoint is disabled when it has failed since `disable_before` or earlier.
+    async fn finish_delivery(
+        &self,
+        endpoint_id: &str,
+        event_id: &str,
+        outcome: &DeliveryOutcome,
+        now: i64,
+        disable_before: i64,
+    ) -> Result<(), StoreError>;
+    /// Makes the event due at once again for these endpoints, as a first attempt.
+    async fn redeliver(
+        &self,
+        event_id: &str,
+        endpoint_ids: &[String],
+        now: i64,
+    ) -> Result<(), StoreError>;
+}

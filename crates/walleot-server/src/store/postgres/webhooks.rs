@@ -1,0 +1,249 @@
+//! Webhook endpoints and deliveries in PostgreSQL. Instances claim deliveries with
+//! `FOR UPDATE SKIP LOCKED`, so that two never post the same attempt. Events take their
+//! `seq` when inserted but become visible when committed, so a lower `seq` may appear
+//! after a higher one: the fan-out's floor waits [`SETTLE_MS`] behind what it saw.
+
+use super::PostgresStore;
+use crate::domain::ports::{DueDelivery, FanOutTarget, OutboxEvent, StoreError, WebhookStore};
+use crate::domain::webhooks::{events_text, DeliveryOutcome, WebhookEndpointRecord};
+use crate::store::rows::webhook_sql as sql;
+use crate::store::rows::*;
+use async_trait::async_trait;
+use std::sync::LazyLock;
+use walleot_api::WebhookEndpointStatus;
+
+/// Longer than any write transaction lasts (statements wait at most `lock_timeout`, an
+/// idle transaction is ended after `idle_in_transaction_session_timeout`).
+pub(super) const SETTLE_MS: i64 = 60_000;
+
+static CLAIM: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE OF d SKIP LOCKED", *sql::DUE));
+
+#[async_trait]
+impl WebhookStore for PostgresStore {
+    async fn insert_webhook_endpoint(
+        &self,
+        e: &WebhookEndpointRecord,
+        max: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(sql::INSERT_ENDPOINT)
+            .bind(&e.id)
+            .bind(&e.merchant_id)
+            .bind(e.livemode)
+            .bind(&e.url)
+            .bind(events_text(&e.events))
+            .bind(&e.secret)
+            .bind(e.created_at)
+            .bind(max)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn webhook_endpoints(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+    ) -> Result<Vec<WebhookEndpointRecord>, StoreError> {
+        sqlx::query(&sql::ENDPOINTS)
+            .bind(merchant_id)
+            .bind(livemode)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(webhook_endpoint_from_row)
+            .collect()
+    }
+
+    async fn webhook_endpoint(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+    ) -> Result<Option<WebhookEndpointRecord>, StoreError> {
+        sqlx::query(&sql::ENDPOINT)
+            .bind(merchant_id)
+            .bind(livemode)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(webhook_endpoint_from_row)
+            .transpose()
+    }
+
+    async fn set_webhook_endpoint_status(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+        status: WebhookEndpointStatus,
+    ) -> Result<Option<WebhookEndpointRecord>, StoreError> {
+        let status: &'static str = status.into();
+        let set = sqlx::query(sql::SET_STATUS)
+            .bind(merchant_id)
+            .bind(livemode)
+            .bind(id)
+            .bind(status)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if set == 0 {
+            return Ok(None);
+        }
+        sqlx::query(&sql::ENDPOINT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(webhook_endpoint_from_row)
+            .transpose()
+    }
+
+    async fn fan_out_targets(&self) -> Result<Vec<FanOutTarget>, StoreError> {
+        sqlx::query(sql::TARGETS)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(fan_out_target_from_row)
+            .collect()
+    }
+
+    async fn outbox_after(&self, seq: i64, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
+        sqlx::query(&sql::OUTBOX_AFTER)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(outbox_event_from_row)
+            .collect()
+    }
+
+    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        sqlx::query(&sql::OUTBOX_EVENT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(outbox_event_from_row)
+            .transpose()
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: &[(String, String)],
+        floors: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (endpoint, event) in deliveries {
+            sqlx::query(sql::ENQUEUE)
+                .bind(endpoint)
+                .bind(event)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (endpoint, floor) in floors {
+            sqlx::query(sql::RAISE_FLOOR)
+                .bind(endpoint)
+                .bind(floor)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let due = sqlx::query(&CLAIM)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(due_delivery_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        for d in &due {
+            sqlx::query(sql::LEASE)
+                .bind(&d.endpoint_id)
+                .bind(&d.event.event.id)
+                .bind(lease_until)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    async fn finish_delivery(
+        &self,
+        endpoint_id: &str,
+        event_id: &str,
+        outcome: &DeliveryOutcome,
+        now: i64,
+        disable_before: i64,
+    ) -> Result<(), StoreError> {
+        let (status, next, error) = finished_delivery(outcome);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::FINISH)
+            .bind(endpoint_id)
+            .bind(event_id)
+            .bind(status)
+            .bind(next)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        match error {
+            None => {
+                sqlx::query(sql::HEALTHY)
+                    .bind(endpoint_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(error) => {
+                sqlx::query(sql::FAILING)
+                    .bind(endpoint_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::DISABLE)
+                    .bind(endpoint_id)
+                    .bind(disable_before)
+                    .bind(disabled_reason(error))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn redeliver(
+        &self,
+        event_id: &str,
+        endpoint_ids: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for endpoint in endpoint_ids {
+            sqlx::query(sql::REDELIVER)
+                .bind(endpoint)
+                .bind(event_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! Webhook endpoints and deliveries in SQLite. One writer commits in `seq` order, so an
+//! event is visible only after every event below it: the outbox settles at once.
+
+use super::SqliteStore;
+use crate::domain::ports::{DueDelivery, FanOutTarget, OutboxEvent, StoreError, WebhookStore};
+use crate::domain::webhooks::{events_text, DeliveryOutcome, WebhookEndpointRecord};
+use crate::store::rows::webhook_sql as sql;
+use crate::store::rows::*;
+use async_trait::async_trait;
+use rusqlite::params;
+use std::sync::LazyLock;
+use walleot_api::WebhookEndpointStatus;
+
+macro_rules! sqlite {
+    ($name:ident = $sql:expr) => {
+        static $name: LazyLock<String> = LazyLock::new(|| sqlite_sql(&$sql));
+    };
+}
+
+sqlite!(INSERT_ENDPOINT = sql::INSERT_ENDPOINT);
+sqlite!(ENDPOINTS = *sql::ENDPOINTS);
+sqlite!(ENDPOINT = *sql::ENDPOINT);
+sqlite!(ENDPOINT_BY_ID = *sql::ENDPOINT_BY_ID);
+sqlite!(SET_STATUS = sql::SET_STATUS);
+sqlite!(OUTBOX_AFTER = *sql::OUTBOX_AFTER);
+sqlite!(OUTBOX_EVENT = *sql::OUTBOX_EVENT);
+sqlite!(ENQUEUE = sql::ENQUEUE);
+sqlite!(RAISE_FLOOR = sql::RAISE_FLOOR);
+sqlite!(DUE = *sql::DUE);
+sqlite!(LEASE = sql::LEASE);
+sqlite!(FINISH = sql::FINISH);
+sqlite!(HEALTHY = sql::HEALTHY);
+sqlite!(FAILING = sql::FAILING);
+sqlite!(DISABLE = sql::DISABLE);
+sqlite!(REDELIVER = sql::REDELIVER);
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn insert_webhook_endpoint(
+        &self,
+        endpoint: &WebhookEndpointRecord,
+        max: i64,
+    ) -> Result<bool, StoreError> {
+        let e = endpoint.clone();
+        self.writer
+            .run(move |db| {
+                let inserted = db.prepare_cached(&INSERT_ENDPOINT)?.execute(params![
+                    e.id,
+                    e.merchant_id,
+                    e.livemode,
+                    e.url,
+                    events_text(&e.events),
+                    e.secret,
+                    e.created_at,
+                    max
+                ])?;
+                Ok(inserted == 1)
+            })
+            .await
+    }
+
+    async fn webhook_endpoints(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+    ) -> Result<Vec<WebhookEndpointRecord>, StoreError> {
+        sqlx::query(&ENDPOINTS)
+            .bind(merchant_id)
+            .bind(livemode)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(webhook_endpoint_from_row)
+            .collect()
+    }
+
+    async fn webhook_endpoint(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+    ) -> Result<Option<WebhookEndpointRecord>, StoreError> {
+        sqlx::query(&ENDPOINT)
+            .bind(merchant_id)
+            .bind(livemode)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(webhook_endpoint_from_row)
+            .transpose()
+    }
+
+    async fn set_webhook_endpoint_status(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+        status: WebhookEndpointStatus,
+    ) -> Result<Option<WebhookEndpointRecord>, StoreError> {
+        let (merchant_id, id) = (merchant_id.to_string(), id.to_string());
+        let status: &'static str = status.into();
+        self.writer
+            .run(move |db| {
+                if db.prepare_cached(&SET_STATUS)?.execute(params![
+                    merchant_id,
+                    livemode,
+                    id,
+                    status
+                ])? == 0
+                {
+                    return Ok(None);
+                }
+                let mut read = db.prepare_cached(&ENDPOINT_BY_ID)?;
+                let mut rows = read.query([&id])?;
+                rows.next()?.map(webhook_endpoint_from_row).transpose()
+            })
+            .await
+    }
+
+    async fn fan_out_targets(&self) -> Result<Vec<FanOutTarget>, StoreError> {
+        sqlx::query(sql::TARGETS)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(fan_out_target_from_row)
+            .collect()
+    }
+
+    async fn outbox_after(&self, seq: i64, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
+        sqlx::query(&OUTBOX_AFTER)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(outbox_event_from_row)
+            .collect()
+    }
+
+    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        sqlx::query(&OUTBOX_EVENT)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(outbox_event_from_row)
+            .transpose()
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: &[(String, String)],
+        floors: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (deliveries, floors) = (deliveries.to_vec(), floors.to_vec());
+        self.writer
+            .run(move |db| {
+                let mut enqueue = db.prepare_cached(&ENQUEUE)?;
+                for (endpoint, event) in &deliveries {
+                    enqueue.execute(params![endpoint, event, now])?;
+                }
+                let mut raise = db.prepare_cached(&RAISE_FLOOR)?;
+                for (endpoint, floor) in &floors {
+                    raise.execute(params![endpoint, floor])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.writer
+            .run(move |db| {
+                let mut due = Vec::new();
+                {
+                    let mut read = db.prepare_cached(&DUE)?;
+                    let mut rows = read.query(params![now, limit])?;
+                    while let Some(row) = rows.next()? {
+                        due.push(due_delivery_from_row(row)?);
+                    }
+                }
+                let mut lease = db.prepare_cached(&LEASE)?;
+                for d in &due {
+                    lease.execute(params![d.endpoint_id, d.event.event.id, lease_until])?;
+                }
+                Ok(due)
+            })
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        endpoint_id: &str,
+        event_id: &str,
+        outcome: &DeliveryOutcome,
+        now: i64,
+        disable_before: i64,
+    ) -> Result<(), StoreError> {
+        let (endpoint_id, event_id, outcome) = (
+            endpoint_id.to_string(),
+            event_id.to_string(),
+            outcome.clone(),
+        );
+        self.writer
+            .run(move |db| {
+                let (status, next, error) = finished_delivery(&outcome);
+                db.prepare_cached(&FINISH)?.execute(params![
+                    endpoint_id,
+                    event_id,
+                    status,
+                    next,
+                    error,
+                    now
+                ])?;
+                match error {
+                    None => {
+                        db.prepare_cached(&HEALTHY)?.execute([&endpoint_id])?;
+                    }
+                    Some(error) => {
+                        db.prepare_cached(&FAILING)?
+                            .execute(params![endpoint_id, now])?;
+                        db.prepare_cached(&DISABLE)?.execute(params![
+                            endpoint_id,
+                            disable_before,
+                            disabled_reason(error)
+                        ])?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn redeliver(
+        &self,
+        event_id: &str,
+        endpoint_ids: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (event_id, endpoint_ids) = (event_id.to_string(), endpoint_ids.to_vec());
+        self.writer
+            .run(move |db| {
+                let mut redeliver = db.prepare_cached(&REDELIVER)?;
+                for endpoint in &endpoint_ids {
+                    redeliver.execute(params![endpoint, event_id, now])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
