@@ -60,6 +60,7 @@ pub struct CreateWebhookEndpointRequest {
         schema(
             min_length = 1,
             max_length = 2048,
+            pattern = r#"^https?://(?:[A-Za-z](?:[A-Za-z0-9.-]*[A-Za-z])?|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))(?::[0-9]{1,4})?(?:/[!"$-~]*)?$"#,
             examples("https://example.com/walleot")
         )
     )]

@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::openapi::{
-    BadRequest, Conflict, NotFound, PayloadTooLarge, RateLimited, RequestTimeout, ServerError,
-    Unauthorized, UnsupportedMediaType,
+    BadRequest, Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge, RateLimited,
+    RequestTimeout, ServerError, Unauthorized, UnsupportedMediaType,
 };
 use crate::app::AppState;
 use crate::domain::clock::rfc3339;
@@ -63,6 +63,7 @@ fn to_wire(record: WebhookEndpointRecord, with_secret: bool) -> WebhookEndpoint 
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = IdempotencyKeyReused),
         (status = 429, response = RateLimited),
         (status = 500, response = ServerError),
     )
@@ -170,8 +171,11 @@ pub(super) async fn delete(
     params(("endpointId" = String, Path, pattern = "^we_[0-9A-Za-z]{24}$")),
     responses(
         (status = 200, description = "The endpoint, `enabled`.", body = WebhookEndpoint),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
         (status = 429, response = RateLimited),
         (status = 500, response = ServerError),
     )
@@ -200,8 +204,11 @@ pub(super) async fn enable(
     params(("eventId" = String, Path, pattern = "^evt_[0-9A-Za-z]{24}$")),
     responses(
         (status = 202, description = "The endpoints it is sent to.", body = Redelivery),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = IdempotencyKeyReused),
         (status = 429, response = RateLimited),
         (status = 500, response = ServerError),
     )
