@@ -152,8 +152,7 @@ impl Deliverer {
             let finished = self
                 .store
                 .finish_delivery(
-                    &delivery.endpoint_id,
-                    &delivery.event.event.id,
+                    &delivery,
                     &outcome,
                     now,
                     now - self.policy.disable_after_ms,

@@ -826,3 +826,148 @@ async fn a_postgres_restart_answers_503_then_the_service_recovers_by_itself() {
     let status = status_with(&served.base, &key).await;
     assert_eq!(status, 200);
 }
+
+/// A webhook receiver on loopback that takes `hold` to answer 200 to each delivery,
+/// and what arrived: (webhook-id, timestamp, signature, body).
+async fn slow_receiver(
+    hold: Duration,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, Vec<u8>)>>>,
+) {
+    use axum::http::HeaderMap;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                let h = |n: &str| headers[n].to_str().unwrap().to_string();
+                log.lock().unwrap().push((
+                    h("webhook-id"),
+                    h("webhook-timestamp"),
+                    h("webhook-signature"),
+                    body.to_vec(),
+                ));
+                tokio::time::sleep(hold).await;
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_delivery_loses_no_event_and_the_cli_redelivers() {
+    let work = Workdir::new();
+    let key = work
+        .ok(&["keys", "create", "--mode", "test"])
+        .trim()
+        .to_string();
+    let (url, received) = slow_receiver(Duration::from_secs(2)).await;
+    let args = ["--webhook-timeout", "5", "--database-url"];
+    let database_url = work.database_url();
+    let mut first = serve(&work, &[&args[..], &[database_url.as_str()]].concat());
+    let http = reqwest::Client::new();
+    let endpoint: serde_json::Value = http
+        .post(format!("{}/v1/webhook_endpoints", first.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "url": url }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+    for _ in 0..10 {
+        let (id, paid) = create_and_pay(&http, &first.base, &key).await;
+        assert!(id.is_some() && paid);
+    }
+    // Killed while the receiver holds the first deliveries, before it answers them.
+    for _ in 0..200 {
+        if !received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let in_flight: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+    assert!(!in_flight.is_empty());
+
+    let second = serve(&work, &[&args[..], &[database_url.as_str()]].concat());
+    let events: serde_json::Value = http
+        .get(format!("{}/v1/events?limit=100", second.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut expected: Vec<String> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 20, "a creation and a payment each");
+    let arrived = |received: &[(String, String, String, Vec<u8>)]| {
+        let mut ids: Vec<String> = received.iter().map(|r| r.0.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    // The deliveries cut short are leased for the timeout and 10 s more, then taken over.
+    let taken_over = |received: &[(String, String, String, Vec<u8>)]| {
+        in_flight
+            .iter()
+            .all(|id| received.iter().filter(|r| &r.0 == id).count() >= 2)
+    };
+    for _ in 0..60 {
+        let received = received.lock().unwrap().clone();
+        if arrived(&received) == expected && taken_over(&received) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let all = received.lock().unwrap().clone();
+    assert_eq!(arrived(&all), expected, "every event arrives");
+    for (id, timestamp, signature, body) in &all {
+        walleot_client::verify_webhook(&secret, id, timestamp, signature, body).unwrap();
+    }
+    assert!(
+        taken_over(&all),
+        "the deliveries cut short ({in_flight:?}) come again"
+    );
+
+    // The operator sends one again, under the same id, even while an attempt of it is
+    // still on its way (that attempt's outcome does not undo the request).
+    let before = all.len();
+    let out = work.ok(&["webhooks", "redeliver", &expected[0]]);
+    assert_eq!(out.trim(), endpoint["endpointId"].as_str().unwrap());
+    for _ in 0..100 {
+        if received.lock().unwrap().len() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = received.lock().unwrap()[before..].to_vec();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0, expected[0]);
+    let unknown = work.run(&["webhooks", "redeliver", "evt_000000000000000000000000"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no event"));
+    drop(second);
+}

@@ -475,7 +475,7 @@ pub(super) mod webhook_sql {
     pub const FINISH: &str = "UPDATE webhook_deliveries \
          SET status = $3, attempts = attempts + 1, next_attempt_at = $4, leased_until = NULL, \
              last_error = $5, updated_at = $6 \
-         WHERE endpoint_id = $1 AND event_id = $2";
+         WHERE endpoint_id = $1 AND event_id = $2 AND leased_until = $7";
     pub const HEALTHY: &str = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1";
     pub const FAILING: &str =
         "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1";
@@ -544,6 +544,7 @@ pub(super) fn due_delivery_from_row(
         url: row.text("url")?,
         secret: row.text("secret")?,
         attempts: row.int("attempts")?,
+        lease_until: 0,
         event: outbox_event_from_row(row)?,
     })
 }

@@ -33,6 +33,9 @@ pub struct DueDelivery {
     pub url: String,
     pub secret: String,
     pub attempts: i64,
+    /// The end of the caller's lease: it records the outcome only while the delivery is
+    /// still leased so (not taken over, nor asked for again meanwhile).
+    pub lease_until: i64,
     pub event: OutboxEvent,
 }
 
@@ -89,12 +92,12 @@ pub trait WebhookStore: Send + Sync + 'static {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError>;
-    /// Records an attempt's outcome on the delivery and on its endpoint's health; the
-    /// endpoint is disabled when it has failed since `disable_before` or earlier.
+    /// Records an attempt's outcome on the delivery, unless it is no longer under the
+    /// attempt's lease, and on its endpoint's health; the endpoint is disabled when it
+    /// has failed since `disable_before` or earlier.
     async fn finish_delivery(
         &self,
-        endpoint_id: &str,
-        event_id: &str,
+        delivery: &DueDelivery,
         outcome: &DeliveryOutcome,
         now: i64,
         disable_before: i64,

@@ -164,7 +164,7 @@ impl WebhookStore for PostgresStore {
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let due = sqlx::query(&CLAIM)
+        let mut due = sqlx::query(&CLAIM)
             .bind(now)
             .bind(limit)
             .fetch_all(&mut *tx)
@@ -172,7 +172,8 @@ impl WebhookStore for PostgresStore {
             .iter()
             .map(due_delivery_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        for d in &due {
+        for d in &mut due {
+            d.lease_until = lease_until;
             sqlx::query(sql::LEASE)
                 .bind(&d.endpoint_id)
                 .bind(&d.event.event.id)
@@ -186,21 +187,22 @@ impl WebhookStore for PostgresStore {
 
     async fn finish_delivery(
         &self,
-        endpoint_id: &str,
-        event_id: &str,
+        delivery: &DueDelivery,
         outcome: &DeliveryOutcome,
         now: i64,
         disable_before: i64,
     ) -> Result<(), StoreError> {
         let (status, next, error) = finished_delivery(outcome);
+        let endpoint_id = delivery.endpoint_id.as_str();
         let mut tx = self.pool.begin().await?;
         sqlx::query(sql::FINISH)
             .bind(endpoint_id)
-            .bind(event_id)
+            .bind(&delivery.event.event.id)
             .bind(status)
             .bind(next)
             .bind(error)
             .bind(now)
+            .bind(delivery.lease_until)
             .execute(&mut *tx)
             .await?;
         match error {

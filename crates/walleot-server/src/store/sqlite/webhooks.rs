@@ -187,8 +187,9 @@ impl WebhookStore for SqliteStore {
                     }
                 }
                 let mut lease = db.prepare_cached(&LEASE)?;
-                for d in &due {
+                for d in &mut due {
                     lease.execute(params![d.endpoint_id, d.event.event.id, lease_until])?;
+                    d.lease_until = lease_until;
                 }
                 Ok(due)
             })
@@ -197,15 +198,15 @@ impl WebhookStore for SqliteStore {
 
     async fn finish_delivery(
         &self,
-        endpoint_id: &str,
-        event_id: &str,
+        delivery: &DueDelivery,
         outcome: &DeliveryOutcome,
         now: i64,
         disable_before: i64,
     ) -> Result<(), StoreError> {
-        let (endpoint_id, event_id, outcome) = (
-            endpoint_id.to_string(),
-            event_id.to_string(),
+        let (endpoint_id, event_id, lease, outcome) = (
+            delivery.endpoint_id.clone(),
+            delivery.event.event.id.clone(),
+            delivery.lease_until,
             outcome.clone(),
         );
         self.writer
@@ -217,7 +218,8 @@ impl WebhookStore for SqliteStore {
                     status,
                     next,
                     error,
-                    now
+                    now,
+                    lease
                 ])?;
                 match error {
                     None => {
