@@ -1,6 +1,6 @@
 use crate::helpers::spawn_app;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Every route the service answers, with its methods.
 const ROUTES: &[(&str, &str)] = &[
@@ -197,4 +197,33 @@ async fn the_documented_currency_pattern_names_exactly_the_accepted_codes() {
         }
     }
     assert_eq!(documented, accepted);
+}
+
+#[tokio::test]
+async fn the_document_describes_what_a_webhook_delivery_carries() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let delivery = &doc["webhooks"]["event"]["post"];
+    assert_eq!(
+        delivery["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Event"
+    );
+    let headers: Vec<&str> = delivery["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        headers,
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+    );
+    let types = &doc["components"]["schemas"]["EventType"]["enum"];
+    assert!(
+        types
+            .as_array()
+            .unwrap()
+            .contains(&json!("session.refunded")),
+        "{types}"
+    );
 }

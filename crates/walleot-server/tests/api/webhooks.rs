@@ -528,3 +528,48 @@ async fn the_operator_may_allow_private_live_endpoints() {
         .await;
     assert_error(plain, 400, "invalid_request").await;
 }
+
+#[tokio::test]
+async fn two_instances_deliver_each_attempt_once_between_them() {
+    let one = spawn().await;
+    let url = one.server.database_url.clone();
+    let two = spawn_app_with(|config| {
+        config.database_url = url;
+        config.webhooks.timeout = Duration::from_secs(1);
+        config.webhooks.poll_every = Duration::from_millis(50);
+    })
+    .await;
+    let receiver = Receiver::start(&[], Answer::Fail).await;
+    add_endpoint(
+        &one,
+        one.key(),
+        json!({"url": receiver.url, "events": ["session.created"]}),
+    )
+    .await;
+    let mut created = Vec::new();
+    for i in 0..30 {
+        let app = if i % 2 == 0 { &one } else { &two };
+        created.push(app.create_session().await);
+    }
+    created.sort();
+    receiver.wait_for(&one, 30, 0).await;
+    // Every retry falls due on both instances at once; they share them out.
+    receiver.answer_from_now(Answer::Ok);
+    two.server.clock.advance_ms(5_000);
+    receiver.wait_for(&one, 60, 5_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received();
+    let mut sessions: Vec<String> = received
+        .iter()
+        .map(|d| {
+            let body: Value = serde_json::from_slice(&d.body).unwrap();
+            body["data"]["sessionId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    sessions.sort();
+    let twice: Vec<String> = created
+        .iter()
+        .flat_map(|s| [s.clone(), s.clone()])
+        .collect();
+    assert_eq!(sessions, twice, "each event failed once and was taken once");
+}
