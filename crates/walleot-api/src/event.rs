@@ -1,11 +1,11 @@
-use crate::SessionStatus;
 use serde::{Deserialize, Serialize};
 
-/// Something that happened to one of the merchant's sessions, recorded in the same
-/// transaction as the change: a thin event, naming the session and its status change;
-/// read the session for the rest. `type` is `session.created`, `session.paid`,
-/// `session.failed`, `session.expired`, `session.cancelled`, `session.captured`,
-/// `session.released` or `session.refunded`.
+/// Something that happened to one of the merchant's sessions or mandates, recorded in
+/// the same transaction as the change: a thin event, naming the session (or mandate) and
+/// its status change; read it for the rest. `type` is `session.created`,
+/// `session.paid`, `session.failed`, `session.expired`, `session.cancelled`,
+/// `session.captured`, `session.released`, `session.refunded`, `mandate.granted`,
+/// `mandate.revoked` or `mandate.expired`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -22,16 +22,21 @@ pub struct Event {
     pub data: EventData,
 }
 
-/// The session an event is about, and its status before and after.
+/// What an event is about, and its status before and after: `sessionId` for the
+/// `session.*` events (statuses of a session), `mandateId` for the `mandate.*` events
+/// (`active`, `revoked`, `expired`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventData {
-    pub session_id: String,
-    /// Null for `session.created`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mandate_id: Option<String>,
+    /// Null for `session.created` and `mandate.granted`.
     #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub previous_status: Option<SessionStatus>,
-    pub status: SessionStatus,
+    pub previous_status: Option<String>,
+    pub status: String,
 }
 
 /// A page of `GET /v1/events`, newest first.

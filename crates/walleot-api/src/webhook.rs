@@ -40,6 +40,15 @@ pub enum EventType {
     #[serde(rename = "session.refunded")]
     #[strum(serialize = "session.refunded")]
     SessionRefunded,
+    #[serde(rename = "mandate.granted")]
+    #[strum(serialize = "mandate.granted")]
+    MandateGranted,
+    #[serde(rename = "mandate.revoked")]
+    #[strum(serialize = "mandate.revoked")]
+    MandateRevoked,
+    #[serde(rename = "mandate.expired")]
+    #[strum(serialize = "mandate.expired")]
+    MandateExpired,
 }
 
 impl EventType {
@@ -67,7 +76,7 @@ pub struct CreateWebhookEndpointRequest {
     pub url: String,
     /// Only these types of event; every type when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 8))]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 11))]
     pub events: Option<Vec<EventType>>,
 }
 

@@ -4,9 +4,10 @@
 //! worker dies, another takes it once the lease is over: every event is delivered at
 //! least once, always under its own id.
 
+use crate::domain::events::Outbox;
 use crate::domain::ports::{DueDelivery, FanOutTarget, Store, StoreError};
 use crate::domain::webhooks::{
-    event_body, is_public, owed_deliveries, retry_at, sign, DeliveryOutcome, WebhookPolicy,
+    is_public, owed_deliveries, retry_at, sign, DeliveryOutcome, WebhookPolicy,
 };
 use crate::domain::Clock;
 use std::collections::VecDeque;
@@ -31,7 +32,7 @@ pub struct Deliverer {
     guarded: reqwest::Client,
     /// The highest `seq` seen, and when: the floor may rise to one seen at least
     /// [`Store::outbox_settle_ms`] ago.
-    seen: VecDeque<(Instant, i64)>,
+    seen: [VecDeque<(Instant, i64)>; 2],
 }
 
 impl Deliverer {
@@ -53,7 +54,7 @@ impl Deliverer {
             store,
             clock,
             policy,
-            seen: VecDeque::new(),
+            seen: Default::default(),
         }
     }
 
@@ -80,56 +81,61 @@ impl Deliverer {
     }
 
     /// Gives every enabled endpoint a delivery of each new event it takes, and raises
-    /// its floor to the events that can no longer be joined by an earlier one.
+    /// its floors to the events that can no longer be joined by an earlier one.
     pub async fn fan_out(&mut self) -> Result<(), StoreError> {
         let targets = self.store.fan_out_targets().await?;
-        let Some(from) = targets.iter().map(|t| t.outbox_floor).min() else {
-            return Ok(());
-        };
-        let mut after = from;
-        let mut owed = Vec::new();
-        loop {
-            let events = self.store.outbox_after(after, BATCH).await?;
-            owed.extend(owed_deliveries(&targets, &events));
-            match events.last() {
-                Some(last) => after = last.seq,
-                None => break,
-            }
-            if (events.len() as i64) < BATCH {
-                break;
-            }
-        }
-        let settled = self.settled(after);
-        let floors: Vec<(String, i64)> = targets
-            .iter()
-            .filter(|t| settled > t.outbox_floor)
-            .map(|t: &FanOutTarget| (t.endpoint_id.clone(), settled))
-            .collect();
-        if owed.is_empty() && floors.is_empty() {
+        if targets.is_empty() {
             return Ok(());
         }
-        self.store
-            .enqueue_deliveries(&owed, &floors, self.clock.now_ms())
-            .await
+        for (i, outbox) in Outbox::ALL.into_iter().enumerate() {
+            let from = targets.iter().map(|t| t.floor(outbox)).min().unwrap_or(0);
+            let mut after = from;
+            let mut owed = Vec::new();
+            loop {
+                let events = self.store.outbox_after(outbox, after, BATCH).await?;
+                owed.extend(owed_deliveries(&targets, outbox, &events));
+                match events.last() {
+                    Some(last) => after = last.seq,
+                    None => break,
+                }
+                if (events.len() as i64) < BATCH {
+                    break;
+                }
+            }
+            let settled = self.settled(i, after);
+            let floors: Vec<(String, i64)> = targets
+                .iter()
+                .filter(|t| settled > t.floor(outbox))
+                .map(|t: &FanOutTarget| (t.endpoint_id.clone(), settled))
+                .collect();
+            if owed.is_empty() && floors.is_empty() {
+                continue;
+            }
+            self.store
+                .enqueue_deliveries(&owed, outbox, &floors, self.clock.now_ms())
+                .await?;
+        }
+        Ok(())
     }
 
-    /// The highest `seq` below which no event can still appear, given that `seen` is
-    /// visible now.
-    fn settled(&mut self, seen: i64) -> i64 {
+    /// The highest `seq` of outbox `i` below which no event can still appear, given
+    /// that `seen` is visible now.
+    fn settled(&mut self, i: usize, seen: i64) -> i64 {
         let settle = self.store.outbox_settle_ms();
         if settle <= 0 {
             return seen;
         }
         let now = Instant::now();
-        self.seen.push_back((now, seen));
+        let seen_at = &mut self.seen[i];
+        seen_at.push_back((now, seen));
         let Some(horizon) = now.checked_sub(Duration::from_millis(settle as u64)) else {
             return i64::MIN;
         };
         // The newest observation old enough counts; older ones are of no more use.
-        while self.seen.len() > 1 && self.seen[1].0 <= horizon {
-            self.seen.pop_front();
+        while seen_at.len() > 1 && seen_at[1].0 <= horizon {
+            seen_at.pop_front();
         }
-        match self.seen.front() {
+        match seen_at.front() {
             Some(&(at, seq)) if at <= horizon => seq,
             _ => i64::MIN,
         }
@@ -147,7 +153,7 @@ impl Deliverer {
             let outcome = self.attempt(&delivery).await;
             let now = self.clock.now_ms();
             if let DeliveryOutcome::Failed { error, .. } = &outcome {
-                tracing::info!(endpoint = %delivery.endpoint_id, event = %delivery.event.event.id, %error, "webhook delivery failed");
+                tracing::info!(endpoint = %delivery.endpoint_id, event = %delivery.event_id, %error, "webhook delivery failed");
             }
             let finished = self
                 .store
@@ -172,16 +178,15 @@ impl Deliverer {
             error,
             retry_at: retry_at(delivery.attempts + 1, self.clock.now_ms()),
         };
-        let live = delivery.event.livemode;
+        let live = delivery.livemode;
         if live && !self.policy.allow_private_urls && names_private_address(&delivery.url) {
             return failed("the URL is a private address".into());
         }
-        let body = serde_json::to_vec(&event_body(&delivery.event)).expect("an event serializes");
-        let id = &delivery.event.event.id;
+        let id = &delivery.event_id;
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let signature = sign(&delivery.secret, id, timestamp, &body);
+        let signature = sign(&delivery.secret, id, timestamp, delivery.body.as_bytes());
         let client = if live { &self.guarded } else { &self.open };
         let sent = client
             .post(&delivery.url)
@@ -189,7 +194,7 @@ impl Deliverer {
             .header(webhook_headers::ID, id.as_str())
             .header(webhook_headers::TIMESTAMP, timestamp.to_string())
             .header(webhook_headers::SIGNATURE, signature)
-            .body(body)
+            .body(delivery.body.clone())
             .send()
             .await;
         match sent {

@@ -1,7 +1,13 @@
+-- Mandate changes are events too, with ids of the same kind as sessions' events.
+ALTER TABLE mandate_events ADD COLUMN id TEXT;
+UPDATE mandate_events SET id = 'evt_' || substr('000000000000000000000000' || seq, -24);
+CREATE UNIQUE INDEX mandate_events_by_id ON mandate_events (id);
+
 -- Where merchants are told of their events, and each event's delivery to each of them.
--- `session_events` is the outbox: it is written with every change, and the delivery
--- worker hands its rows above an endpoint's `outbox_floor` to the endpoint, as rows of
--- `webhook_deliveries`; so a payment writes nothing more for webhooks.
+-- `session_events` and `mandate_events` are the outbox: they are written with every
+-- change, and the delivery worker hands their rows above an endpoint's floors to the
+-- endpoint, as rows of `webhook_deliveries`; so a payment writes nothing more for
+-- webhooks.
 CREATE TABLE webhook_endpoints (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     id              TEXT NOT NULL UNIQUE,
@@ -15,8 +21,10 @@ CREATE TABLE webhook_endpoints (
     disabled_reason TEXT,
     -- When the first of the failures since the last success happened.
     failing_since   INTEGER,
-    -- Every event at or below this `session_events.seq` has its delivery row.
+    -- Every event at or below this `session_events.seq` (`mandate_events.seq`) has its
+    -- delivery row.
     outbox_floor    INTEGER NOT NULL,
+    mandate_floor   INTEGER NOT NULL,
     created_at      INTEGER NOT NULL
 ) STRICT;
 
@@ -24,7 +32,10 @@ CREATE INDEX webhook_endpoints_by_owner ON webhook_endpoints (merchant_id, livem
 
 CREATE TABLE webhook_deliveries (
     endpoint_id     TEXT NOT NULL REFERENCES webhook_endpoints (id),
-    event_id        TEXT NOT NULL REFERENCES session_events (id),
+    -- Of `session_events` or `mandate_events`.
+    event_id        TEXT NOT NULL,
+    -- What is posted: the event as `GET /v1/events` lists it.
+    body            TEXT NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts        INTEGER NOT NULL,
     next_attempt_at INTEGER,

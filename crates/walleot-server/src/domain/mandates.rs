@@ -137,6 +137,8 @@ pub struct Usage {
 /// An entry of the append-only record of mandate changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MandateEvent {
+    /// `evt_…`, as the events of sessions.
+    pub id: String,
     pub mandate_id: String,
     /// `mandate.granted`, `mandate.revoked`, `mandate.expired`.
     pub kind: &'static str,
@@ -354,6 +356,7 @@ impl Mandates {
             revoked_at: None,
         };
         let event = MandateEvent {
+            id: ids::new_id("evt"),
             mandate_id: mandate.id.clone(),
             kind: "mandate.granted",
             from_status: None,
@@ -498,6 +501,7 @@ impl Mandates {
             return Ok(mandate);
         }
         let event = MandateEvent {
+            id: ids::new_id("evt"),
             mandate_id: mandate.id.clone(),
             kind: "mandate.revoked",
             from_status: Some(mandate.status_at(now)),

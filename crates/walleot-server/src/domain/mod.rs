@@ -5,6 +5,7 @@
 
 pub mod approvals;
 pub mod clock;
+pub mod events;
 pub mod factors;
 pub mod ids;
 pub mod keys;

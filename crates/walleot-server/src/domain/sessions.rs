@@ -874,14 +874,14 @@ impl Sessions {
         owner: &Principal,
         limit: Option<i64>,
         cursor: Option<&str>,
-    ) -> Result<(Vec<SessionEvent>, bool), DomainError> {
+    ) -> Result<(Vec<crate::domain::events::EventRecord>, bool), DomainError> {
         let limit = paging::page_limit(limit)?;
         let livemode = owner.mode.is_live();
         let before = match paging::cursor(cursor, "evt")? {
             None => None,
             Some(cursor) => Some(
                 self.store
-                    .event_seq(&owner.merchant_id, livemode, cursor)
+                    .event_position(&owner.merchant_id, livemode, cursor)
                     .await?
                     .ok_or_else(|| paging::unknown_cursor("event", cursor))?,
             ),

@@ -3,8 +3,8 @@
 //! and a `v1,` HMAC-SHA256 signature of `id.timestamp.body`). The worker that posts
 //! them is `crate::delivery`.
 
-use super::clock::rfc3339;
-use super::ports::{FanOutTarget, OutboxEvent, Store};
+use super::events::{EventRecord, Outbox};
+use super::ports::{FanOutTarget, NewDelivery, OutboxEvent, Store};
 use super::{ids, Clock, DomainError, Principal};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -231,7 +231,7 @@ impl Webhooks {
         owner: &Principal,
         event_id: &str,
     ) -> Result<Vec<String>, DomainError> {
-        let event = self.outbox_event(event_id).await?;
+        let event = self.find_event(event_id).await?;
         if event.merchant_id != owner.merchant_id || event.livemode != owner.mode.is_live() {
             return Err(no_event(event_id));
         }
@@ -240,32 +240,37 @@ impl Webhooks {
 
     /// [`Self::redeliver`] for the operator, whoever's event it is.
     pub async fn redeliver_any(&self, event_id: &str) -> Result<Vec<String>, DomainError> {
-        let event = self.outbox_event(event_id).await?;
+        let event = self.find_event(event_id).await?;
         self.redeliver_event(&event).await
     }
 
-    async fn outbox_event(&self, event_id: &str) -> Result<OutboxEvent, DomainError> {
+    async fn find_event(&self, event_id: &str) -> Result<EventRecord, DomainError> {
         let found = match ids::has_shape(event_id, "evt") {
-            true => self.store.outbox_event(event_id).await?,
+            true => self.store.find_event(event_id).await?,
             false => None,
         };
         found.ok_or_else(|| no_event(event_id))
     }
 
-    async fn redeliver_event(&self, event: &OutboxEvent) -> Result<Vec<String>, DomainError> {
-        let endpoints: Vec<String> = self
+    async fn redeliver_event(&self, event: &EventRecord) -> Result<Vec<String>, DomainError> {
+        let body = body_of(event);
+        let deliveries: Vec<NewDelivery> = self
             .store
             .webhook_endpoints(&event.merchant_id, event.livemode)
             .await?
             .into_iter()
             .filter(|e| e.status == WebhookEndpointStatus::Enabled)
-            .filter(|e| takes(&e.events, &event.event.kind))
-            .map(|e| e.id)
+            .filter(|e| takes(&e.events, &event.kind))
+            .map(|e| NewDelivery {
+                endpoint_id: e.id,
+                event_id: event.id.clone(),
+                body: body.clone(),
+            })
             .collect();
         self.store
-            .redeliver(&event.event.id, &endpoints, self.clock.now_ms())
+            .redeliver(&deliveries, self.clock.now_ms())
             .await?;
-        Ok(endpoints)
+        Ok(deliveries.into_iter().map(|d| d.endpoint_id).collect())
     }
 }
 
@@ -290,45 +295,41 @@ fn takes(events: &Option<Vec<EventType>>, kind: &str) -> bool {
         .is_none_or(|list| list.iter().any(|e| e.as_str() == kind))
 }
 
-/// The deliveries that the events owe to the endpoints: each event above an endpoint's
-/// floor, of its merchant and mode, of a type it takes.
-pub fn owed_deliveries(targets: &[FanOutTarget], events: &[OutboxEvent]) -> Vec<(String, String)> {
+/// The deliveries that the events of one outbox owe to the endpoints: each event above
+/// an endpoint's floor, of its merchant and mode, of a type it takes.
+pub fn owed_deliveries(
+    targets: &[FanOutTarget],
+    outbox: Outbox,
+    events: &[OutboxEvent],
+) -> Vec<NewDelivery> {
     let mut owed = Vec::new();
-    for event in events {
+    for OutboxEvent { seq, event } in events {
+        let mut body = None;
         for target in targets {
             let takes_it = target
                 .events
                 .as_ref()
-                .is_none_or(|list| list.iter().any(|e| *e == event.event.kind));
-            if event.seq > target.outbox_floor
+                .is_none_or(|list| list.iter().any(|e| *e == event.kind));
+            if *seq > target.floor(outbox)
                 && target.merchant_id == event.merchant_id
                 && target.livemode == event.livemode
                 && takes_it
             {
-                owed.push((target.endpoint_id.clone(), event.event.id.clone()));
+                let body = body.get_or_insert_with(|| body_of(event)).clone();
+                owed.push(NewDelivery {
+                    endpoint_id: target.endpoint_id.clone(),
+                    event_id: event.id.clone(),
+                    body,
+                });
             }
         }
     }
     owed
 }
 
-/// The body of an event, as `GET /v1/events` lists it and as webhooks post it.
-pub fn event_body(event: &OutboxEvent) -> walleot_api::Event {
-    wire_event(&event.event, event.livemode)
-}
-
-pub fn wire_event(event: &super::sessions::SessionEvent, livemode: bool) -> walleot_api::Event {
-    walleot_api::Event {
-        event_id: event.id.clone(),
-        kind: event.kind.clone(),
-        created_at: rfc3339(event.created_at),
-        livemode,
-        data: walleot_api::EventData {
-            session_id: event.session_id.clone(),
-            previous_status: event.from_status,
-            status: event.to_status,
-        },
-    }
+/// What a delivery posts: the event as `GET /v1/events` lists it.
+pub fn body_of(event: &EventRecord) -> String {
+    serde_json::to_string(&event.to_wire()).expect("an event serializes")
 }
 
 /// `whsec_` and 24 random bytes in base64: the secret a receiver checks signatures with.

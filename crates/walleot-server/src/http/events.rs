@@ -1,10 +1,9 @@
-//! `/v1/events`: what happened to the merchant's sessions, newest first.
+//! `/v1/events`: what happened to the merchant's sessions and mandates, newest first.
 
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::openapi::{BadRequest, NotFound, RateLimited, ServerError, Unauthorized};
 use crate::app::AppState;
-use crate::domain::webhooks::wire_event;
 use crate::domain::Principal;
 use axum::extract::State;
 use axum::routing::get;
@@ -34,12 +33,13 @@ pub(super) struct ListParams {
     path = "/events",
     operation_id = "listEvents",
     tag = "sessions",
-    summary = "List the events of the merchant's sessions, newest first",
+    summary = "List the events of the merchant's sessions and mandates, newest first",
     description = "Every change of a session (created, paid, failed, expired, cancelled, \
-        captured, released, refunded) is recorded as an event in the same transaction as \
-        the change, so none is missed: a poller that reads pages until it meets the last \
-        event it saw has them all. Events are thin: they name the session and its status \
-        before and after; read the session for the rest.",
+        captured, released, refunded) and of a mandate (granted, revoked, expired) is \
+        recorded as an event in the same transaction as the change, so none is missed: a \
+        poller that reads pages until it meets the last event it saw has them all. Events \
+        are thin: they name the session or mandate and its status before and after; read \
+        it for the rest. The same events are posted to webhook endpoints.",
     params(ListParams),
     responses(
         (status = 200, description = "One page of events.", body = EventList),
@@ -62,12 +62,8 @@ pub(super) async fn list(
     let next_cursor = has_more
         .then(|| events.last().map(|e| e.id.clone()))
         .flatten();
-    let livemode = principal.mode.is_live();
     Ok(Json(EventList {
-        data: events
-            .into_iter()
-            .map(|e| wire_event(&e, livemode))
-            .collect(),
+        data: events.into_iter().map(|e| e.to_wire()).collect(),
         has_more,
         next_cursor,
     }))

@@ -321,11 +321,8 @@ pub(super) const TOTP_COLUMNS: &str = "payer_id, secret, confirmed, last_step, c
 pub(super) const APPROVAL_COLUMNS: &str = "session_id, payer_id, method, evidence, created_at";
 pub(super) const SESSION_EVENT_COLUMNS: &str =
     "id, session_id, type, from_status, to_status, created_at";
-/// [`SESSION_EVENT_COLUMNS`] through the alias `e`.
-pub(super) static SESSION_EVENT_COLUMNS_E: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| aliased(SESSION_EVENT_COLUMNS, "e"));
 pub(super) const MANDATE_EVENT_COLUMNS: &str =
-    "mandate_id, type, from_status, to_status, created_at";
+    "id, mandate_id, type, from_status, to_status, created_at";
 
 pub(super) fn totp_from_row(row: &impl Columns) -> Result<TotpRecord, StoreError> {
     Ok(TotpRecord {
@@ -395,6 +392,7 @@ pub(super) fn refund_from_row(row: &impl Columns) -> Result<RefundRecord, StoreE
 pub(super) fn mandate_event_from_row(row: &impl Columns) -> Result<MandateEvent, StoreError> {
     let status = |raw: String| parse_stored::<MandateStatus>(&raw, "mandate status");
     Ok(MandateEvent {
+        id: row.text("id")?,
         mandate_id: row.text("mandate_id")?,
         kind: event_kind(&row.text("type")?)?,
         from_status: row.text_or_null("from_status")?.map(status).transpose()?,
@@ -408,14 +406,12 @@ pub(super) fn mandate_event_from_row(row: &impl Columns) -> Result<MandateEvent,
 pub(super) mod webhook_sql {
     pub const ENDPOINT_COLUMNS: &str = "id, merchant_id, livemode, url, events, secret, status, \
                                         disabled_reason, failing_since, created_at";
-    /// An outbox event with its session's owner, from `session_events e` and `sessions s`.
-    pub const OUTBOX_COLUMNS: &str = "e.seq AS seq, e.id AS id, e.session_id AS session_id, \
-         e.type AS type, e.from_status AS from_status, e.to_status AS to_status, \
-         e.created_at AS created_at, s.merchant_id AS merchant_id, s.livemode AS livemode";
     pub const INSERT_ENDPOINT: &str = "INSERT INTO webhook_endpoints \
-         (id, merchant_id, livemode, url, events, secret, status, outbox_floor, created_at) \
+         (id, merchant_id, livemode, url, events, secret, status, outbox_floor, mandate_floor, \
+          created_at) \
          SELECT $1, $2, $3, $4, $5, $6, 'enabled', \
-                (SELECT COALESCE(MAX(seq), 0) FROM session_events), $7 \
+                (SELECT COALESCE(MAX(seq), 0) FROM session_events), \
+                (SELECT COALESCE(MAX(seq), 0) FROM mandate_events), $7 \
          WHERE (SELECT COUNT(*) FROM webhook_endpoints \
                 WHERE merchant_id = $2 AND livemode = $3 AND status <> 'deleted') < $8";
     pub static ENDPOINTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -436,40 +432,25 @@ pub(super) mod webhook_sql {
     pub const SET_STATUS: &str = "UPDATE webhook_endpoints \
          SET status = $4, disabled_reason = NULL, failing_since = NULL \
          WHERE merchant_id = $1 AND livemode = $2 AND id = $3 AND status <> 'deleted'";
-    pub const TARGETS: &str = "SELECT id, merchant_id, livemode, events, outbox_floor \
+    pub const TARGETS: &str =
+        "SELECT id, merchant_id, livemode, events, outbox_floor, mandate_floor \
          FROM webhook_endpoints WHERE status = 'enabled' ORDER BY seq";
-    pub static OUTBOX_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "SELECT {OUTBOX_COLUMNS} FROM session_events e JOIN sessions s ON s.id = e.session_id \
-             WHERE e.seq > $1 ORDER BY e.seq LIMIT $2"
-        )
-    });
-    pub static OUTBOX_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "SELECT {OUTBOX_COLUMNS} FROM session_events e JOIN sessions s ON s.id = e.session_id \
-             WHERE e.id = $1"
-        )
-    });
     pub const ENQUEUE: &str = "INSERT INTO webhook_deliveries \
-         (endpoint_id, event_id, status, attempts, next_attempt_at, updated_at) \
-         VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT DO NOTHING";
-    pub const RAISE_FLOOR: &str =
+         (endpoint_id, event_id, body, status, attempts, next_attempt_at, updated_at) \
+         VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT DO NOTHING";
+    pub const RAISE_SESSION_FLOOR: &str =
         "UPDATE webhook_endpoints SET outbox_floor = $2 WHERE id = $1 AND outbox_floor < $2";
+    pub const RAISE_MANDATE_FLOOR: &str =
+        "UPDATE webhook_endpoints SET mandate_floor = $2 WHERE id = $1 AND mandate_floor < $2";
     /// Due deliveries of enabled endpoints, oldest due first; PostgreSQL appends its
     /// row locks.
-    pub static DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "SELECT d.endpoint_id AS endpoint_id, d.attempts AS attempts, w.url AS url, \
-                    w.secret AS secret, {OUTBOX_COLUMNS} \
-             FROM webhook_deliveries d \
-             JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-             JOIN session_events e ON e.id = d.event_id \
-             JOIN sessions s ON s.id = e.session_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-               AND (d.leased_until IS NULL OR d.leased_until <= $1) AND w.status = 'enabled' \
-             ORDER BY d.next_attempt_at LIMIT $2"
-        )
-    });
+    pub const DUE: &str = "SELECT d.endpoint_id AS endpoint_id, d.event_id AS event_id, \
+             d.attempts AS attempts, d.body AS body, w.url AS url, w.secret AS secret, \
+             w.livemode AS livemode \
+         FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+         WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+           AND (d.leased_until IS NULL OR d.leased_until <= $1) AND w.status = 'enabled' \
+         ORDER BY d.next_attempt_at LIMIT $2";
     pub const LEASE: &str = "UPDATE webhook_deliveries SET leased_until = $3 \
          WHERE endpoint_id = $1 AND event_id = $2";
     pub const FINISH: &str = "UPDATE webhook_deliveries \
@@ -482,10 +463,65 @@ pub(super) mod webhook_sql {
     pub const DISABLE: &str = "UPDATE webhook_endpoints SET status = 'disabled', \
          disabled_reason = $3 WHERE id = $1 AND status = 'enabled' AND failing_since <= $2";
     pub const REDELIVER: &str = "INSERT INTO webhook_deliveries \
-         (endpoint_id, event_id, status, attempts, next_attempt_at, updated_at) \
-         VALUES ($1, $2, 'pending', 0, $3, $3) \
+         (endpoint_id, event_id, body, status, attempts, next_attempt_at, updated_at) \
+         VALUES ($1, $2, $3, 'pending', 0, $4, $4) \
          ON CONFLICT (endpoint_id, event_id) DO UPDATE SET status = 'pending', attempts = 0, \
-             next_attempt_at = $3, leased_until = NULL, last_error = NULL, updated_at = $3";
+             next_attempt_at = $4, leased_until = NULL, last_error = NULL, updated_at = $4";
+}
+
+/// The SQL of events: both records as one, with the same columns.
+pub(super) mod event_sql {
+    /// Every session event, with its owner and its place in the list (`record_rank` 1).
+    const SESSIONS: &str =
+        "SELECT e.seq AS seq, CAST(1 AS BIGINT) AS record_rank, e.id AS id, e.type AS type, \
+             e.session_id AS session_id, CAST(NULL AS TEXT) AS mandate_id, \
+             e.from_status AS from_status, e.to_status AS to_status, \
+             e.created_at AS created_at, s.merchant_id AS merchant_id, s.livemode AS livemode \
+         FROM session_events e JOIN sessions s ON s.id = e.session_id";
+    /// Every mandate event, likewise (`record_rank` 0).
+    const MANDATES: &str =
+        "SELECT me.seq AS seq, CAST(0 AS BIGINT) AS record_rank, me.id AS id, me.type AS type, \
+             CAST(NULL AS TEXT) AS session_id, me.mandate_id AS mandate_id, \
+             me.from_status AS from_status, me.to_status AS to_status, \
+             me.created_at AS created_at, m.merchant_id AS merchant_id, m.livemode AS livemode \
+         FROM mandate_events me JOIN mandates m ON m.id = me.mandate_id";
+
+    pub static SESSIONS_AFTER: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{SESSIONS} WHERE e.seq > $1 ORDER BY e.seq LIMIT $2"));
+    pub static MANDATES_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{MANDATES} WHERE me.seq > $1 ORDER BY me.seq LIMIT $2")
+    });
+    pub static FIND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{SESSIONS} WHERE e.id = $1 UNION ALL {MANDATES} WHERE me.id = $1")
+    });
+    pub static POSITION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT created_at, record_rank, seq FROM ({SESSIONS} WHERE e.id = $3 \
+               AND s.merchant_id = $1 AND s.livemode = $2 \
+             UNION ALL {MANDATES} WHERE me.id = $3 \
+               AND m.merchant_id = $1 AND m.livemode = $2) ev"
+        )
+    });
+    /// Newest first, before the position ($3, $4, $5) of the last page.
+    pub static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT * FROM ({SESSIONS} WHERE s.merchant_id = $1 AND s.livemode = $2 \
+             UNION ALL {MANDATES} WHERE m.merchant_id = $1 AND m.livemode = $2) ev \
+             WHERE (created_at, record_rank, seq) < ($3, $4, $5) \
+             ORDER BY created_at DESC, record_rank DESC, seq DESC LIMIT $6"
+        )
+    });
+}
+
+/// A page of at most `limit` of `rows` (read with one more), and whether more follow.
+pub(super) fn page<T>(
+    rows: impl Iterator<Item = Result<T, StoreError>>,
+    limit: i64,
+) -> Result<(Vec<T>, bool), StoreError> {
+    let mut items = rows.collect::<Result<Vec<_>, _>>()?;
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    Ok((items, more))
 }
 
 /// SQL written with `$N` placeholders, as SQLite numbers them (`?N`).
@@ -521,7 +557,24 @@ pub(super) fn fan_out_target_from_row(
         events: row
             .text_or_null("events")?
             .map(|t| t.split(' ').map(str::to_string).collect()),
-        outbox_floor: row.int("outbox_floor")?,
+        session_floor: row.int("outbox_floor")?,
+        mandate_floor: row.int("mandate_floor")?,
+    })
+}
+
+pub(super) fn event_record_from_row(
+    row: &impl Columns,
+) -> Result<crate::domain::events::EventRecord, StoreError> {
+    Ok(crate::domain::events::EventRecord {
+        id: row.text("id")?,
+        kind: row.text("type")?,
+        session_id: row.text_or_null("session_id")?,
+        mandate_id: row.text_or_null("mandate_id")?,
+        from_status: row.text_or_null("from_status")?,
+        to_status: row.text("to_status")?,
+        created_at: row.int("created_at")?,
+        merchant_id: row.text("merchant_id")?,
+        livemode: row.flag("livemode")?,
     })
 }
 
@@ -530,9 +583,7 @@ pub(super) fn outbox_event_from_row(
 ) -> Result<crate::domain::ports::OutboxEvent, StoreError> {
     Ok(crate::domain::ports::OutboxEvent {
         seq: row.int("seq")?,
-        event: session_event_from_row(row)?,
-        merchant_id: row.text("merchant_id")?,
-        livemode: row.flag("livemode")?,
+        event: event_record_from_row(row)?,
     })
 }
 
@@ -541,11 +592,13 @@ pub(super) fn due_delivery_from_row(
 ) -> Result<crate::domain::ports::DueDelivery, StoreError> {
     Ok(crate::domain::ports::DueDelivery {
         endpoint_id: row.text("endpoint_id")?,
+        event_id: row.text("event_id")?,
         url: row.text("url")?,
         secret: row.text("secret")?,
+        livemode: row.flag("livemode")?,
+        body: row.text("body")?,
         attempts: row.int("attempts")?,
         lease_until: 0,
-        event: outbox_event_from_row(row)?,
     })
 }
 

@@ -243,7 +243,7 @@ async fn a_failing_then_silent_receiver_gets_the_same_event_until_it_takes_it() 
     let secret = endpoint["secret"].as_str().unwrap();
     for delivery in &third {
         let event = verified(secret, delivery);
-        assert_eq!(event.data.session_id, session);
+        assert_eq!(event.data.session_id, Some(session.clone()));
         assert_eq!(delivery.id, third[0].id, "one id for one event");
     }
 
@@ -572,4 +572,129 @@ async fn two_instances_deliver_each_attempt_once_between_them() {
         .flat_map(|s| [s.clone(), s.clone()])
         .collect();
     assert_eq!(sessions, twice, "each event failed once and was taken once");
+}
+
+#[tokio::test]
+async fn mandate_changes_are_events_listed_and_posted() {
+    use walleot_server::domain::mandates::{Grant, MandateLimits};
+    let app = spawn().await;
+    let receiver = Receiver::start(&[], Answer::Ok).await;
+    let endpoint = add_endpoint(
+        &app,
+        app.key(),
+        json!({"url": receiver.url,
+               "events": ["mandate.granted", "mandate.revoked", "mandate.expired"]}),
+    )
+    .await;
+    let grant = |customer: &'static str| {
+        let app = &app;
+        async move {
+            let first = app
+                .create_session_with(
+                    app.key(),
+                    json!({"amount": 25, "currency": "usd", "customer": customer}),
+                )
+                .await;
+            let id = first["sessionId"].as_str().unwrap().to_string();
+            let payer = app.pay_as_new_payer(&id).await;
+            let limits = MandateLimits::new(Some(50), None, None).unwrap();
+            let grant = Grant {
+                payer_id: payer.clone(),
+                session_id: id,
+                limits,
+                expires_at: None,
+            };
+            (payer, app.server.mandates().grant(grant).await.unwrap().id)
+        }
+    };
+    let (payer, revoked) = grant("agent-r").await;
+    let (_, expiring) = grant("agent-x").await;
+    app.server
+        .mandates()
+        .revoke(&payer, &revoked)
+        .await
+        .unwrap();
+    app.server.clock.advance_ms(31 * 24 * 3_600_000);
+    assert_eq!(app.server.mandates().record_expiries(500).await.unwrap(), 1);
+
+    let received = receiver.wait_for(&app, 4, 0).await;
+    let secret = endpoint["secret"].as_str().unwrap();
+    let mut posted: Vec<(String, String, Option<String>, String)> = received
+        .iter()
+        .map(|d| {
+            let event = verified(secret, d);
+            assert_eq!(event.data.session_id, None);
+            (
+                event.data.mandate_id.unwrap(),
+                event.kind,
+                event.data.previous_status,
+                event.data.status,
+            )
+        })
+        .collect();
+    posted.sort();
+    let mut expected = vec![
+        (
+            revoked.clone(),
+            "mandate.granted".to_string(),
+            None,
+            "active".to_string(),
+        ),
+        (
+            revoked.clone(),
+            "mandate.revoked".into(),
+            Some("active".into()),
+            "revoked".into(),
+        ),
+        (
+            expiring.clone(),
+            "mandate.granted".into(),
+            None,
+            "active".into(),
+        ),
+        (
+            expiring.clone(),
+            "mandate.expired".into(),
+            Some("active".into()),
+            "expired".into(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(posted, expected);
+
+    // The list has them among the sessions' events, each as it was posted.
+    let listed = events_of(&app).await;
+    for delivery in &received {
+        let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert!(listed.contains(&body), "{body} is not listed");
+        assert!(body["data"].get("sessionId").is_none(), "{body}");
+    }
+    assert!(listed.iter().any(|e| e["type"] == "session.paid"));
+    // Paged one at a time, every event comes once, newest first.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = app
+            .get(&format!("/v1/events?limit=1&cursor={cursor}"), app.key())
+            .await
+            .json()
+            .await
+            .unwrap();
+        paged.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(paged, listed);
+    let redelivered = app
+        .post(
+            &format!("/v1/events/{}/redeliver", received[0].id),
+            app.key(),
+        )
+        .await;
+    assert_eq!(redelivered.status(), 202);
+    let again = receiver.wait_for(&app, 5, 0).await;
+    assert_eq!(again[4].id, received[0].id);
+    assert_eq!(again[4].body, received[0].body);
 }

@@ -3,6 +3,7 @@
 //! beside its SQL and migrations, so that a new database joins without touching the
 //! domain, and no database type crosses this boundary.
 
+mod events;
 mod idempotency;
 mod ledger;
 mod mandates;
@@ -11,13 +12,14 @@ mod payers;
 mod sessions;
 mod webhooks;
 
+pub use events::{EventPosition, EventStore, OutboxEvent};
 pub use idempotency::{IdempotencyClaim, IdempotencyCompletion, IdempotencyStore};
 pub use ledger::{HistoryEntry, LedgerStore, PlanOutcome};
 pub use mandates::MandateStore;
 pub use merchants::{ApiKeyRecord, Merchant, MerchantStore};
 pub use payers::PayerStore;
 pub use sessions::{CoveredPayment, SessionPage, SessionStore, Transition};
-pub use webhooks::{DueDelivery, FanOutTarget, OutboxEvent, WebhookStore};
+pub use webhooks::{DueDelivery, FanOutTarget, NewDelivery, WebhookStore};
 
 use crate::domain::ledger::LedgerError;
 use crate::domain::sessions::SessionRecord;
@@ -69,6 +71,7 @@ pub trait Store:
     + PayerStore
     + MandateStore
     + WebhookStore
+    + EventStore
 {
     /// How long after an event becomes visible one with a lower `seq` may still
     /// commit: zero where commits happen in `seq` order.

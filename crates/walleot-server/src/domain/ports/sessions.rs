@@ -79,22 +79,6 @@ pub trait SessionStore: Send + Sync + 'static {
         -> Result<Vec<SessionRecord>, StoreError>;
     /// The recorded changes of one session, oldest first.
     async fn session_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError>;
-    /// The position of an event of the merchant's sessions in their list, for cursors.
-    async fn event_seq(
-        &self,
-        merchant_id: &str,
-        livemode: bool,
-        id: &str,
-    ) -> Result<Option<i64>, StoreError>;
-    /// Events of the merchant's sessions in one mode, newest first, strictly older
-    /// than `before_seq` when given; `limit` of them, and whether more follow.
-    async fn list_events(
-        &self,
-        merchant_id: &str,
-        livemode: bool,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> Result<(Vec<SessionEvent>, bool), StoreError>;
     /// The refunds of one session, oldest first.
     async fn refunds_of(&self, session_id: &str) -> Result<Vec<RefundRecord>, StoreError>;
     /// The payer who approved a session's payment, once paid.

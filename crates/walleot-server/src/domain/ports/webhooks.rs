@@ -1,19 +1,10 @@
 //! What the service keeps of webhook endpoints and of each event's delivery to them.
 
 use super::StoreError;
-use crate::domain::sessions::SessionEvent;
+use crate::domain::events::Outbox;
 use crate::domain::webhooks::{DeliveryOutcome, WebhookEndpointRecord};
 use async_trait::async_trait;
 use walleot_api::WebhookEndpointStatus;
-
-/// An event of the outbox, with the owner of its session.
-#[derive(Debug, Clone)]
-pub struct OutboxEvent {
-    pub seq: i64,
-    pub event: SessionEvent,
-    pub merchant_id: String,
-    pub livemode: bool,
-}
 
 /// An enabled endpoint, as the fan-out needs it.
 #[derive(Debug, Clone)]
@@ -22,21 +13,43 @@ pub struct FanOutTarget {
     pub merchant_id: String,
     pub livemode: bool,
     pub events: Option<Vec<String>>,
-    pub outbox_floor: i64,
+    /// Every event at or below these `seq`s (of sessions, of mandates) has its
+    /// delivery.
+    pub session_floor: i64,
+    pub mandate_floor: i64,
 }
 
-/// A delivery taken by a worker: where to post which event, and how many attempts
-/// came before.
+impl FanOutTarget {
+    pub fn floor(&self, outbox: Outbox) -> i64 {
+        match outbox {
+            Outbox::Sessions => self.session_floor,
+            Outbox::Mandates => self.mandate_floor,
+        }
+    }
+}
+
+/// An event owed to an endpoint, with the body to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub body: String,
+}
+
+/// A delivery taken by a worker: where to post what, and how many attempts came
+/// before.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
     pub endpoint_id: String,
+    pub event_id: String,
     pub url: String,
     pub secret: String,
+    pub livemode: bool,
+    pub body: String,
     pub attempts: i64,
     /// The end of the caller's lease: it records the outcome only while the delivery is
     /// still leased so (not taken over, nor asked for again meanwhile).
     pub lease_until: i64,
-    pub event: OutboxEvent,
 }
 
 #[async_trait]
@@ -72,15 +85,12 @@ pub trait WebhookStore: Send + Sync + 'static {
 
     /// The enabled endpoints.
     async fn fan_out_targets(&self) -> Result<Vec<FanOutTarget>, StoreError>;
-    /// Events of the outbox after `seq`, in order, at most `limit`.
-    async fn outbox_after(&self, seq: i64, limit: i64) -> Result<Vec<OutboxEvent>, StoreError>;
-    /// One event of the outbox by its id.
-    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError>;
     /// Adds the deliveries not yet there (due at `now`) and raises the endpoints'
-    /// floors, in one transaction.
+    /// floors of one outbox, in one transaction.
     async fn enqueue_deliveries(
         &self,
-        deliveries: &[(String, String)],
+        deliveries: &[NewDelivery],
+        outbox: Outbox,
         floors: &[(String, i64)],
         now: i64,
     ) -> Result<(), StoreError>;
@@ -102,11 +112,7 @@ pub trait WebhookStore: Send + Sync + 'static {
         now: i64,
         disable_before: i64,
     ) -> Result<(), StoreError>;
-    /// Makes the event due at once again for these endpoints, as a first attempt.
-    async fn redeliver(
-        &self,
-        event_id: &str,
-        endpoint_ids: &[String],
-        now: i64,
-    ) -> Result<(), StoreError>;
+    /// Makes these deliveries due at once, as first attempts, whether or not they were
+    /// made before.
+    async fn redeliver(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError>;
 }

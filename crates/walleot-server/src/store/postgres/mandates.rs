@@ -11,9 +11,10 @@ use walleot_api::{Currency, MandateStatus};
 
 async fn insert_event(db: &mut PgConnection, event: &MandateEvent) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO mandate_events (id, mandate_id, type, from_status, to_status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
+    .bind(&event.id)
     .bind(&event.mandate_id)
     .bind(event.kind)
     .bind(event.from_status.map(MandateStatus::as_str))
@@ -283,8 +284,8 @@ impl MandateStore for PostgresStore {
         // by id) makes them wait on each other's rows in turn, not in a deadlock.
         self.write(|mut tx| async move {
             let recorded = sqlx::query(
-                "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
-                 SELECT m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
+                "INSERT INTO mandate_events (id, mandate_id, type, from_status, to_status, created_at) \
+                 SELECT 'evt_' || substr(md5(random()::text || m.id), 1, 24), m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
                  WHERE m.revoked_at IS NULL AND m.expires_at <= $1 \
                    AND NOT EXISTS (SELECT 1 FROM mandate_events e \
                                    WHERE e.mandate_id = m.id AND e.type = 'mandate.expired') \

@@ -10,6 +10,7 @@
 //! (`synchronous_commit` as the server has it, `on` by default); concurrent commits
 //! share the server's WAL flushes.
 
+mod events;
 mod idempotency;
 mod ledger;
 mod mandates;

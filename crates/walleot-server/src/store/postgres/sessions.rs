@@ -194,51 +194,6 @@ impl SessionStore for PostgresStore {
         .collect()
     }
 
-    async fn event_seq(
-        &self,
-        merchant_id: &str,
-        livemode: bool,
-        id: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT e.seq FROM session_events e JOIN sessions s ON s.id = e.session_id \
-             WHERE e.id = $1 AND s.merchant_id = $2 AND s.livemode = $3",
-        )
-        .bind(id)
-        .bind(merchant_id)
-        .bind(livemode)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn list_events(
-        &self,
-        merchant_id: &str,
-        livemode: bool,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> Result<(Vec<SessionEvent>, bool), StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM session_events e JOIN sessions s ON s.id = e.session_id \
-             WHERE s.merchant_id = $1 AND s.livemode = $2 AND e.seq < $3 \
-             ORDER BY e.seq DESC LIMIT $4",
-            *SESSION_EVENT_COLUMNS_E
-        ))
-        .bind(merchant_id)
-        .bind(livemode)
-        .bind(before_seq.unwrap_or(i64::MAX))
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut events = rows
-            .iter()
-            .map(session_event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let more = events.len() as i64 > limit;
-        events.truncate(limit as usize);
-        Ok((events, more))
-    }
-
     async fn refunds_of(&self, session_id: &str) -> Result<Vec<RefundRecord>, StoreError> {
         sqlx::query(&format!(
             "SELECT {REFUND_COLUMNS} FROM refunds WHERE session_id = $1 ORDER BY seq"

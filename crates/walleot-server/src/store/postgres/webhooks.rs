@@ -4,7 +4,8 @@
 //! after a higher one: the fan-out's floor waits [`SETTLE_MS`] behind what it saw.
 
 use super::PostgresStore;
-use crate::domain::ports::{DueDelivery, FanOutTarget, OutboxEvent, StoreError, WebhookStore};
+use crate::domain::events::Outbox;
+use crate::domain::ports::{DueDelivery, FanOutTarget, NewDelivery, StoreError, WebhookStore};
 use crate::domain::webhooks::{events_text, DeliveryOutcome, WebhookEndpointRecord};
 use crate::store::rows::webhook_sql as sql;
 use crate::store::rows::*;
@@ -17,7 +18,7 @@ use walleot_api::WebhookEndpointStatus;
 pub(super) const SETTLE_MS: i64 = 60_000;
 
 static CLAIM: LazyLock<String> =
-    LazyLock::new(|| format!("{} FOR UPDATE OF d SKIP LOCKED", *sql::DUE));
+    LazyLock::new(|| format!("{} FOR UPDATE OF d SKIP LOCKED", sql::DUE));
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
@@ -110,44 +111,29 @@ impl WebhookStore for PostgresStore {
             .collect()
     }
 
-    async fn outbox_after(&self, seq: i64, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
-        sqlx::query(&sql::OUTBOX_AFTER)
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(outbox_event_from_row)
-            .collect()
-    }
-
-    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
-        sqlx::query(&sql::OUTBOX_EVENT)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(outbox_event_from_row)
-            .transpose()
-    }
-
     async fn enqueue_deliveries(
         &self,
-        deliveries: &[(String, String)],
+        deliveries: &[NewDelivery],
+        outbox: Outbox,
         floors: &[(String, i64)],
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for (endpoint, event) in deliveries {
+        for d in deliveries {
             sqlx::query(sql::ENQUEUE)
-                .bind(endpoint)
-                .bind(event)
+                .bind(&d.endpoint_id)
+                .bind(&d.event_id)
+                .bind(&d.body)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
         }
+        let raise = match outbox {
+            Outbox::Sessions => sql::RAISE_SESSION_FLOOR,
+            Outbox::Mandates => sql::RAISE_MANDATE_FLOOR,
+        };
         for (endpoint, floor) in floors {
-            sqlx::query(sql::RAISE_FLOOR)
+            sqlx::query(raise)
                 .bind(endpoint)
                 .bind(floor)
                 .execute(&mut *tx)
@@ -176,7 +162,7 @@ impl WebhookStore for PostgresStore {
             d.lease_until = lease_until;
             sqlx::query(sql::LEASE)
                 .bind(&d.endpoint_id)
-                .bind(&d.event.event.id)
+                .bind(&d.event_id)
                 .bind(lease_until)
                 .execute(&mut *tx)
                 .await?;
@@ -197,7 +183,7 @@ impl WebhookStore for PostgresStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(sql::FINISH)
             .bind(endpoint_id)
-            .bind(&delivery.event.event.id)
+            .bind(&delivery.event_id)
             .bind(status)
             .bind(next)
             .bind(error)
@@ -230,17 +216,13 @@ impl WebhookStore for PostgresStore {
         Ok(())
     }
 
-    async fn redeliver(
-        &self,
-        event_id: &str,
-        endpoint_ids: &[String],
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn redeliver(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for endpoint in endpoint_ids {
+        for d in deliveries {
             sqlx::query(sql::REDELIVER)
-                .bind(endpoint)
-                .bind(event_id)
+                .bind(&d.endpoint_id)
+                .bind(&d.event_id)
+                .bind(&d.body)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;

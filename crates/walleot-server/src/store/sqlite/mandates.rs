@@ -11,10 +11,11 @@ use walleot_api::{Currency, MandateStatus};
 
 fn insert_event(db: &Connection, event: &MandateEvent) -> Result<(), StoreError> {
     db.prepare_cached(
-        "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO mandate_events (id, mandate_id, type, from_status, to_status, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
+        event.id,
         event.mandate_id,
         event.kind,
         event.from_status.map(MandateStatus::as_str),
@@ -255,8 +256,8 @@ impl MandateStore for SqliteStore {
             .run(move |db| {
                 Ok(db
                     .prepare_cached(
-                        "INSERT INTO mandate_events (mandate_id, type, from_status, to_status, created_at) \
-                         SELECT m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
+                        "INSERT INTO mandate_events (id, mandate_id, type, from_status, to_status, created_at) \
+                         SELECT 'evt_' || lower(hex(randomblob(12))), m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
                          WHERE m.revoked_at IS NULL AND m.expires_at <= ?1 \
                            AND NOT EXISTS (SELECT 1 FROM mandate_events e \
                                            WHERE e.mandate_id = m.id AND e.type = 'mandate.expired') \

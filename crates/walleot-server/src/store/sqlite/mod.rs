@@ -4,6 +4,7 @@
 //! pool of their own and, thanks to WAL, never wait for the writer. Commits use
 //! `synchronous = FULL`: an answer is sent only once its change is on disk.
 
+mod events;
 mod idempotency;
 mod ledger;
 mod mandates;

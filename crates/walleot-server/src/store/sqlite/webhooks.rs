@@ -2,7 +2,8 @@
 //! event is visible only after every event below it: the outbox settles at once.
 
 use super::SqliteStore;
-use crate::domain::ports::{DueDelivery, FanOutTarget, OutboxEvent, StoreError, WebhookStore};
+use crate::domain::events::Outbox;
+use crate::domain::ports::{DueDelivery, FanOutTarget, NewDelivery, StoreError, WebhookStore};
 use crate::domain::webhooks::{events_text, DeliveryOutcome, WebhookEndpointRecord};
 use crate::store::rows::webhook_sql as sql;
 use crate::store::rows::*;
@@ -22,11 +23,10 @@ sqlite!(ENDPOINTS = *sql::ENDPOINTS);
 sqlite!(ENDPOINT = *sql::ENDPOINT);
 sqlite!(ENDPOINT_BY_ID = *sql::ENDPOINT_BY_ID);
 sqlite!(SET_STATUS = sql::SET_STATUS);
-sqlite!(OUTBOX_AFTER = *sql::OUTBOX_AFTER);
-sqlite!(OUTBOX_EVENT = *sql::OUTBOX_EVENT);
 sqlite!(ENQUEUE = sql::ENQUEUE);
-sqlite!(RAISE_FLOOR = sql::RAISE_FLOOR);
-sqlite!(DUE = *sql::DUE);
+sqlite!(RAISE_SESSION_FLOOR = sql::RAISE_SESSION_FLOOR);
+sqlite!(RAISE_MANDATE_FLOOR = sql::RAISE_MANDATE_FLOOR);
+sqlite!(DUE = sql::DUE);
 sqlite!(LEASE = sql::LEASE);
 sqlite!(FINISH = sql::FINISH);
 sqlite!(HEALTHY = sql::HEALTHY);
@@ -127,30 +127,10 @@ impl WebhookStore for SqliteStore {
             .collect()
     }
 
-    async fn outbox_after(&self, seq: i64, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
-        sqlx::query(&OUTBOX_AFTER)
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(outbox_event_from_row)
-            .collect()
-    }
-
-    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
-        sqlx::query(&OUTBOX_EVENT)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(outbox_event_from_row)
-            .transpose()
-    }
-
     async fn enqueue_deliveries(
         &self,
-        deliveries: &[(String, String)],
+        deliveries: &[NewDelivery],
+        outbox: Outbox,
         floors: &[(String, i64)],
         now: i64,
     ) -> Result<(), StoreError> {
@@ -158,10 +138,13 @@ impl WebhookStore for SqliteStore {
         self.writer
             .run(move |db| {
                 let mut enqueue = db.prepare_cached(&ENQUEUE)?;
-                for (endpoint, event) in &deliveries {
-                    enqueue.execute(params![endpoint, event, now])?;
+                for d in &deliveries {
+                    enqueue.execute(params![d.endpoint_id, d.event_id, d.body, now])?;
                 }
-                let mut raise = db.prepare_cached(&RAISE_FLOOR)?;
+                let mut raise = db.prepare_cached(match outbox {
+                    Outbox::Sessions => &RAISE_SESSION_FLOOR,
+                    Outbox::Mandates => &RAISE_MANDATE_FLOOR,
+                })?;
                 for (endpoint, floor) in &floors {
                     raise.execute(params![endpoint, floor])?;
                 }
@@ -188,7 +171,7 @@ impl WebhookStore for SqliteStore {
                 }
                 let mut lease = db.prepare_cached(&LEASE)?;
                 for d in &mut due {
-                    lease.execute(params![d.endpoint_id, d.event.event.id, lease_until])?;
+                    lease.execute(params![d.endpoint_id, d.event_id, lease_until])?;
                     d.lease_until = lease_until;
                 }
                 Ok(due)
@@ -205,7 +188,7 @@ impl WebhookStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (endpoint_id, event_id, lease, outcome) = (
             delivery.endpoint_id.clone(),
-            delivery.event.event.id.clone(),
+            delivery.event_id.clone(),
             delivery.lease_until,
             outcome.clone(),
         );
@@ -240,18 +223,13 @@ impl WebhookStore for SqliteStore {
             .await
     }
 
-    async fn redeliver(
-        &self,
-        event_id: &str,
-        endpoint_ids: &[String],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let (event_id, endpoint_ids) = (event_id.to_string(), endpoint_ids.to_vec());
+    async fn redeliver(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError> {
+        let deliveries = deliveries.to_vec();
         self.writer
             .run(move |db| {
                 let mut redeliver = db.prepare_cached(&REDELIVER)?;
-                for endpoint in &endpoint_ids {
-                    redeliver.execute(params![endpoint, event_id, now])?;
+                for d in &deliveries {
+                    redeliver.execute(params![d.endpoint_id, d.event_id, d.body, now])?;
                 }
                 Ok(())
             })

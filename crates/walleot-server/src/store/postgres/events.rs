@@ -1,0 +1,84 @@
+//! Events of sessions and mandates in PostgreSQL, read as one list.
+
+use super::PostgresStore;
+use crate::domain::events::{EventRecord, Outbox};
+use crate::domain::ports::{EventPosition, EventStore, OutboxEvent, StoreError};
+use crate::store::rows::event_sql as sql;
+use crate::store::rows::*;
+use async_trait::async_trait;
+use sqlx::Row;
+use std::sync::LazyLock;
+
+static SESSIONS_AFTER: LazyLock<String> = LazyLock::new(|| sql::SESSIONS_AFTER.to_string());
+static MANDATES_AFTER: LazyLock<String> = LazyLock::new(|| sql::MANDATES_AFTER.to_string());
+static FIND: LazyLock<String> = LazyLock::new(|| sql::FIND.to_string());
+static POSITION: LazyLock<String> = LazyLock::new(|| sql::POSITION.to_string());
+static LIST: LazyLock<String> = LazyLock::new(|| sql::LIST.to_string());
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn event_position(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        id: &str,
+    ) -> Result<Option<EventPosition>, StoreError> {
+        let row = sqlx::query(&POSITION)
+            .bind(merchant_id)
+            .bind(livemode)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
+    async fn list_events(
+        &self,
+        merchant_id: &str,
+        livemode: bool,
+        before: Option<EventPosition>,
+        limit: i64,
+    ) -> Result<(Vec<EventRecord>, bool), StoreError> {
+        let (at, rank, seq) = before.unwrap_or((i64::MAX, 0, 0));
+        let rows = sqlx::query(&LIST)
+            .bind(merchant_id)
+            .bind(livemode)
+            .bind(at)
+            .bind(rank)
+            .bind(seq)
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        page(rows.iter().map(event_record_from_row), limit)
+    }
+
+    async fn outbox_after(
+        &self,
+        outbox: Outbox,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let query = match outbox {
+            Outbox::Sessions => &SESSIONS_AFTER,
+            Outbox::Mandates => &MANDATES_AFTER,
+        };
+        sqlx::query(query)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(outbox_event_from_row)
+            .collect()
+    }
+
+    async fn find_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        sqlx::query(&FIND)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(event_record_from_row)
+            .transpose()
+    }
+}
