@@ -230,8 +230,7 @@ mod tests {
 
     #[test]
     fn a_body_of_another_event_is_refused() {
-        let other = body().iter().map(|&b| b).collect::<Vec<u8>>();
-        let other = String::from_utf8(other)
+        let other = String::from_utf8(body())
             .unwrap()
             .replace(ID, "evt_5AbCdEfGhIjKlMnOpQrStUvW");
         let signed = signature(SECRET, NOW, other.as_bytes());

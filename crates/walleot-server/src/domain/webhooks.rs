@@ -309,7 +309,7 @@ pub fn owed_deliveries(
             let takes_it = target
                 .events
                 .as_ref()
-                .is_none_or(|list| list.iter().any(|e| *e == event.kind));
+                .is_none_or(|list| list.contains(&event.kind));
             if *seq > target.floor(outbox)
                 && target.merchant_id == event.merchant_id
                 && target.livemode == event.livemode
