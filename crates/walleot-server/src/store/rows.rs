@@ -502,15 +502,36 @@ pub(super) mod event_sql {
                AND m.merchant_id = $1 AND m.livemode = $2) ev"
         )
     });
-    /// Newest first, before the position ($3, $4, $5) of the last page.
+    /// Newest first: by time, sessions' events before mandates' of the same
+    /// millisecond, then `seq`. Each record is read from its own bound ($3, $4 for
+    /// sessions, $5, $6 for mandates), `$7` rows of each at most.
     pub static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT * FROM ({SESSIONS} WHERE s.merchant_id = $1 AND s.livemode = $2 \
-             UNION ALL {MANDATES} WHERE m.merchant_id = $1 AND m.livemode = $2) ev \
-             WHERE (created_at, record_rank, seq) < ($3, $4, $5) \
-             ORDER BY created_at DESC, record_rank DESC, seq DESC LIMIT $6"
+            "SELECT * FROM ( \
+               SELECT * FROM ({SESSIONS} WHERE s.merchant_id = $1 AND s.livemode = $2 \
+                 AND (e.created_at, e.seq) < ($3, $4) \
+                 ORDER BY e.created_at DESC, e.seq DESC LIMIT $7) sv \
+               UNION ALL \
+               SELECT * FROM ({MANDATES} WHERE m.merchant_id = $1 AND m.livemode = $2 \
+                 AND (me.created_at, me.seq) < ($5, $6) \
+                 ORDER BY me.created_at DESC, me.seq DESC LIMIT $7) mv \
+             ) ev ORDER BY created_at DESC, record_rank DESC, seq DESC LIMIT $7"
         )
     });
+
+    /// The bounds of [`LIST`] for the page after `position` (of the list's last
+    /// event): what comes after it in each record.
+    pub fn bounds(position: Option<crate::domain::ports::EventPosition>) -> [i64; 4] {
+        match position {
+            None => [i64::MAX, i64::MAX, i64::MAX, i64::MAX],
+            // After a session's event: the sessions' before it, the mandates' of its
+            // millisecond and before.
+            Some((at, 1, seq)) => [at, seq, at, i64::MAX],
+            // After a mandate's event: the sessions' before its millisecond, the
+            // mandates' before it.
+            Some((at, _, seq)) => [at, i64::MIN, at, seq],
+        }
+    }
 }
 
 /// A page of at most `limit` of `rows` (read with one more), and whether more follow.

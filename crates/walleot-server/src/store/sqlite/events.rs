@@ -39,13 +39,14 @@ impl EventStore for SqliteStore {
         before: Option<EventPosition>,
         limit: i64,
     ) -> Result<(Vec<EventRecord>, bool), StoreError> {
-        let (at, rank, seq) = before.unwrap_or((i64::MAX, 0, 0));
+        let [session_at, session_seq, mandate_at, mandate_seq] = sql::bounds(before);
         let rows = sqlx::query(&LIST)
             .bind(merchant_id)
             .bind(livemode)
-            .bind(at)
-            .bind(rank)
-            .bind(seq)
+            .bind(session_at)
+            .bind(session_seq)
+            .bind(mandate_at)
+            .bind(mandate_seq)
             .bind(limit + 1)
             .fetch_all(&self.reader)
             .await?;
