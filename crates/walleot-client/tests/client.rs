@@ -455,3 +455,60 @@ async fn a_rate_limited_call_says_so_and_is_not_retried() {
         "{missing}"
     );
 }
+
+#[tokio::test]
+async fn webhook_endpoints_are_added_listed_enabled_and_removed() {
+    use walleot_client::{CreateWebhookEndpointRequest, EventType, WebhookEndpointStatus};
+    let server = TestServer::start().await;
+    let client = Client::new(&server.base_url, &server.test_key).unwrap();
+    let added = client
+        .create_webhook_endpoint(&CreateWebhookEndpointRequest {
+            url: "http://127.0.0.1:9/hook".into(),
+            events: Some(vec![EventType::SessionPaid, EventType::SessionCreated]),
+        })
+        .await
+        .unwrap();
+    assert!(added.secret.as_deref().unwrap().starts_with("whsec_"));
+    assert_eq!(added.status, WebhookEndpointStatus::Enabled);
+    let listed = client.list_webhook_endpoints().await.unwrap().data;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].endpoint_id, added.endpoint_id);
+    assert_eq!(listed[0].secret, None);
+
+    let session = client.create_session(&request(100)).await.unwrap();
+    let events = client
+        .list_events(&walleot_client::ListEvents::default())
+        .await
+        .unwrap();
+    let created = &events.data[0];
+    assert_eq!(
+        created.data.session_id.as_deref(),
+        Some(session.session_id.as_str())
+    );
+    let again = client.redeliver_event(&created.event_id).await.unwrap();
+    assert_eq!(again.endpoint_ids, [added.endpoint_id.clone()]);
+
+    let enabled = client
+        .enable_webhook_endpoint(&added.endpoint_id)
+        .await
+        .unwrap();
+    assert_eq!(enabled.status, WebhookEndpointStatus::Enabled);
+    let removed = client
+        .delete_webhook_endpoint(&added.endpoint_id)
+        .await
+        .unwrap();
+    assert_eq!(removed.status, WebhookEndpointStatus::Deleted);
+    let gone = client
+        .delete_webhook_endpoint(&added.endpoint_id)
+        .await
+        .unwrap_err();
+    assert_eq!(gone.kind(), Some(ErrorType::NotFound));
+    let bad = client
+        .create_webhook_endpoint(&CreateWebhookEndpointRequest {
+            url: "ftp://example.com".into(),
+            events: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind(), Some(ErrorType::InvalidRequest));
+}

@@ -64,8 +64,11 @@ impl Deliverer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = self.fan_out().await {
-                tracing::warn!(error = %e, "handing events to webhook endpoints failed");
+            match self.fan_out().await {
+                // No endpoint is enabled: nothing can be due.
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => tracing::warn!(error = %e, "handing events to webhook endpoints failed"),
             }
             loop {
                 match self.deliver_due().await {
@@ -81,11 +84,12 @@ impl Deliverer {
     }
 
     /// Gives every enabled endpoint a delivery of each new event it takes, and raises
-    /// its floors to the events that can no longer be joined by an earlier one.
-    pub async fn fan_out(&mut self) -> Result<(), StoreError> {
+    /// its floors to the events that can no longer be joined by an earlier one;
+    /// answers whether any endpoint is enabled.
+    pub async fn fan_out(&mut self) -> Result<bool, StoreError> {
         let targets = self.store.fan_out_targets().await?;
         if targets.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         for (i, outbox) in Outbox::ALL.into_iter().enumerate() {
             let from = targets.iter().map(|t| t.floor(outbox)).min().unwrap_or(0);
@@ -115,7 +119,7 @@ impl Deliverer {
                 .enqueue_deliveries(&owed, outbox, &floors, self.clock.now_ms())
                 .await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The highest `seq` of outbox `i` below which no event can still appear, given
