@@ -5,6 +5,7 @@
 //! cargo run --release -p walleot-bench -- --short     # about 3 minutes on 2 cores
 //! cargo run --release -p walleot-bench                # longer runs, steadier figures
 //! cargo run --release -p walleot-bench -- --only postgres   # the service on PostgreSQL
+//! cargo run --release -p walleot-bench -- --only webhooks   # creations with an endpoint, deliveries/s
 //! ```
 //! Writes a Markdown table to stdout and to `--out` (default `target/benchmarks.md`).
 //! The executable also serves as the service (`walleot-bench walleot serve …`, the same
@@ -15,6 +16,7 @@ mod load;
 mod postgres;
 mod process;
 mod scenarios;
+mod webhooks;
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -48,8 +50,9 @@ pub struct Args {
     /// Only the service's share of a paid call (`paid-requests`), or only the writes
     /// (`writes`: creations and charges beside raw commits), e.g. to compare builds of
     /// the service named by `WALLEOT_BENCH_SERVICE`; or the service on PostgreSQL with
-    /// one instance and two (`postgres`, on `--postgres`).
-    #[arg(long, value_parser = ["paid-requests", "writes", "postgres"])]
+    /// one instance and two (`postgres`, on `--postgres`); or what webhooks cost the
+    /// creations and how fast they are delivered (`webhooks`).
+    #[arg(long, value_parser = ["paid-requests", "writes", "postgres", "webhooks"])]
     pub only: Option<String>,
     /// The PostgreSQL database of `--only postgres` (a schema of its own is made there
     /// and dropped afterwards).

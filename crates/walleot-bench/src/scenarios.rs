@@ -339,6 +339,16 @@ pub async fn all(args: Args) -> anyhow::Result<()> {
             println!("| {} | {} |", row.what, row.value);
             return Ok(());
         }
+        Some("webhooks") => {
+            let service = start_service(dir.path(), None, None)?;
+            for row in crate::webhooks::rows(&client, &service, &args).await? {
+                println!(
+                    "| {} | {} | {} | {} |",
+                    row.what, row.value, row.baseline, row.ratio
+                );
+            }
+            return Ok(());
+        }
         Some("writes") => {
             let service = start_service(dir.path(), None, None)?;
             for row in write_rows(&client, &service, dir.path(), &args).await?.0 {
