@@ -486,7 +486,7 @@ async fn webhook_endpoints_are_added_listed_enabled_and_removed() {
         Some(session.session_id.as_str())
     );
     let again = client.redeliver_event(&created.event_id).await.unwrap();
-    assert_eq!(again.endpoint_ids, [added.endpoint_id.clone()]);
+    assert_eq!(again.endpoint_ids, std::slice::from_ref(&added.endpoint_id));
 
     let enabled = client
         .enable_webhook_endpoint(&added.endpoint_id)

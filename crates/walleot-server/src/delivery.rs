@@ -7,97 +7,126 @@
 use crate::domain::events::Outbox;
 use crate::domain::ports::{DueDelivery, FanOutTarget, Store, StoreError};
 use crate::domain::webhooks::{
-    is_public, owed_deliveries, retry_at, sign, DeliveryOutcome, WebhookPolicy,
+    owed_deliveries, retry_at, sign, DeliveryOutcome, Reach, WebhookPolicy,
 };
 use crate::domain::Clock;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::task::JoinSet;
 use walleot_api::webhook_headers;
 
-/// Events read from the outbox at a time.
+/// Events read from an outbox at a time.
 const BATCH: i64 = 500;
+/// Batches read from an outbox in one round: a long backlog (an endpoint enabled again
+/// after days) is handed out over several rounds.
+const BATCHES_PER_ROUND: usize = 10;
 /// Deliveries one worker posts at once.
-const IN_FLIGHT: i64 = 16;
+const IN_FLIGHT: usize = 32;
 
 pub struct Deliverer {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    policy: WebhookPolicy,
-    /// For test-mode endpoints: any address.
-    open: reqwest::Client,
-    /// For live-mode endpoints: public addresses only, unless the operator allows
-    /// private ones.
-    guarded: reqwest::Client,
-    /// The highest `seq` seen, and when: the floor may rise to one seen at least
-    /// [`Store::outbox_settle_ms`] ago.
-    seen: [VecDeque<(Instant, i64)>; 2],
+    poster: Poster,
+    fan_out: FanOut,
+    poll_every: std::time::Duration,
 }
 
 impl Deliverer {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: WebhookPolicy) -> Self {
-        let client = |guard: bool| {
-            let builder = reqwest::Client::builder()
-                .timeout(policy.timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("Walleot-Webhooks/", env!("CARGO_PKG_VERSION")));
-            let builder = match guard {
-                true => builder.dns_resolver(Arc::new(PublicOnly)),
-                false => builder,
-            };
-            builder.build().expect("the webhook HTTP client builds")
-        };
         Deliverer {
-            open: client(false),
-            guarded: client(!policy.allow_private_urls),
-            store,
-            clock,
-            policy,
-            seen: Default::default(),
+            poll_every: policy.poll_every,
+            fan_out: FanOut {
+                store: store.clone(),
+                clock: clock.clone(),
+                pending: Default::default(),
+                settled: [i64::MIN; 2],
+                enqueued: Default::default(),
+                targets: Vec::new(),
+            },
+            poster: Poster::new(store, clock, policy),
         }
     }
 
-    /// Works until the task is dropped.
+    /// Works until the task is dropped (the posts in flight with it).
     pub async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.policy.poll_every);
+        let mut tick = tokio::time::interval(self.poll_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut in_flight = JoinSet::new();
         loop {
-            tick.tick().await;
-            match self.fan_out().await {
-                // No endpoint is enabled: nothing can be due.
-                Ok(false) => continue,
-                Ok(true) => {}
-                Err(e) => tracing::warn!(error = %e, "handing events to webhook endpoints failed"),
+            // A round: new events handed out, then as many due deliveries taken as
+            // there is room for; a finished post makes room at once.
+            tokio::select! {
+                _ = tick.tick() => match self.fan_out.round().await {
+                    // No endpoint is enabled: nothing can be due.
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => tracing::warn!(error = %e, "handing events to webhook endpoints failed"),
+                },
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
-            loop {
-                match self.deliver_due().await {
-                    Ok(n) if n as i64 == IN_FLIGHT => continue,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "delivering webhooks failed");
-                        break;
+            while in_flight.try_join_next().is_some() {}
+            let room = IN_FLIGHT - in_flight.len();
+            if room == 0 {
+                continue;
+            }
+            match self.poster.claim(room).await {
+                Ok(due) => {
+                    for delivery in due {
+                        let poster = self.poster.clone();
+                        in_flight.spawn(async move { poster.deliver(delivery).await });
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "taking due webhook deliveries failed"),
             }
         }
     }
+}
 
+/// The fan-out: events of each outbox above the endpoints' floors become deliveries.
+struct FanOut {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Per outbox: the highest `seq` seen in a round, with the transactions then
+    /// running (see [`Store::outbox_horizon`]), until they have all ended.
+    pending: [VecDeque<(i64, i64)>; 2],
+    /// Per outbox: below this `seq` no event can still appear.
+    settled: [i64; 2],
+    /// Per outbox: events above the floors already handed out by this worker, to the
+    /// endpoints of `targets`.
+    enqueued: [BTreeSet<i64>; 2],
+    targets: Vec<String>,
+}
+
+impl FanOut {
     /// Gives every enabled endpoint a delivery of each new event it takes, and raises
     /// its floors to the events that can no longer be joined by an earlier one;
     /// answers whether any endpoint is enabled.
-    pub async fn fan_out(&mut self) -> Result<bool, StoreError> {
+    async fn round(&mut self) -> Result<bool, StoreError> {
         let targets = self.store.fan_out_targets().await?;
         if targets.is_empty() {
             return Ok(false);
         }
+        let ids: Vec<String> = targets.iter().map(|t| t.endpoint_id.clone()).collect();
+        if ids != self.targets {
+            // An endpoint enabled again owes events that were handed to the others.
+            self.enqueued = Default::default();
+            self.targets = ids;
+        }
         for (i, outbox) in Outbox::ALL.into_iter().enumerate() {
             let from = targets.iter().map(|t| t.floor(outbox)).min().unwrap_or(0);
+            self.enqueued[i] = self.enqueued[i].split_off(&(from + 1));
             let mut after = from;
             let mut owed = Vec::new();
-            loop {
+            let mut handed = Vec::new();
+            for _ in 0..BATCHES_PER_ROUND {
                 let events = self.store.outbox_after(outbox, after, BATCH).await?;
-                owed.extend(owed_deliveries(&targets, outbox, &events));
+                let fresh: Vec<_> = events
+                    .iter()
+                    .filter(|e| !self.enqueued[i].contains(&e.seq))
+                    .cloned()
+                    .collect();
+                owed.extend(owed_deliveries(&targets, outbox, &fresh));
+                handed.extend(fresh.iter().map(|e| e.seq));
                 match events.last() {
                     Some(last) => after = last.seq,
                     None => break,
@@ -106,75 +135,102 @@ impl Deliverer {
                     break;
                 }
             }
-            let settled = self.settled(i, after);
+            let settled = self.settled(i, after).await?;
             let floors: Vec<(String, i64)> = targets
                 .iter()
                 .filter(|t| settled > t.floor(outbox))
                 .map(|t: &FanOutTarget| (t.endpoint_id.clone(), settled))
                 .collect();
             if owed.is_empty() && floors.is_empty() {
+                self.enqueued[i].extend(handed);
                 continue;
             }
             self.store
                 .enqueue_deliveries(&owed, outbox, &floors, self.clock.now_ms())
                 .await?;
+            self.enqueued[i].extend(handed);
         }
         Ok(true)
     }
 
     /// The highest `seq` of outbox `i` below which no event can still appear, given
-    /// that `seen` is visible now.
-    fn settled(&mut self, i: usize, seen: i64) -> i64 {
-        let settle = self.store.outbox_settle_ms();
-        if settle <= 0 {
-            return seen;
-        }
-        let now = Instant::now();
-        let seen_at = &mut self.seen[i];
-        seen_at.push_back((now, seen));
-        let Some(horizon) = now.checked_sub(Duration::from_millis(settle as u64)) else {
-            return i64::MIN;
+    /// that `seen` is visible now: where commits follow `seq`, `seen` itself; else the
+    /// highest seen before every transaction then running had ended.
+    async fn settled(&mut self, i: usize, seen: i64) -> Result<i64, StoreError> {
+        let Some((oldest_running, next_to_start)) = self.store.outbox_horizon().await? else {
+            return Ok(seen);
         };
-        // The newest observation old enough counts; older ones are of no more use.
-        while seen_at.len() > 1 && seen_at[1].0 <= horizon {
-            seen_at.pop_front();
+        self.pending[i].push_back((next_to_start, seen));
+        while let Some(&(then_next, seq)) = self.pending[i].front() {
+            if then_next > oldest_running {
+                break;
+            }
+            self.settled[i] = self.settled[i].max(seq);
+            self.pending[i].pop_front();
         }
-        match seen_at.front() {
-            Some(&(at, seq)) if at <= horizon => seq,
-            _ => i64::MIN,
+        Ok(self.settled[i])
+    }
+}
+
+/// Takes due deliveries and posts them.
+#[derive(Clone)]
+struct Poster {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    policy: WebhookPolicy,
+    /// One client per reach, each resolving names to the addresses it allows.
+    public: reqwest::Client,
+    local: reqwest::Client,
+    anywhere: reqwest::Client,
+}
+
+impl Poster {
+    fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: WebhookPolicy) -> Self {
+        let client = |reach: Reach| {
+            let builder = reqwest::Client::builder()
+                .timeout(policy.timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                // A proxy would resolve the names itself, out of the guard's sight.
+                .no_proxy()
+                .user_agent(concat!("Walleot-Webhooks/", env!("CARGO_PKG_VERSION")));
+            let builder = match reach {
+                Reach::Anywhere => builder,
+                reach => builder.dns_resolver(Arc::new(Guard(reach))),
+            };
+            builder.build().expect("the webhook HTTP client builds")
+        };
+        Poster {
+            public: client(Reach::Public),
+            local: client(Reach::Local),
+            anywhere: client(Reach::Anywhere),
+            store,
+            clock,
+            policy,
         }
     }
 
-    /// Posts the deliveries due now; answers how many.
-    pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+    async fn claim(&self, room: usize) -> Result<Vec<DueDelivery>, StoreError> {
         let now = self.clock.now_ms();
-        let due = self
+        self.store
+            .claim_deliveries(now, now + self.policy.lease_ms(), room as i64)
+            .await
+    }
+
+    /// Posts one delivery and records how it went.
+    async fn deliver(&self, delivery: DueDelivery) {
+        let outcome = self.attempt(&delivery).await;
+        let now = self.clock.now_ms();
+        if let DeliveryOutcome::Failed { error, .. } = &outcome {
+            tracing::info!(endpoint = %delivery.endpoint_id, event = %delivery.event_id, %error, "webhook delivery failed");
+        }
+        let finished = self
             .store
-            .claim_deliveries(now, now + self.policy.lease_ms(), IN_FLIGHT)
-            .await?;
-        let count = due.len();
-        let posts = due.into_iter().map(|delivery| async move {
-            let outcome = self.attempt(&delivery).await;
-            let now = self.clock.now_ms();
-            if let DeliveryOutcome::Failed { error, .. } = &outcome {
-                tracing::info!(endpoint = %delivery.endpoint_id, event = %delivery.event_id, %error, "webhook delivery failed");
-            }
-            let finished = self
-                .store
-                .finish_delivery(
-                    &delivery,
-                    &outcome,
-                    now,
-                    now - self.policy.disable_after_ms,
-                )
-                .await;
-            if let Err(e) = finished {
-                // The lease runs out and the delivery is made again.
-                tracing::warn!(error = %e, "recording a webhook delivery failed");
-            }
-        });
-        futures::future::join_all(posts).await;
-        Ok(count)
+            .finish_delivery(&delivery, &outcome, now, now - self.policy.disable_after_ms)
+            .await;
+        if let Err(e) = finished {
+            // The lease runs out and the delivery is made again.
+            tracing::warn!(error = %e, "recording a webhook delivery failed");
+        }
     }
 
     async fn attempt(&self, delivery: &DueDelivery) -> DeliveryOutcome {
@@ -182,16 +238,20 @@ impl Deliverer {
             error,
             retry_at: retry_at(delivery.attempts + 1, self.clock.now_ms()),
         };
-        let live = delivery.livemode;
-        if live && !self.policy.allow_private_urls && names_private_address(&delivery.url) {
-            return failed("the URL is a private address".into());
+        let reach = self.policy.reach(delivery.livemode);
+        if names_address_beyond(&delivery.url, reach) {
+            return failed("the URL's address may not be reached".into());
         }
         let id = &delivery.event_id;
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let signature = sign(&delivery.secret, id, timestamp, delivery.body.as_bytes());
-        let client = if live { &self.guarded } else { &self.open };
+        let client = match reach {
+            Reach::Public => &self.public,
+            Reach::Local => &self.local,
+            Reach::Anywhere => &self.anywhere,
+        };
         let sent = client
             .post(&delivery.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -225,33 +285,34 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// Whether the URL's host is an IP address that is not public (names go through
-/// [`PublicOnly`]).
-fn names_private_address(url: &str) -> bool {
+/// Whether the URL's host is an IP address beyond `reach` (names go through
+/// [`Guard`]).
+fn names_address_beyond(url: &str, reach: Reach) -> bool {
     match url::Url::parse(url)
         .ok()
         .and_then(|u| u.host().map(|h| h.to_owned()))
     {
-        Some(url::Host::Ipv4(ip)) => !is_public(ip.into()),
-        Some(url::Host::Ipv6(ip)) => !is_public(ip.into()),
+        Some(url::Host::Ipv4(ip)) => !reach.allows(ip.into()),
+        Some(url::Host::Ipv6(ip)) => !reach.allows(ip.into()),
         _ => false,
     }
 }
 
-/// Resolves names as the system does, keeping only public addresses: a live endpoint
-/// whose name comes to point inside the network after it was checked reaches nothing.
-struct PublicOnly;
+/// Resolves names as the system does, keeping only the addresses within reach: an
+/// endpoint whose name comes to point elsewhere after it was checked reaches nothing.
+struct Guard(Reach);
 
-impl reqwest::dns::Resolve for PublicOnly {
+impl reqwest::dns::Resolve for Guard {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
+        let reach = self.0;
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|a| is_public(a.ip()))
+                .filter(|a| reach.allows(a.ip()))
                 .collect();
             if found.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
+                return Err(format!("{host} resolves to no address that may be reached").into());
             }
             Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
         })

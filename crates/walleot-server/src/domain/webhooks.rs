@@ -74,6 +74,37 @@ impl WebhookPolicy {
     pub fn lease_ms(&self) -> i64 {
         self.timeout.as_millis() as i64 + 10_000
     }
+
+    /// The addresses endpoints of a mode may reach.
+    pub fn reach(&self, livemode: bool) -> Reach {
+        match (self.allow_private_urls, livemode) {
+            (true, _) => Reach::Anywhere,
+            (false, true) => Reach::Public,
+            (false, false) => Reach::Local,
+        }
+    }
+}
+
+/// Which addresses a delivery may go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The public internet only: live endpoints.
+    Public,
+    /// Also this machine and private networks, but not link-local addresses (where
+    /// clouds answer with their instances' credentials): test endpoints.
+    Local,
+    /// Any address, as the operator allowed.
+    Anywhere,
+}
+
+impl Reach {
+    pub fn allows(self, ip: IpAddr) -> bool {
+        match self {
+            Reach::Public => is_public(ip),
+            Reach::Local => !is_link_local(ip),
+            Reach::Anywhere => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +177,7 @@ impl Webhooks {
         events: Option<Vec<EventType>>,
     ) -> Result<WebhookEndpointRecord, DomainError> {
         let livemode = owner.mode.is_live();
-        check_url(url, livemode, self.policy.allow_private_urls).await?;
+        check_url(url, livemode, self.policy.reach(livemode)).await?;
         let events = match events {
             Some(list) if list.is_empty() => {
                 return Err(invalid(
@@ -219,7 +250,13 @@ impl Webhooks {
     ) -> Result<WebhookEndpointRecord, DomainError> {
         self.get(owner, id).await?;
         self.store
-            .set_webhook_endpoint_status(&owner.merchant_id, owner.mode.is_live(), id, status)
+            .set_webhook_endpoint_status(
+                &owner.merchant_id,
+                owner.mode.is_live(),
+                id,
+                status,
+                self.clock.now_ms(),
+            )
             .await?
             .ok_or_else(|| no_endpoint(id))
     }
@@ -361,16 +398,29 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public_v4(v4);
             }
-            let first = v6.segments()[0];
+            let [first, second, ..] = v6.segments();
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
                 || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
-                || first == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64 to anything
+                || first == 0x2001 && second == 0x0db8 // documentation
+                || first == 0x0064 && second == 0xff9b // NAT64, to anything
+                || first == 0x2002 // 6to4, to anything
+                || v6.segments()[..6] == [0; 6]) // IPv4-compatible, to anything
         }
+    }
+}
+
+/// Link-local addresses, IPv4 (169.254/16) and IPv6 (fe80::/10).
+pub fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_link_local(),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
     }
 }
 
@@ -391,9 +441,10 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 /// The rules of an endpoint URL: `http(s)`, no longer than [`MAX_URL_LEN`], no
-/// fragment; in live mode `https` only and, unless `allow_private`, only on public
-/// addresses (the host is resolved now, and again at each delivery).
-async fn check_url(raw: &str, livemode: bool, allow_private: bool) -> Result<(), DomainError> {
+/// fragment; in live mode `https` only. The host must be within `reach`: checked here
+/// for an address, and for a name resolved here in live mode; every delivery checks
+/// the addresses it connects to again.
+async fn check_url(raw: &str, livemode: bool, reach: Reach) -> Result<(), DomainError> {
     if raw.len() > MAX_URL_LEN {
         return Err(invalid("url", "must be at most 2048 characters"));
     }
@@ -408,23 +459,18 @@ async fn check_url(raw: &str, livemode: bool, allow_private: bool) -> Result<(),
     let Some(host) = url.host() else {
         return Err(invalid("url", "must name a host"));
     };
-    if !livemode {
-        return Ok(());
-    }
-    if url.scheme() != "https" {
+    if livemode && url.scheme() != "https" {
         return Err(invalid(
             "url",
             "must be an https:// URL in live mode (test mode also takes http://)",
         ));
     }
-    if allow_private {
-        return Ok(());
-    }
-    let port = url.port_or_known_default().unwrap_or(443);
     let addresses: Vec<IpAddr> = match host {
         url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
         url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
+        url::Host::Domain(_) if reach != Reach::Public => return Ok(()),
         url::Host::Domain(name) => {
+            let port = url.port_or_known_default().unwrap_or(443);
             let lookup = tokio::net::lookup_host((name, port));
             match tokio::time::timeout(Duration::from_secs(5), lookup).await {
                 Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
@@ -438,11 +484,16 @@ async fn check_url(raw: &str, livemode: bool, allow_private: bool) -> Result<(),
             }
         }
     };
-    if addresses.is_empty() || addresses.iter().any(|ip| !is_public(*ip)) {
+    if addresses.is_empty() || addresses.iter().any(|ip| !reach.allows(*ip)) {
         return Err(invalid(
             "url",
-            "resolves to a private, loopback or link-local address, which live mode refuses \
-             (an operator may allow them with --webhook-allow-private-urls)",
+            match reach {
+                Reach::Local => "is a link-local address, which endpoints may not reach",
+                _ => {
+                    "resolves to a private, loopback or link-local address, which live mode \
+                     refuses (an operator may allow them with --webhook-allow-private-urls)"
+                }
+            },
         ));
     }
     Ok(())
@@ -488,6 +539,9 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "64:ff9b:1::a00:1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -509,16 +563,33 @@ mod tests {
             "https://93.184.215.14/#x",
             "not a url",
         ] {
-            assert!(check_url(refused, true, false).await.is_err(), "{refused}");
+            assert!(
+                check_url(refused, true, Reach::Public).await.is_err(),
+                "{refused}"
+            );
         }
-        check_url("https://93.184.215.14/hook", true, false)
+        check_url("https://93.184.215.14/hook", true, Reach::Public)
             .await
             .unwrap();
-        check_url("https://127.0.0.1/hook", true, true)
+        check_url("https://127.0.0.1/hook", true, Reach::Anywhere)
             .await
             .unwrap();
-        check_url("http://127.0.0.1:9/hook", false, false)
-            .await
-            .unwrap();
+        for test_mode in [
+            "http://127.0.0.1:9/hook",
+            "http://10.0.0.8/",
+            "http://receiver.test/",
+        ] {
+            check_url(test_mode, false, Reach::Local).await.unwrap();
+        }
+        for metadata in [
+            "http://169.254.169.254/latest",
+            "http://[fe80::1]/",
+            "http://[::ffff:169.254.1.1]/",
+        ] {
+            assert!(
+                check_url(metadata, false, Reach::Local).await.is_err(),
+                "{metadata}"
+            );
+        }
     }
 }

@@ -167,7 +167,7 @@ pub(super) async fn delete(
     tag = "webhooks",
     summary = "Enable a disabled webhook endpoint",
     description = "An endpoint whose deliveries failed for days is disabled; once it answers \
-        again, enable it: the events it missed while disabled are sent to it, oldest first.",
+        again, enable it: the events it missed while disabled are sent to it.",
     params(("endpointId" = String, Path, pattern = "^we_[0-9A-Za-z]{24}$")),
     responses(
         (status = 200, description = "The endpoint, `enabled`.", body = WebhookEndpoint),

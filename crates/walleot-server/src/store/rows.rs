@@ -450,13 +450,24 @@ pub(super) mod webhook_sql {
          FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
          WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
            AND (d.leased_until IS NULL OR d.leased_until <= $1) AND w.status = 'enabled' \
-         ORDER BY d.next_attempt_at LIMIT $2";
+         ORDER BY w.failing_since IS NOT NULL, d.next_attempt_at LIMIT $2";
     pub const LEASE: &str = "UPDATE webhook_deliveries SET leased_until = $3 \
          WHERE endpoint_id = $1 AND event_id = $2";
     pub const FINISH: &str = "UPDATE webhook_deliveries \
          SET status = $3, attempts = attempts + 1, next_attempt_at = $4, leased_until = NULL, \
              last_error = $5, updated_at = $6 \
          WHERE endpoint_id = $1 AND event_id = $2 AND leased_until = $7";
+    /// The deliveries of a deleted endpoint are given up.
+    pub const GIVE_UP: &str = "UPDATE webhook_deliveries SET status = 'failed', \
+         next_attempt_at = NULL, leased_until = NULL, \
+         last_error = 'the endpoint was deleted', updated_at = $2 \
+         WHERE endpoint_id = $1 AND status = 'pending'";
+    /// The deliveries of a disabled endpoint wait, out of the way of the due ones...
+    pub const PARK: &str = "UPDATE webhook_deliveries SET next_attempt_at = NULL \
+         WHERE endpoint_id = $1 AND status = 'pending'";
+    /// ...until it is enabled again.
+    pub const UNPARK: &str = "UPDATE webhook_deliveries SET next_attempt_at = $2 \
+         WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at IS NULL";
     pub const HEALTHY: &str = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1";
     pub const FAILING: &str =
         "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1";

@@ -281,6 +281,14 @@ async fn an_endpoint_failing_for_days_is_disabled_and_catches_up_once_enabled() 
     )
     .await;
     let id = endpoint["endpointId"].as_str().unwrap();
+    // Another endpoint that answers, so that events go on being handed out meanwhile.
+    let healthy = Receiver::start(&[], Answer::Ok).await;
+    add_endpoint(
+        &app,
+        app.key(),
+        json!({"url": healthy.url, "events": ["session.created"]}),
+    )
+    .await;
     app.create_session().await;
     receiver.wait_for(&app, 1, 0).await;
 
@@ -315,8 +323,10 @@ async fn an_endpoint_failing_for_days_is_disabled_and_catches_up_once_enabled() 
     assert!(reason.contains("500"), "{reason}");
     let attempts = receiver.received().len();
 
-    // While disabled, nothing is posted; what happens meanwhile is kept.
+    // While disabled, nothing is posted; what happens meanwhile is kept (and goes to
+    // the other endpoint).
     let meanwhile = app.create_session().await;
+    healthy.wait_for(&app, 3, 0).await;
     for _ in 0..5 {
         app.server.clock.advance_ms(3_600_000);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -490,6 +500,11 @@ async fn bad_endpoints_are_refused_with_the_field_named() {
         ),
         (&live, json!({"url": "https://10.0.0.8/hook"})),
         (&live, json!({"url": "https://localhost:8443/hook"})),
+        (
+            &test,
+            json!({"url": "http://169.254.169.254/latest/meta-data"}),
+        ),
+        (&test, json!({"url": "http://[fe80::1]/hook"})),
     ];
     for (key, body) in refused {
         let response = app.post_json("/v1/webhook_endpoints", key, &body).await;
@@ -697,4 +712,46 @@ async fn mandate_changes_are_events_listed_and_posted() {
     let again = receiver.wait_for(&app, 5, 0).await;
     assert_eq!(again[4].id, received[0].id);
     assert_eq!(again[4].body, received[0].body);
+}
+
+#[tokio::test]
+async fn a_merchant_whose_receiver_fails_does_not_hold_up_the_others() {
+    let app = spawn_app_with(|config| {
+        config.webhooks.timeout = Duration::from_secs(1);
+        config.webhooks.poll_every = Duration::from_millis(50);
+        config.limits.sessions_per_window = 1_000;
+    })
+    .await;
+    let silent = Receiver::start(&[], Answer::Hang).await;
+    add_endpoint(
+        &app,
+        app.key(),
+        json!({"url": silent.url, "events": ["session.created"]}),
+    )
+    .await;
+    // A backlog of first attempts that each take the whole second of the timeout:
+    // several seconds of work for the worker.
+    for _ in 0..200 {
+        app.create_session().await;
+    }
+    silent.wait_for(&app, 33, 0).await;
+    let other = app
+        .server
+        .other_merchant_key("Other shop", Livemode::Test)
+        .await;
+    let answering = Receiver::start(&[], Answer::Ok).await;
+    add_endpoint(&app, &other, json!({"url": answering.url})).await;
+    let started = std::time::Instant::now();
+    app.create_session_with(&other, json!({"amount": 5, "currency": "usd"}))
+        .await;
+    answering.wait_for(&app, 1, 0).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(2_500),
+        "the other merchant's event waited {waited:?} behind the failing endpoint"
+    );
+    assert!(
+        silent.received().len() < 200,
+        "the backlog was not ahead of it"
+    );
 }

@@ -73,10 +73,12 @@ pub trait Store:
     + WebhookStore
     + EventStore
 {
-    /// How long after an event becomes visible one with a lower `seq` may still
-    /// commit: zero where commits happen in `seq` order.
-    fn outbox_settle_ms(&self) -> i64 {
-        0
+    /// Where commits may come out of `seq` order: the oldest transaction still running
+    /// and the next to start, as the database counts them (an event seen now is
+    /// followed by no lower `seq` once the oldest running is past the next to start as
+    /// it was now). `None` where commits follow `seq`.
+    async fn outbox_horizon(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(None)
     }
 
     /// Answers when the database can be reached.

@@ -73,14 +73,16 @@ pub trait WebhookStore: Send + Sync + 'static {
         livemode: bool,
         id: &str,
     ) -> Result<Option<WebhookEndpointRecord>, StoreError>;
-    /// Sets the status of a merchant's endpoint that is not deleted (enabling also
-    /// forgets its failures); answers the endpoint as it then is.
+    /// Sets the status of a merchant's endpoint that is not deleted, at `now`:
+    /// deleting gives up its pending deliveries, enabling forgets its failures and
+    /// makes the deliveries that waited due; answers the endpoint as it then is.
     async fn set_webhook_endpoint_status(
         &self,
         merchant_id: &str,
         livemode: bool,
         id: &str,
         status: WebhookEndpointStatus,
+        now: i64,
     ) -> Result<Option<WebhookEndpointRecord>, StoreError>;
 
     /// The enabled endpoints.
@@ -102,9 +104,10 @@ pub trait WebhookStore: Send + Sync + 'static {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError>;
-    /// Records an attempt's outcome on the delivery, unless it is no longer under the
-    /// attempt's lease, and on its endpoint's health; the endpoint is disabled when it
-    /// has failed since `disable_before` or earlier.
+    /// Records an attempt's outcome on the delivery and on its endpoint's health,
+    /// unless the delivery is no longer under the attempt's lease; the endpoint is
+    /// disabled (its deliveries set aside) when it has failed since `disable_before` or
+    /// earlier.
     async fn finish_delivery(
         &self,
         delivery: &DueDelivery,

@@ -285,7 +285,7 @@ impl MandateStore for PostgresStore {
         self.write(|mut tx| async move {
             let recorded = sqlx::query(
                 "INSERT INTO mandate_events (id, mandate_id, type, from_status, to_status, created_at) \
-                 SELECT 'evt_' || substr(md5(random()::text || m.id), 1, 24), m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
+                 SELECT 'evt_' || substr(md5(random()::text || m.id), 1, 24), m.id, 'mandate.expired', 'active', 'expired', $1 FROM mandates m \
                  WHERE m.revoked_at IS NULL AND m.expires_at <= $1 \
                    AND NOT EXISTS (SELECT 1 FROM mandate_events e \
                                    WHERE e.mandate_id = m.id AND e.type = 'mandate.expired') \

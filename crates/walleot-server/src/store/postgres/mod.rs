@@ -336,8 +336,14 @@ impl Store for PostgresStore {
         Some(read.await)
     }
 
-    fn outbox_settle_ms(&self) -> i64 {
-        webhooks::SETTLE_MS
+    async fn outbox_horizon(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let (oldest, next): (i64, i64) = sqlx::query_as(
+            "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint \
+             FROM pg_current_snapshot() AS s",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some((oldest, next)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

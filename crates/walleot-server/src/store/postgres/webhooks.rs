@@ -1,7 +1,8 @@
 //! Webhook endpoints and deliveries in PostgreSQL. Instances claim deliveries with
 //! `FOR UPDATE SKIP LOCKED`, so that two never post the same attempt. Events take their
 //! `seq` when inserted but become visible when committed, so a lower `seq` may appear
-//! after a higher one: the fan-out's floor waits [`SETTLE_MS`] behind what it saw.
+//! after a higher one: the fan-out raises its floors only past the transactions that
+//! were running when it read (see `Store::outbox_horizon`).
 
 use super::PostgresStore;
 use crate::domain::events::Outbox;
@@ -12,10 +13,6 @@ use crate::store::rows::*;
 use async_trait::async_trait;
 use std::sync::LazyLock;
 use walleot_api::WebhookEndpointStatus;
-
-/// Longer than any write transaction lasts (statements wait at most `lock_timeout`, an
-/// idle transaction is ended after `idle_in_transaction_session_timeout`).
-pub(super) const SETTLE_MS: i64 = 60_000;
 
 static CLAIM: LazyLock<String> =
     LazyLock::new(|| format!("{} FOR UPDATE OF d SKIP LOCKED", sql::DUE));
@@ -80,19 +77,28 @@ impl WebhookStore for PostgresStore {
         livemode: bool,
         id: &str,
         status: WebhookEndpointStatus,
+        now: i64,
     ) -> Result<Option<WebhookEndpointRecord>, StoreError> {
-        let status: &'static str = status.into();
+        let name: &'static str = status.into();
+        let mut tx = self.pool.begin().await?;
         let set = sqlx::query(sql::SET_STATUS)
             .bind(merchant_id)
             .bind(livemode)
             .bind(id)
-            .bind(status)
-            .execute(&self.pool)
+            .bind(name)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
         if set == 0 {
             return Ok(None);
         }
+        let deliveries = match status {
+            WebhookEndpointStatus::Deleted => sqlx::query(sql::GIVE_UP).bind(id).bind(now),
+            WebhookEndpointStatus::Enabled => sqlx::query(sql::UNPARK).bind(id).bind(now),
+            WebhookEndpointStatus::Disabled => sqlx::query(sql::PARK).bind(id),
+        };
+        deliveries.execute(&mut *tx).await?;
+        tx.commit().await?;
         sqlx::query(&sql::ENDPOINT_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -181,7 +187,7 @@ impl WebhookStore for PostgresStore {
         let (status, next, error) = finished_delivery(outcome);
         let endpoint_id = delivery.endpoint_id.as_str();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::FINISH)
+        let recorded = sqlx::query(sql::FINISH)
             .bind(endpoint_id)
             .bind(&delivery.event_id)
             .bind(status)
@@ -190,7 +196,12 @@ impl WebhookStore for PostgresStore {
             .bind(now)
             .bind(delivery.lease_until)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if recorded == 0 {
+            // Taken over, or asked for again, meanwhile.
+            return Ok(());
+        }
         match error {
             None => {
                 sqlx::query(sql::HEALTHY)
@@ -204,12 +215,19 @@ impl WebhookStore for PostgresStore {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(sql::DISABLE)
+                let disabled = sqlx::query(sql::DISABLE)
                     .bind(endpoint_id)
                     .bind(disable_before)
                     .bind(disabled_reason(error))
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if disabled == 1 {
+                    sqlx::query(sql::PARK)
+                        .bind(endpoint_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
         }
         tx.commit().await?;

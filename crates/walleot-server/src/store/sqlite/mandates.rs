@@ -257,7 +257,7 @@ impl MandateStore for SqliteStore {
                 Ok(db
                     .prepare_cached(
                         "INSERT INTO mandate_events (id, mandate_id, type, from_status, to_status, created_at) \
-                         SELECT 'evt_' || lower(hex(randomblob(12))), m.id, 'mandate.expired', 'active', 'expired', m.expires_at FROM mandates m \
+                         SELECT 'evt_' || lower(hex(randomblob(12))), m.id, 'mandate.expired', 'active', 'expired', ?1 FROM mandates m \
                          WHERE m.revoked_at IS NULL AND m.expires_at <= ?1 \
                            AND NOT EXISTS (SELECT 1 FROM mandate_events e \
                                            WHERE e.mandate_id = m.id AND e.type = 'mandate.expired') \

@@ -33,6 +33,9 @@ sqlite!(HEALTHY = sql::HEALTHY);
 sqlite!(FAILING = sql::FAILING);
 sqlite!(DISABLE = sql::DISABLE);
 sqlite!(REDELIVER = sql::REDELIVER);
+sqlite!(GIVE_UP = sql::GIVE_UP);
+sqlite!(PARK = sql::PARK);
+sqlite!(UNPARK = sql::UNPARK);
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
@@ -97,19 +100,31 @@ impl WebhookStore for SqliteStore {
         livemode: bool,
         id: &str,
         status: WebhookEndpointStatus,
+        now: i64,
     ) -> Result<Option<WebhookEndpointRecord>, StoreError> {
         let (merchant_id, id) = (merchant_id.to_string(), id.to_string());
-        let status: &'static str = status.into();
+        let name: &'static str = status.into();
         self.writer
             .run(move |db| {
                 if db.prepare_cached(&SET_STATUS)?.execute(params![
                     merchant_id,
                     livemode,
                     id,
-                    status
+                    name
                 ])? == 0
                 {
                     return Ok(None);
+                }
+                match status {
+                    WebhookEndpointStatus::Deleted => {
+                        db.prepare_cached(&GIVE_UP)?.execute(params![id, now])?;
+                    }
+                    WebhookEndpointStatus::Enabled => {
+                        db.prepare_cached(&UNPARK)?.execute(params![id, now])?;
+                    }
+                    WebhookEndpointStatus::Disabled => {
+                        db.prepare_cached(&PARK)?.execute([&id])?;
+                    }
                 }
                 let mut read = db.prepare_cached(&ENDPOINT_BY_ID)?;
                 let mut rows = read.query([&id])?;
@@ -195,7 +210,7 @@ impl WebhookStore for SqliteStore {
         self.writer
             .run(move |db| {
                 let (status, next, error) = finished_delivery(&outcome);
-                db.prepare_cached(&FINISH)?.execute(params![
+                let recorded = db.prepare_cached(&FINISH)?.execute(params![
                     endpoint_id,
                     event_id,
                     status,
@@ -204,6 +219,10 @@ impl WebhookStore for SqliteStore {
                     now,
                     lease
                 ])?;
+                if recorded == 0 {
+                    // Taken over, or asked for again, meanwhile.
+                    return Ok(());
+                }
                 match error {
                     None => {
                         db.prepare_cached(&HEALTHY)?.execute([&endpoint_id])?;
@@ -211,11 +230,14 @@ impl WebhookStore for SqliteStore {
                     Some(error) => {
                         db.prepare_cached(&FAILING)?
                             .execute(params![endpoint_id, now])?;
-                        db.prepare_cached(&DISABLE)?.execute(params![
+                        let disabled = db.prepare_cached(&DISABLE)?.execute(params![
                             endpoint_id,
                             disable_before,
                             disabled_reason(error)
                         ])?;
+                        if disabled == 1 {
+                            db.prepare_cached(&PARK)?.execute([&endpoint_id])?;
+                        }
                     }
                 }
                 Ok(())
