@@ -55,18 +55,23 @@ impl Deliverer {
         loop {
             // A round: new events handed out, then as many due deliveries taken as
             // there is room for; a finished post makes room at once.
-            tokio::select! {
+            let ticked = tokio::select! {
                 _ = tick.tick() => match self.fan_out.round().await {
                     // No endpoint is enabled: nothing can be due.
                     Ok(false) => continue,
-                    Ok(true) => {}
-                    Err(e) => tracing::warn!(error = %e, "handing events to webhook endpoints failed"),
+                    Ok(true) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "handing events to webhook endpoints failed");
+                        true
+                    }
                 },
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            }
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => false,
+            };
             while in_flight.try_join_next().is_some() {}
             let room = IN_FLIGHT - in_flight.len();
-            if room == 0 {
+            // Between rounds, take more only once half the posts are done: each taking
+            // reads the due deliveries.
+            if room == 0 || (!ticked && room < IN_FLIGHT / 2) {
                 continue;
             }
             match self.poster.claim(room).await {

@@ -442,15 +442,26 @@ pub(super) mod webhook_sql {
         "UPDATE webhook_endpoints SET outbox_floor = $2 WHERE id = $1 AND outbox_floor < $2";
     pub const RAISE_MANDATE_FLOOR: &str =
         "UPDATE webhook_endpoints SET mandate_floor = $2 WHERE id = $1 AND mandate_floor < $2";
-    /// Due deliveries of enabled endpoints, oldest due first; PostgreSQL appends its
-    /// row locks.
-    pub const DUE: &str = "SELECT d.endpoint_id AS endpoint_id, d.event_id AS event_id, \
-             d.attempts AS attempts, d.body AS body, w.url AS url, w.secret AS secret, \
-             w.livemode AS livemode \
-         FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-         WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-           AND (d.leased_until IS NULL OR d.leased_until <= $1) AND w.status = 'enabled' \
-         ORDER BY w.failing_since IS NOT NULL, d.next_attempt_at LIMIT $2";
+    /// Due deliveries of enabled endpoints, oldest due first, along the index of due
+    /// deliveries: those of endpoints that answer ([`DUE_ANSWERING`]) are taken before
+    /// those of endpoints that fail ([`DUE_FAILING`]), so that a dead receiver's backlog
+    /// does not hold up the others. PostgreSQL appends its row locks.
+    fn due(failing: &str) -> String {
+        format!(
+            "SELECT d.endpoint_id AS endpoint_id, d.event_id AS event_id, \
+                 d.attempts AS attempts, d.body AS body, w.url AS url, w.secret AS secret, \
+                 w.livemode AS livemode \
+             FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+               AND (d.leased_until IS NULL OR d.leased_until <= $1) AND w.status = 'enabled' \
+               AND w.failing_since IS {failing} \
+             ORDER BY d.next_attempt_at LIMIT $2"
+        )
+    }
+    pub static DUE_ANSWERING: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| due("NULL"));
+    pub static DUE_FAILING: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| due("NOT NULL"));
     pub const LEASE: &str = "UPDATE webhook_deliveries SET leased_until = $3 \
          WHERE endpoint_id = $1 AND event_id = $2";
     pub const FINISH: &str = "UPDATE webhook_deliveries \

@@ -14,8 +14,10 @@ use async_trait::async_trait;
 use std::sync::LazyLock;
 use walleot_api::WebhookEndpointStatus;
 
-static CLAIM: LazyLock<String> =
-    LazyLock::new(|| format!("{} FOR UPDATE OF d SKIP LOCKED", sql::DUE));
+static CLAIM_ANSWERING: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE OF d SKIP LOCKED", *sql::DUE_ANSWERING));
+static CLAIM_FAILING: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE OF d SKIP LOCKED", *sql::DUE_FAILING));
 
 #[async_trait]
 impl WebhookStore for PostgresStore {
@@ -156,14 +158,21 @@ impl WebhookStore for PostgresStore {
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut due = sqlx::query(&CLAIM)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(due_delivery_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut due = Vec::new();
+        for query in [&*CLAIM_ANSWERING, &*CLAIM_FAILING] {
+            let room = limit - due.len() as i64;
+            if room == 0 {
+                break;
+            }
+            for row in sqlx::query(query)
+                .bind(now)
+                .bind(room)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                due.push(due_delivery_from_row(&row)?);
+            }
+        }
         for d in &mut due {
             d.lease_until = lease_until;
             sqlx::query(sql::LEASE)

@@ -26,7 +26,8 @@ sqlite!(SET_STATUS = sql::SET_STATUS);
 sqlite!(ENQUEUE = sql::ENQUEUE);
 sqlite!(RAISE_SESSION_FLOOR = sql::RAISE_SESSION_FLOOR);
 sqlite!(RAISE_MANDATE_FLOOR = sql::RAISE_MANDATE_FLOOR);
-sqlite!(DUE = sql::DUE);
+sqlite!(DUE_ANSWERING = *sql::DUE_ANSWERING);
+sqlite!(DUE_FAILING = *sql::DUE_FAILING);
 sqlite!(LEASE = sql::LEASE);
 sqlite!(FINISH = sql::FINISH);
 sqlite!(HEALTHY = sql::HEALTHY);
@@ -177,9 +178,13 @@ impl WebhookStore for SqliteStore {
         self.writer
             .run(move |db| {
                 let mut due = Vec::new();
-                {
-                    let mut read = db.prepare_cached(&DUE)?;
-                    let mut rows = read.query(params![now, limit])?;
+                for query in [&*DUE_ANSWERING, &*DUE_FAILING] {
+                    let room = limit - due.len() as i64;
+                    if room == 0 {
+                        break;
+                    }
+                    let mut read = db.prepare_cached(query)?;
+                    let mut rows = read.query(params![now, room])?;
                     while let Some(row) = rows.next()? {
                         due.push(due_delivery_from_row(row)?);
                     }
