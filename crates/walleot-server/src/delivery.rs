@@ -5,7 +5,7 @@
 //! least once, always under its own id.
 
 use crate::domain::events::Outbox;
-use crate::domain::ports::{DueDelivery, FanOutTarget, Store, StoreError};
+use crate::domain::ports::{DueDelivery, Store, StoreError};
 use crate::domain::webhooks::{
     owed_deliveries, retry_at, sign, DeliveryOutcome, Reach, WebhookPolicy,
 };
@@ -28,13 +28,11 @@ const IN_FLIGHT: usize = 32;
 pub struct Deliverer {
     poster: Poster,
     fan_out: FanOut,
-    poll_every: std::time::Duration,
 }
 
 impl Deliverer {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: WebhookPolicy) -> Self {
         Deliverer {
-            poll_every: policy.poll_every,
             fan_out: FanOut {
                 store: store.clone(),
                 clock: clock.clone(),
@@ -49,7 +47,7 @@ impl Deliverer {
 
     /// Works until the task is dropped (the posts in flight with it).
     pub async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.poll_every);
+        let mut tick = tokio::time::interval(self.poster.policy.poll_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut in_flight = JoinSet::new();
         loop {
@@ -144,7 +142,7 @@ impl FanOut {
             let floors: Vec<(String, i64)> = targets
                 .iter()
                 .filter(|t| settled > t.floor(outbox))
-                .map(|t: &FanOutTarget| (t.endpoint_id.clone(), settled))
+                .map(|t| (t.endpoint_id.clone(), settled))
                 .collect();
             if owed.is_empty() && floors.is_empty() {
                 self.enqueued[i].extend(handed);

@@ -248,7 +248,9 @@ impl Webhooks {
         id: &str,
         status: WebhookEndpointStatus,
     ) -> Result<WebhookEndpointRecord, DomainError> {
-        self.get(owner, id).await?;
+        if !ids::has_shape(id, "we") {
+            return Err(no_endpoint(id));
+        }
         self.store
             .set_webhook_endpoint_status(
                 &owner.merchant_id,
@@ -343,14 +345,10 @@ pub fn owed_deliveries(
     for OutboxEvent { seq, event } in events {
         let mut body = None;
         for target in targets {
-            let takes_it = target
-                .events
-                .as_ref()
-                .is_none_or(|list| list.contains(&event.kind));
             if *seq > target.floor(outbox)
                 && target.merchant_id == event.merchant_id
                 && target.livemode == event.livemode
-                && takes_it
+                && takes(&target.events, &event.kind)
             {
                 let body = body.get_or_insert_with(|| body_of(event)).clone();
                 owed.push(NewDelivery {

@@ -597,9 +597,7 @@ pub(super) fn fan_out_target_from_row(
         endpoint_id: row.text("id")?,
         merchant_id: row.text("merchant_id")?,
         livemode: row.flag("livemode")?,
-        events: row
-            .text_or_null("events")?
-            .map(|t| t.split(' ').map(str::to_string).collect()),
+        events: crate::domain::webhooks::parse_events(row.text_or_null("events")?.as_deref()),
         session_floor: row.int("outbox_floor")?,
         mandate_floor: row.int("mandate_floor")?,
     })

@@ -12,7 +12,7 @@ pub struct FanOutTarget {
     pub endpoint_id: String,
     pub merchant_id: String,
     pub livemode: bool,
-    pub events: Option<Vec<String>>,
+    pub events: Option<Vec<walleot_api::EventType>>,
     /// Every event at or below these `seq`s (of sessions, of mandates) has its
     /// delivery.
     pub session_floor: i64,

@@ -7,13 +7,6 @@ use crate::store::rows::event_sql as sql;
 use crate::store::rows::*;
 use async_trait::async_trait;
 use sqlx::Row;
-use std::sync::LazyLock;
-
-static SESSIONS_AFTER: LazyLock<String> = LazyLock::new(|| sql::SESSIONS_AFTER.to_string());
-static MANDATES_AFTER: LazyLock<String> = LazyLock::new(|| sql::MANDATES_AFTER.to_string());
-static FIND: LazyLock<String> = LazyLock::new(|| sql::FIND.to_string());
-static POSITION: LazyLock<String> = LazyLock::new(|| sql::POSITION.to_string());
-static LIST: LazyLock<String> = LazyLock::new(|| sql::LIST.to_string());
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -23,7 +16,7 @@ impl EventStore for PostgresStore {
         livemode: bool,
         id: &str,
     ) -> Result<Option<EventPosition>, StoreError> {
-        let row = sqlx::query(&POSITION)
+        let row = sqlx::query(&sql::POSITION)
             .bind(merchant_id)
             .bind(livemode)
             .bind(id)
@@ -40,7 +33,7 @@ impl EventStore for PostgresStore {
         limit: i64,
     ) -> Result<(Vec<EventRecord>, bool), StoreError> {
         let [session_at, session_seq, mandate_at, mandate_seq] = sql::bounds(before);
-        let rows = sqlx::query(&LIST)
+        let rows = sqlx::query(&sql::LIST)
             .bind(merchant_id)
             .bind(livemode)
             .bind(session_at)
@@ -60,8 +53,8 @@ impl EventStore for PostgresStore {
         limit: i64,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         let query = match outbox {
-            Outbox::Sessions => &SESSIONS_AFTER,
-            Outbox::Mandates => &MANDATES_AFTER,
+            Outbox::Sessions => &sql::SESSIONS_AFTER,
+            Outbox::Mandates => &sql::MANDATES_AFTER,
         };
         sqlx::query(query)
             .bind(seq)
@@ -74,7 +67,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn find_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        sqlx::query(&FIND)
+        sqlx::query(&sql::FIND)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?

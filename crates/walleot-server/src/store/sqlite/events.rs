@@ -7,13 +7,12 @@ use crate::store::rows::event_sql as sql;
 use crate::store::rows::*;
 use async_trait::async_trait;
 use sqlx::Row;
-use std::sync::LazyLock;
 
-static SESSIONS_AFTER: LazyLock<String> = LazyLock::new(|| sqlite_sql(&sql::SESSIONS_AFTER));
-static MANDATES_AFTER: LazyLock<String> = LazyLock::new(|| sqlite_sql(&sql::MANDATES_AFTER));
-static FIND: LazyLock<String> = LazyLock::new(|| sqlite_sql(&sql::FIND));
-static POSITION: LazyLock<String> = LazyLock::new(|| sqlite_sql(&sql::POSITION));
-static LIST: LazyLock<String> = LazyLock::new(|| sqlite_sql(&sql::LIST));
+sqlite!(SESSIONS_AFTER = *sql::SESSIONS_AFTER);
+sqlite!(MANDATES_AFTER = *sql::MANDATES_AFTER);
+sqlite!(FIND = *sql::FIND);
+sqlite!(POSITION = *sql::POSITION);
+sqlite!(LIST = *sql::LIST);
 
 #[async_trait]
 impl EventStore for SqliteStore {

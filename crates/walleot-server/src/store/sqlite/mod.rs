@@ -4,6 +4,14 @@
 //! pool of their own and, thanks to WAL, never wait for the writer. Commits use
 //! `synchronous = FULL`: an answer is sent only once its change is on disk.
 
+/// A static of SQL written with `$N` placeholders (see `rows`), as SQLite numbers them.
+macro_rules! sqlite {
+    ($name:ident = $sql:expr) => {
+        static $name: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| crate::store::rows::sqlite_sql(&$sql));
+    };
+}
+
 mod events;
 mod idempotency;
 mod ledger;

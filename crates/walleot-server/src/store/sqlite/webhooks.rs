@@ -9,14 +9,7 @@ use crate::store::rows::webhook_sql as sql;
 use crate::store::rows::*;
 use async_trait::async_trait;
 use rusqlite::params;
-use std::sync::LazyLock;
 use walleot_api::WebhookEndpointStatus;
-
-macro_rules! sqlite {
-    ($name:ident = $sql:expr) => {
-        static $name: LazyLock<String> = LazyLock::new(|| sqlite_sql(&$sql));
-    };
-}
 
 sqlite!(INSERT_ENDPOINT = sql::INSERT_ENDPOINT);
 sqlite!(ENDPOINTS = *sql::ENDPOINTS);
